@@ -1,0 +1,61 @@
+"""Code-aware terms: how identifiers become searchable words.
+
+Both sides of lexical search go through here (what is indexed and what is
+asked), so a query for "parse header" finds ``parse_http_header`` and
+``HTTPHeaderParser`` alike. A whole identifier is kept next to its parts so an
+exact name still ranks first.
+"""
+
+from __future__ import annotations
+
+import re
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Split camelCase / PascalCase / acronyms: "HTTPServerError" -> HTTP, Server, Error.
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_MIN_PART = 2
+#: Python keywords and ubiquitous tokens that carry no meaning for search.
+STOP = frozenset(
+    "self cls def class return if else elif for while in is not and or none true false "
+    "import from as with try except finally raise pass break continue lambda yield "
+    "async await global nonlocal del assert the a an of to be this that it on at by "
+    "args kwargs".split()
+)
+
+
+def split_identifier(word: str) -> list[str]:
+    """Lower-cased parts of one identifier: ``parse_HTTPHeader`` -> parse, http, header."""
+    parts: list[str] = []
+    for chunk in word.split("_"):
+        if not chunk:
+            continue
+        for part in _CAMEL.findall(chunk):
+            if len(part) >= _MIN_PART:
+                parts.append(part.lower())
+    return parts
+
+
+def terms_of(text: str) -> list[str]:
+    """Search terms of a piece of code or prose: whole identifiers plus their parts."""
+    out: list[str] = []
+    for word in _WORD.findall(text):
+        lower = word.lower()
+        if lower in STOP:
+            continue
+        parts = split_identifier(word)
+        if len(parts) != 1 or parts[0] != lower:
+            if len(lower) >= _MIN_PART:
+                out.append(lower)
+        out.extend(p for p in parts if p not in STOP)
+    return out
+
+
+def terms_text(text: str) -> str:
+    """``terms_of`` joined by spaces, the form the FTS5 table stores."""
+    return " ".join(terms_of(text))
+
+
+def path_terms(path: str) -> str:
+    """Terms of a path: every folder and the file stem, split like identifiers."""
+    stem = path.rsplit(".", 1)[0] if "." in path.rsplit("/", 1)[-1] else path
+    return terms_text(stem.replace("/", " "))
