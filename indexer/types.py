@@ -338,3 +338,31 @@ class PackedContext:
             "items": [i.to_json() for i in self.items],
             "dropped": [d.to_json() for d in self.dropped],
         }
+
+
+# --------------------------------------------------------------------------- #
+# Search
+# --------------------------------------------------------------------------- #
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A ranked code location; ``why`` names the signals that put it there."""
+
+    node: Node
+    score: float
+    tokens: int = 0
+    why: str = ""
+
+    def to_json(self) -> dict:
+        n = self.node
+        return {
+            "path": n.path,
+            "start_line": n.start_line,
+            "end_line": n.end_line,
+            "kind": n.kind.value,
+            "name": n.qualname,
+            "score": round(self.score, 4),
+            "tokens": self.tokens,
+            "summary": n.signature + (f"  # {n.doc}" if n.doc else ""),
+            "why": self.why,
+        }

@@ -1,0 +1,1 @@
+"""Context assembly: turning ranked candidates into a text within the token budget."""

@@ -1,0 +1,184 @@
+"""Turn a request (query, focus, task) into prioritised candidates for the packer.
+
+Tiers follow DESIGN.md:
+- CRITICAL: the task and its status, the focus and its module, the latest error and the code it points at,
+  the best search hit.
+- HIGH: the focus's immediate dependencies and parents, other functions of the current module, the last two
+  iterations, the next best hits.
+- MEDIUM: tests of the focus / current module, callers, further hits and graph neighbours, successful approaches.
+- LOW: older iterations, the remaining neighbours, the project overview.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from indexer.context.render import SourceCache, renderings
+from indexer.graph.query import nodes_by_ids, related
+from indexer.search.graphwalk import expand
+from indexer.types import Candidate, Node, NodeKind, Rendering, Tier
+
+CRITICAL_HITS = 1  # search hits ranked this high are CRITICAL
+HIGH_HITS = 6
+MEDIUM_HITS = 25
+MAX_NEIGHBOURS = 40
+MAX_DEPENDENCIES = 4
+#: Full code is offered only when it costs at most this share of the budget (else summary first).
+FULL_CODE_SHARE = 0.35
+ERROR_FRAMES = 3
+
+
+@dataclass(slots=True)
+class Request:
+    """What the caller asked for, already resolved to nodes."""
+
+    query: str | None
+    focus: list[Node]
+    task: object | None  # indexer.events.TaskState
+    ranked: list[tuple[int, float, str]]  # search results: (node id, score, why)
+    budget: int
+
+
+class Assembler:
+    """Builds candidates for one request; ``count`` is the profile's token counter."""
+
+    def __init__(self, conn, sources: SourceCache, count) -> None:
+        self.conn = conn
+        self.sources = sources
+        self.count = count
+        self._out: dict[str, Candidate] = {}
+
+    def candidates(self, req: Request) -> list[Candidate]:
+        self._out = {}
+        task = req.task
+        test_status = dict(getattr(task, "tests", {}) or {}) if task else {}
+        if task is not None:
+            self._task(task)
+        for node in req.focus:
+            self._node(node, Tier.CRITICAL, 10.0, "focus", req.budget, test_status)
+            self._around_focus(node, req.budget, test_status)
+        current_module = getattr(task, "current_module", None) if task else None
+        if current_module:
+            self._module(current_module, Tier.CRITICAL, "current module of the task", req.budget)
+        if task is not None and getattr(task, "last_error", None):
+            self._error(task.last_error, req.budget)
+        for rank, (node_id, score, why) in enumerate(req.ranked[:MEDIUM_HITS]):
+            tier = Tier.CRITICAL if rank < CRITICAL_HITS else Tier.HIGH if rank < HIGH_HITS else Tier.MEDIUM
+            node = self._nodes([node_id]).get(node_id)
+            if node is not None:
+                self._node(node, tier, score, f"search #{rank + 1}: {why}", req.budget, test_status)
+        self._neighbours(req, test_status)
+        if task is not None:
+            self._files_of_task(task, req.budget)
+        return list(self._out.values())
+
+    # ------------------------------------------------------------------ #
+    def _add(self, cand: Candidate) -> None:
+        existing = self._out.get(cand.key)
+        if existing is None or (cand.tier, -cand.score) < (existing.tier, -existing.score):
+            self._out[cand.key] = cand
+
+    def _node(self, node: Node, tier: Tier, score: float, why: str, budget: int,
+              test_status: dict[str, bool]) -> None:
+        levels = renderings(self.conn, self.sources, node, test_status=test_status)
+        if levels and levels[0].level == "full" and len(levels) > 1:
+            # A full body over its share of the budget is offered from the summary down
+            # (cl100k tokens average ~4 chars of code; 8 chars a token is a safe shortcut).
+            text = levels[0].text
+            if len(text) > 8 * FULL_CODE_SHARE * budget or self.count(text) > FULL_CODE_SHARE * budget:
+                levels = levels[1:]
+        if tier >= Tier.LOW:
+            levels = tuple(r for r in levels if r.level != "full") or levels
+        self._add(Candidate(key=f"node:{node.id}", tier=tier, score=score, kind=node.kind.value,
+                            name=node.qualname, why=why, renderings=levels, path=node.path,
+                            start_line=node.start_line, end_line=node.end_line))
+
+    def _nodes(self, ids) -> dict[int, Node]:
+        return nodes_by_ids(self.conn, ids)
+
+    def _around_focus(self, node: Node, budget: int, test_status) -> None:
+        links = related(self.conn, node.id, depth=1, limit=200)
+        deps = [l for l in links if l.name in ("calls", "inherits") and l.node.path][:MAX_DEPENDENCIES]
+        for l in deps:
+            self._node(l.node, Tier.HIGH, l.confidence, f"{l.name} from focus {node.name}", budget, test_status)
+        for l in links:
+            if l.name == "belongs_to" and l.node.kind != NodeKind.MODULE:
+                self._node(l.node, Tier.HIGH, l.confidence, f"parent of focus {node.name}", budget, test_status)
+            elif l.name == "tested_by":
+                self._node(l.node, Tier.MEDIUM, l.confidence, f"tests focus {node.name}", budget, test_status)
+            elif l.name == "called_by":
+                self._node(l.node, Tier.MEDIUM, l.confidence * 0.8, f"calls focus {node.name}", budget, test_status)
+        if node.path:
+            self._module(node.path, Tier.CRITICAL if node.kind == NodeKind.MODULE else Tier.HIGH,
+                         f"module of focus {node.name}", budget)
+
+    def _module(self, path: str, tier: Tier, why: str, budget: int) -> None:
+        row = self.conn.execute("SELECT n.id FROM nodes n JOIN files f ON f.id=n.file_id "
+                                "WHERE f.path=? AND n.kind='module'", (path,)).fetchone()
+        if row is None:
+            return
+        node = self._nodes([row[0]])[row[0]]
+        levels = tuple(r for r in renderings(self.conn, self.sources, node) if r.level == "module")
+        if levels:
+            self._add(Candidate(key=f"module:{path}", tier=tier, score=1.0, kind="module", name=node.qualname,
+                                why=why, renderings=levels, path=path, start_line=node.start_line,
+                                end_line=node.end_line))
+
+    def _neighbours(self, req: Request, test_status) -> None:
+        """Graph walk from the hits, focus and task files: what they lead to, ranked by PPR."""
+        seeds: dict[int, float] = {}
+        for rank, (node_id, score, _why) in enumerate(req.ranked[:HIGH_HITS]):
+            seeds[node_id] = score / (1 + rank)
+        for node in req.focus:
+            seeds[node.id] = max(seeds.values(), default=1.0) * 2
+        if not seeds:
+            return
+        scores = expand(self.conn, seeds)
+        ranked = sorted(((s, i) for i, s in scores.items() if i not in seeds), reverse=True)[:MAX_NEIGHBOURS]
+        nodes = self._nodes([i for _, i in ranked])
+        for rank, (score, node_id) in enumerate(ranked):
+            node = nodes.get(node_id)
+            if node is None or node.kind == NodeKind.LIBRARY:
+                continue
+            tier = Tier.MEDIUM if rank < MAX_NEIGHBOURS // 3 else Tier.LOW
+            self._node(node, tier, score, "graph walk from the hits", req.budget, test_status)
+
+    def _task(self, task) -> None:
+        lines = [f"Task {task.task_id}: {task.title or ''} [{task.status}]".rstrip()]
+        if getattr(task, "description", None):
+            lines.append(task.description)
+        if task.failing_tests:
+            lines.append("Failing tests: " + ", ".join(task.failing_tests[:10]))
+        if task.files_edited:
+            lines.append("Edited: " + ", ".join(task.files_edited[-10:]))
+        self._add(Candidate(key=f"task:{task.task_id}", tier=Tier.CRITICAL, score=100.0, kind="task",
+                            name=task.task_id, why="current task", renderings=(Rendering("summary", "\n".join(lines)),
+                                                                               Rendering("signature", lines[0]))))
+        iterations = list(task.iterations)
+        for age, it in enumerate(reversed(iterations)):
+            tier = Tier.HIGH if age < 2 else Tier.MEDIUM if it.outcome == "success" else Tier.LOW
+            text = f"Iteration {it.n}: {it.summary}" + (f" -> {it.outcome}" if it.outcome else "")
+            self._add(Candidate(key=f"iteration:{task.task_id}:{it.n}", tier=tier, score=50.0 - age, kind="iteration",
+                                name=f"iteration {it.n}", why="task history", renderings=(Rendering("summary", text),)))
+
+    def _error(self, error, budget: int) -> None:
+        refs = list(error.refs or [])
+        text = f"Error: {error.message}"
+        if refs:
+            text += "\n" + "\n".join(f"  at {r['path']}:{r['line']} in {r.get('function', '')}" for r in refs[-6:])
+        self._add(Candidate(key="error", tier=Tier.CRITICAL, score=99.0, kind="error", name="latest error",
+                            why="latest error of the task", renderings=(Rendering("full", text),
+                                                                         Rendering("summary", text.splitlines()[0]))))
+        # The innermost workspace frames are where the fix usually is.
+        for ref in list(reversed(refs))[:ERROR_FRAMES]:
+            row = self.conn.execute(
+                "SELECT n.id FROM nodes n JOIN files f ON f.id=n.file_id WHERE f.path=? AND n.start_line<=? "
+                "AND n.end_line>=? ORDER BY n.end_line - n.start_line LIMIT 1",
+                (ref["path"], ref["line"], ref["line"])).fetchone()
+            if row:
+                node = self._nodes([row[0]])[row[0]]
+                self._node(node, Tier.CRITICAL, 98.0, f"error points at {ref['path']}:{ref['line']}", budget, {})
+
+    def _files_of_task(self, task, budget: int) -> None:
+        for age, path in enumerate(reversed(list(task.files_edited)[-5:])):
+            self._module(path, Tier.HIGH if age == 0 else Tier.MEDIUM, "edited in this task", budget)

@@ -1,0 +1,136 @@
+"""How a node is shown at each level of detail: full code, summary, signature, module summary.
+
+Code comes from the ``sources`` table, the text the graph was built from, so
+line ranges always match what is shown even while the file on disk moves on.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from indexer.graph.query import row_to_node
+from indexer.types import Node, NodeKind, Rendering
+
+_MAX_LIST = 8  # names listed per relation in a summary
+_FULL_MAX_LINES = 400  # longer definitions are only offered as summaries
+
+
+class SourceCache:
+    """Lines of stored sources, by path; a small LRU keyed by the file's version."""
+
+    def __init__(self, conn, size: int = 64) -> None:
+        self.conn = conn
+        self.size = size
+        self._files: OrderedDict[str, tuple[int, list[str]]] = OrderedDict()
+
+    def lines(self, path: str) -> list[str]:
+        row = self.conn.execute(
+            "SELECT f.version, s.text FROM files f JOIN sources s ON s.file_id=f.id WHERE f.path=?", (path,)
+        ).fetchone()
+        if row is None:
+            return []
+        cached = self._files.get(path)
+        if cached and cached[0] == row[0]:
+            self._files.move_to_end(path)
+            return cached[1]
+        lines = row[1].splitlines()
+        self._files[path] = (row[0], lines)
+        if len(self._files) > self.size:
+            self._files.popitem(last=False)
+        return lines
+
+    def code(self, node: Node) -> str:
+        """The node's own source lines."""
+        if node.path is None:
+            return ""
+        return "\n".join(self.lines(node.path)[node.start_line - 1 : node.end_line])
+
+
+def _names(conn, sql: str, node_id: int) -> list[str]:
+    return [r[0] for r in conn.execute(sql, (node_id,)).fetchall()]
+
+
+def relations(conn, node: Node) -> dict[str, list[str]]:
+    """Short lists of what a node calls, who calls it, and its tests: the L3 summary's links."""
+    calls = _names(conn, "SELECT n.name FROM edges e JOIN nodes n ON n.id=e.dst WHERE e.src=? AND e.kind='calls' "
+                         f"ORDER BY e.confidence DESC, n.name LIMIT {_MAX_LIST}", node.id)
+    callers = _names(conn, "SELECT n.qualname FROM edges e JOIN nodes n ON n.id=e.src WHERE e.dst=? AND e.kind='calls' "
+                           f"ORDER BY e.confidence DESC, n.qualname LIMIT {_MAX_LIST}", node.id)
+    tests = _names(conn, "SELECT n.name FROM edges e JOIN nodes n ON n.id=e.src WHERE e.dst=? AND e.kind='tests' "
+                         f"ORDER BY e.confidence DESC, n.name LIMIT {_MAX_LIST}", node.id)
+    return {"calls": calls, "called by": [c.rsplit(".", 2)[-2] + "." + c.rsplit(".", 1)[-1] if "." in c else c
+                                          for c in callers], "tests": tests}
+
+
+def summary_text(conn, node: Node, test_status: dict[str, bool] | None = None) -> str:
+    """L3: signature, first docstring line, calls, callers and test status."""
+    lines = [node.signature or f"{node.kind.value} {node.name}"]
+    if node.doc:
+        lines.append(f'    """{node.doc}"""')
+    for label, names in relations(conn, node).items():
+        if names:
+            if label == "tests" and test_status:
+                names = [f"{n} ({'pass' if test_status.get(n) else 'FAIL'})" if n in test_status else n
+                         for n in names]
+            lines.append(f"    # {label}: {', '.join(names)}")
+    return "\n".join(lines)
+
+
+def module_summary(conn, path: str, *, max_members: int = 60) -> str:
+    """L2: a module's docstring, its classes and functions with signatures, imports, importers and tests."""
+    row = conn.execute(
+        "SELECT n.id, n.kind, n.name, n.qualname, f.path, n.start_line, n.end_line, n.signature, n.doc "
+        "FROM nodes n JOIN files f ON f.id=n.file_id WHERE f.path=? AND n.kind='module'", (path,)).fetchone()
+    if row is None:
+        return ""
+    module = row_to_node(row)
+    out = [f"# {module.qualname} ({path})"]
+    if module.doc:
+        out.append(f'"""{module.doc}"""')
+    members = conn.execute(
+        "SELECT n.kind, n.signature, n.doc, n.start_line, n.end_line, n.parent_id = ? FROM nodes n "
+        "WHERE n.file_id=(SELECT id FROM files WHERE path=?) AND n.kind != 'module' ORDER BY n.start_line LIMIT ?",
+        (module.id, path, max_members + 1)).fetchall()
+    for kind, signature, doc, start, end, top in members[:max_members]:
+        indent = "" if top else "    "
+        out.append(f"{indent}{signature}  # L{start}-{end}" + (f": {doc}" if doc else ""))
+    if len(members) > max_members:
+        out.append("    ...")
+    for label, sql in (
+        ("imports", "SELECT n.qualname FROM edges e JOIN nodes n ON n.id=e.dst WHERE e.src=? AND e.kind='imports' "
+                    "AND n.kind='module' ORDER BY n.qualname"),
+        ("imported by", "SELECT n.qualname FROM edges e JOIN nodes n ON n.id=e.src WHERE e.dst=? AND e.kind='imports' "
+                        "ORDER BY n.qualname"),
+        ("tested by", "SELECT DISTINCT n.qualname FROM edges e JOIN nodes n ON n.id=e.src WHERE e.kind='tests' AND "
+                      "(e.dst=? OR e.dst IN (SELECT id FROM nodes WHERE file_id=(SELECT file_id FROM nodes WHERE id=?)))"
+                      " ORDER BY n.qualname"),
+    ):
+        params = (module.id, module.id) if label == "tested by" else (module.id,)
+        names = [r[0] for r in conn.execute(sql, params).fetchall()]
+        if names:
+            shown = ", ".join(names[:_MAX_LIST * 2]) + (f", ... ({len(names)} in all)" if len(names) > _MAX_LIST * 2 else "")
+            out.append(f"# {label}: {shown}")
+    return "\n".join(out)
+
+
+def renderings(conn, sources: SourceCache, node: Node, *,
+               test_status: dict[str, bool] | None = None) -> tuple[Rendering, ...]:
+    """A node at every level, richest first: full code, summary, signature, its module's summary."""
+    out: list[Rendering] = []
+    if node.kind == NodeKind.MODULE:
+        summary = module_summary(conn, node.path) if node.path else ""
+        code = sources.code(node)
+        if code and node.end_line - node.start_line <= _FULL_MAX_LINES:
+            out.append(Rendering("full", code))
+        if summary:
+            out.append(Rendering("module", summary))
+        return tuple(out)
+    if node.kind == NodeKind.LIBRARY:
+        return (Rendering("signature", f"library {node.qualname}"),)
+    if node.end_line - node.start_line <= _FULL_MAX_LINES:
+        code = sources.code(node)
+        if code:
+            out.append(Rendering("full", code))
+    out.append(Rendering("summary", summary_text(conn, node, test_status)))
+    out.append(Rendering("signature", node.signature or f"{node.kind.value} {node.name}"))
+    return tuple(out)

@@ -1,0 +1,123 @@
+"""What resolution needs to know about one file, stored so it can be re-resolved without re-parsing.
+
+When another file changes, the files whose references may now resolve
+differently are resolved again from these facts (a compact msgpack blob per
+file), not from disk: the disk may already hold a newer version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgpack
+
+from indexer.modules import absolute_module, package_of
+from indexer.types import Definition, ParsedFile
+
+#: File names and folders that mark test code (pytest and unittest conventions).
+_TEST_DIRS = frozenset({"tests", "test", "testing"})
+
+
+def is_test_path(path: str) -> bool:
+    """True for files pytest would collect or that live in a tests folder."""
+    parts = path.split("/")
+    name = parts[-1]
+    stem = name.rsplit(".", 1)[0]
+    if stem.startswith("test_") or stem.endswith("_test") or stem in ("tests", "conftest"):
+        return True
+    return any(p in _TEST_DIRS for p in parts[:-1])
+
+
+@dataclass(frozen=True, slots=True)
+class FileFacts:
+    """Resolution inputs of one file: its definitions' shape, imports (absolute) and references."""
+
+    file_id: int
+    path: str
+    module: str
+    module_node: int
+    def_ids: tuple[int, ...]  # node id of each definition, same order as ParsedFile.definitions
+    def_kinds: tuple[str, ...]
+    def_names: tuple[str, ...]
+    def_parents: tuple[int, ...]
+    bases: tuple[tuple[int, tuple[str, ...]], ...]  # (definition index, raw base expressions)
+    imports: tuple[tuple[str, str | None, str, int, int], ...]  # (abs module, name, alias, line, scope)
+    references: tuple[tuple[str, str, int, int], ...]  # (kind, target, line, scope)
+    is_test_file: bool
+
+    def to_blob(self) -> bytes:
+        """Compact serialisation for the ``file_facts`` table (ids are stored as rows, not here)."""
+        return msgpack.packb(
+            [
+                list(self.def_kinds),
+                list(self.def_names),
+                list(self.def_parents),
+                [[i, list(b)] for i, b in self.bases],
+                [list(i) for i in self.imports],
+                [list(r) for r in self.references],
+            ],
+            use_bin_type=True,
+        )
+
+    @classmethod
+    def from_blob(
+        cls, blob: bytes, *, file_id: int, path: str, module: str, module_node: int, def_ids: tuple[int, ...]
+    ) -> "FileFacts":
+        kinds, names, parents, bases, imports, refs = msgpack.unpackb(blob, raw=False)
+        return cls(
+            file_id=file_id,
+            path=path,
+            module=module,
+            module_node=module_node,
+            def_ids=def_ids,
+            def_kinds=tuple(kinds),
+            def_names=tuple(names),
+            def_parents=tuple(parents),
+            bases=tuple((i, tuple(b)) for i, b in bases),
+            imports=tuple(tuple(i) for i in imports),  # type: ignore[misc]
+            references=tuple(tuple(r) for r in refs),  # type: ignore[misc]
+            is_test_file=is_test_path(path),
+        )
+
+
+def facts_of(
+    parsed: ParsedFile, *, file_id: int, module: str, module_node: int, def_ids: tuple[int, ...]
+) -> FileFacts:
+    """Facts of a freshly parsed file: relative imports made absolute against its package."""
+    package = package_of(module, parsed.path)
+    imports = tuple(
+        (absolute_module(package, imp.module, imp.level), imp.name, imp.alias, imp.line, imp.scope)
+        for imp in parsed.imports
+    )
+    defs: tuple[Definition, ...] = parsed.definitions
+    return FileFacts(
+        file_id=file_id,
+        path=parsed.path,
+        module=module,
+        module_node=module_node,
+        def_ids=def_ids,
+        def_kinds=tuple(d.kind.value for d in defs),
+        def_names=tuple(d.name for d in defs),
+        def_parents=tuple(d.parent for d in defs),
+        bases=tuple((i, d.bases) for i, d in enumerate(defs) if d.bases),
+        imports=imports,
+        references=tuple((r.kind, r.target, r.line, r.scope) for r in parsed.references),
+        is_test_file=is_test_path(parsed.path),
+    )
+
+
+def defined_names(facts: FileFacts) -> set[str]:
+    """Every name whose meaning this file's content decides for others.
+
+    A reference elsewhere can only resolve differently after this file changes
+    if it consulted one of these names (see ``Resolver`` dependency recording).
+    """
+    names = set(facts.def_names)
+    names.update(facts.module.split("."))
+    for module, name, alias, _line, _scope in facts.imports:
+        names.add(alias)
+        if name:
+            names.add(name)
+        names.update(module.split("."))
+    names.discard("")
+    return names

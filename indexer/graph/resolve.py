@@ -1,0 +1,476 @@
+"""Resolve a file's imports, calls, bases and test links into graph edges.
+
+Pure logic over a ``Symbols`` table: no I/O. Each resolved edge carries a
+confidence (``indexer.types.Confidence``): through the file's own imports >
+same module or class > the only definition of that name > one of a few.
+
+Every name the resolution of a file consults is recorded in ``deps``. When a
+file changes, exactly the files whose deps meet the changed file's names are
+resolved again, so an incremental index equals a full one.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sys
+from dataclasses import dataclass, field
+
+from indexer.graph.facts import FileFacts
+from indexer.types import Confidence
+
+_BUILTINS = frozenset(dir(builtins))
+_STDLIB = frozenset(sys.stdlib_module_names)
+_MAX_AMBIGUOUS = 3  # more same-named candidates than this carry no signal
+_MAX_BASE_DEPTH = 8
+_MAX_REEXPORT_HOPS = 3
+_CALLABLE_KINDS = frozenset({"function", "class"})
+_ATTRIBUTE_KINDS = frozenset({"method", "function"})
+_TEST_PREFIXES = ("test_", "test")
+
+LIBRARY = "lib:"  # prefix of a library edge target: "lib:numpy"
+
+
+@dataclass(slots=True)
+class NodeInfo:
+    """What resolution needs of a stored node."""
+
+    id: int
+    kind: str
+    name: str
+    qualname: str
+    parent: int | None
+    file_id: int | None
+    in_test: bool = False  # defined in a test file (see facts.is_test_path)
+
+
+@dataclass(slots=True)
+class Symbols:
+    """In-memory lookup tables over every node of the workspace."""
+
+    nodes: dict[int, NodeInfo] = field(default_factory=dict)
+    by_qualname: dict[str, list[int]] = field(default_factory=dict)
+    by_name: dict[str, list[int]] = field(default_factory=dict)
+    modules: dict[str, int] = field(default_factory=dict)
+    #: module name -> alias -> (absolute module, imported name or None), module-level imports only
+    module_imports: dict[str, dict[str, tuple[str, str | None]]] = field(default_factory=dict)
+    #: class id -> resolved base class ids (from inherits edges)
+    bases: dict[int, list[int]] = field(default_factory=dict)
+    top_packages: set[str] = field(default_factory=set)
+
+    def add_node(self, info: NodeInfo) -> None:
+        self.nodes[info.id] = info
+        self.by_qualname.setdefault(info.qualname, []).append(info.id)
+        if info.kind == "module":
+            self.modules[info.qualname] = info.id
+            self.top_packages.add(info.qualname.split(".", 1)[0])
+        elif info.kind != "library":
+            self.by_name.setdefault(info.name, []).append(info.id)
+
+    def remove_node(self, node_id: int) -> None:
+        info = self.nodes.pop(node_id, None)
+        if info is None:
+            return
+        _remove(self.by_qualname, info.qualname, node_id)
+        if info.kind == "module":
+            if self.modules.get(info.qualname) == node_id:
+                del self.modules[info.qualname]
+            self.module_imports.pop(info.qualname, None)
+        elif info.kind != "library":
+            _remove(self.by_name, info.name, node_id)
+        self.bases.pop(node_id, None)
+
+    def set_module_imports(self, facts: FileFacts) -> None:
+        table: dict[str, tuple[str, str | None]] = {}
+        for module, name, alias, _line, scope in facts.imports:
+            if scope == -1 and alias != "*":
+                table[alias] = (module, name)
+        self.module_imports[facts.module] = table
+
+    def rebuild_top_packages(self) -> None:
+        self.top_packages = {q.split(".", 1)[0] for q in self.modules}
+
+
+def _remove(index: dict[str, list[int]], key: str, node_id: int) -> None:
+    ids = index.get(key)
+    if ids and node_id in ids:
+        ids.remove(node_id)
+        if not ids:
+            del index[key]
+
+
+@dataclass(slots=True)
+class Resolution:
+    """The edges of one file and the names its resolution consulted."""
+
+    edges: dict[tuple[int, str, int | str], float] = field(default_factory=dict)
+    deps: set[str] = field(default_factory=set)
+
+    def add(self, src: int, kind: str, dst: int | str, confidence: float) -> None:
+        key = (src, kind, dst)
+        if self.edges.get(key, -1.0) < confidence:
+            self.edges[key] = confidence
+
+
+class Resolver:
+    """Resolves one file at a time against the shared ``Symbols``."""
+
+    def __init__(self, symbols: Symbols) -> None:
+        self.symbols = symbols
+        self._by_last: dict[str, list[int]] | None = None
+        # Lookups are pure while the symbol table is fixed: cache each answer with the names it consulted.
+        self._memo: dict[tuple, tuple[list, frozenset[str]]] = {}
+
+    def _cached(self, key: tuple, out: Resolution, compute) -> list:
+        """``compute(deps)`` once per key; replays the consulted names into ``out.deps`` on every hit."""
+        hit = self._memo.get(key)
+        if hit is None:
+            deps: set[str] = set()
+            result = compute(Resolution(deps=deps))
+            hit = (result, frozenset(deps))
+            self._memo[key] = hit
+        out.deps.update(hit[1])
+        return hit[0]
+
+    def invalidate(self) -> None:
+        """Forget cached lookups (the bases table changed)."""
+        self._memo.clear()
+
+    # ------------------------------------------------------------------ #
+    # phase 1: bases (independent of the bases table, so order never matters)
+    # ------------------------------------------------------------------ #
+    def resolve_bases(self, facts: FileFacts, out: Resolution) -> dict[int, list[int]]:
+        """Resolve class bases into inherits edges; returns class id -> base ids."""
+        scope = _FileScope(facts)
+        result: dict[int, list[int]] = {}
+        for index, bases in facts.bases:
+            class_id = facts.def_ids[index]
+            found: list[int] = []
+            for base in bases:
+                for node_id, conf in self._resolve(base, facts.def_parents[index], scope, out, walk_bases=False):
+                    if isinstance(node_id, int) and self.symbols.nodes[node_id].kind == "class" and node_id != class_id:
+                        out.add(class_id, "inherits", node_id, conf)
+                        if node_id not in found:
+                            found.append(node_id)
+            result[class_id] = found
+        return result
+
+    # ------------------------------------------------------------------ #
+    # phase 2: imports, calls, tests, libraries
+    # ------------------------------------------------------------------ #
+    def resolve_links(self, facts: FileFacts, out: Resolution) -> None:
+        """Every edge of the file except contains and inherits."""
+        scope = _FileScope(facts)
+        self._imports(facts, scope, out)
+        seen: dict[tuple[str, str, int], list] = {}
+        for kind, target, _line, where in facts.references:
+            src = facts.def_ids[where] if where >= 0 else facts.module_node
+            key = (kind, target, where)
+            found = seen.get(key)
+            if found is None:
+                found = seen[key] = self._resolve(target, where, scope, out, walk_bases=True, call=kind == "call")
+            for dst, conf in found:
+                if isinstance(dst, str):
+                    out.add(src, "depends_on", dst, conf)
+                    continue
+                if kind == "name" and conf < Confidence.SAME_MODULE:
+                    continue  # a bare name found only by a global guess is noise
+                if self.symbols.nodes[dst].kind in ("module", "test"):
+                    continue
+                out.add(src, "calls", dst, conf)
+        self._tests(facts, out)
+
+    def _imports(self, facts: FileFacts, scope: "_FileScope", out: Resolution) -> None:
+        src = facts.module_node
+        for module, name, alias, _line, where in facts.imports:
+            if not module:
+                continue
+            out.deps.update(module.split("."))
+            target = self._module_or_prefix(module)
+            if target is None:
+                lib = LIBRARY + module.split(".", 1)[0]
+                out.add(src, "depends_on", lib, Confidence.STRUCTURAL)
+                if where >= 0:
+                    out.add(facts.def_ids[where], "depends_on", lib, Confidence.STRUCTURAL)
+                continue
+            if target != src:
+                out.add(src, "imports", target, Confidence.STRUCTURAL)
+            if name and name != "*":
+                out.deps.add(name)
+                for node_id, conf in self._qualified(f"{module}.{name}", out, walk_bases=False):
+                    if isinstance(node_id, int) and node_id != src:
+                        out.add(src, "imports", node_id, conf)
+
+    def _module_or_prefix(self, module: str) -> int | None:
+        """The workspace module (or its deepest existing package) an import names, else None (a library)."""
+        parts = module.split(".")
+        if parts[0] not in self.symbols.top_packages:
+            return None
+        while parts:
+            node = self.symbols.modules.get(".".join(parts))
+            if node is not None:
+                return node
+            parts.pop()
+        return None
+
+    def _tests(self, facts: FileFacts, out: Resolution) -> None:
+        """Test nodes link to what they exercise: their resolved calls, and by naming convention."""
+        test_ids = {facts.def_ids[i] for i, k in enumerate(facts.def_kinds) if k == "test"}
+        if not facts.is_test_file and not test_ids:
+            return
+        nodes = self.symbols.nodes
+        calls = [(src, dst, conf) for (src, kind, dst), conf in out.edges.items() if kind == "calls"]
+        for src, dst, conf in calls:
+            if src in test_ids and isinstance(dst, int) and not nodes[dst].in_test:
+                out.add(src, "tests", dst, conf)
+        for index, kind in enumerate(facts.def_kinds):
+            name = facts.def_names[index]
+            if kind == "test":
+                for dst in self._convention_targets(_strip_test(name), ("function", "method", "class"), out):
+                    out.add(facts.def_ids[index], "tests", dst, Confidence.CONVENTION)
+            elif kind == "class" and name.startswith("Test") and len(name) > 4:
+                for dst in self._convention_targets(name[4:], ("class",), out):
+                    out.add(facts.def_ids[index], "tests", dst, Confidence.CONVENTION)
+        if facts.is_test_file:
+            stem = facts.module.rsplit(".", 1)[-1]
+            subject = _strip_test(stem) if stem.startswith("test") else stem.removesuffix("_test")
+            if subject and subject != stem:
+                out.deps.add(subject)
+                for node_id in self._modules_by_last_name().get(subject, ()):
+                    if not nodes[node_id].in_test:
+                        out.add(facts.module_node, "tests", node_id, Confidence.CONVENTION)
+
+    def _modules_by_last_name(self) -> dict[str, list[int]]:
+        """Module ids by the last part of their dotted name (built once per resolver)."""
+        if self._by_last is None:
+            self._by_last = {}
+            for qualname, node_id in self.symbols.modules.items():
+                self._by_last.setdefault(qualname.rsplit(".", 1)[-1], []).append(node_id)
+        return self._by_last
+
+    def _convention_targets(self, subject: str, kinds: tuple[str, ...], out: Resolution) -> list[int]:
+        """Definitions a test name points at: test_parse_url -> parse_url, else parse."""
+        parts = subject.split("_")
+        while parts:
+            name = "_".join(parts)
+            out.deps.add(name)
+            found = [
+                i for i in self.symbols.by_name.get(name, ())
+                if self.symbols.nodes[i].kind in kinds and not self.symbols.nodes[i].in_test
+            ]
+            if found:
+                return found if len(found) <= _MAX_AMBIGUOUS else []
+            parts.pop()
+        return []
+
+    # ------------------------------------------------------------------ #
+    # name resolution
+    # ------------------------------------------------------------------ #
+    def _resolve(
+        self, target: str, where: int, scope: "_FileScope", out: Resolution, *, walk_bases: bool, call: bool = True
+    ) -> list[tuple[int | str, float]]:
+        parts = target.split(".")
+        head = parts[0]
+        if head == "?":
+            return self._global(parts[-1], _ATTRIBUTE_KINDS, out)
+        if head in ("self", "cls") and len(parts) >= 2:
+            owner = scope.enclosing_class(where)
+            if owner is not None and len(parts) == 2:
+                found = self._member(scope.facts.def_ids[owner], parts[1], out, walk_bases)
+                if found:
+                    return [(i, Confidence.SAME_MODULE) for i in found]
+            return self._global(parts[-1], _ATTRIBUTE_KINDS, out) if walk_bases else []
+        if head == "super" and len(parts) >= 2:
+            owner = scope.enclosing_class(where)
+            if owner is None or not walk_bases:
+                return []
+            class_id = scope.facts.def_ids[owner]
+            found = sorted({i for base in self.symbols.bases.get(class_id, ())
+                            for i in self._member(base, parts[-1], out, walk_bases)})
+            return [(i, Confidence.SAME_MODULE) for i in found]
+        local = scope.local(head, where)
+        if local is not None:
+            node_id = scope.facts.def_ids[local]
+            return [(i, Confidence.SAME_MODULE) for i in self._walk(node_id, parts[1:], out, walk_bases)]
+        bound = scope.imported(head, where)
+        if bound is not None:
+            module, name = bound
+            if name is None:
+                base = head if module.split(".", 1)[0] == head else module
+            else:
+                base = f"{module}.{name}"
+            top = base.split(".", 1)[0]
+            if top not in self.symbols.top_packages:
+                out.deps.update(base.split("."))
+                return [(LIBRARY + top, Confidence.IMPORT)]
+            qual = ".".join([base, *parts[1:]])
+            found = self._qualified(qual, out, walk_bases)
+            if found:
+                return found
+            if len(parts) > 1 and walk_bases:
+                return self._global(parts[-1], _ATTRIBUTE_KINDS, out)
+            return []
+        for module in scope.star_modules(where):
+            found = self._qualified(f"{module}.{target}", out, walk_bases)
+            if found:
+                return found
+        if head in _BUILTINS and len(parts) == 1:
+            return []
+        if len(parts) == 1:
+            return self._global(head, _CALLABLE_KINDS, out) if call else []
+        return self._global(parts[-1], _ATTRIBUTE_KINDS, out) if walk_bases else []
+
+    def _qualified(self, qualname: str, out: Resolution, walk_bases: bool, hops: int = 0) -> list[tuple[int | str, float]]:
+        """Nodes with this dotted name, following re-exports (``from .x import y`` in a package)."""
+        return self._cached(("q", qualname, walk_bases, hops), out,
+                            lambda deps: self._qualified_uncached(qualname, deps, walk_bases, hops))
+
+    def _qualified_uncached(self, qualname: str, out: Resolution, walk_bases: bool, hops: int) -> list:
+        out.deps.update(qualname.split("."))
+        direct = self.symbols.by_qualname.get(qualname)
+        if direct:
+            return [(i, Confidence.IMPORT) for i in direct if self.symbols.nodes[i].kind != "library"]
+        parts = qualname.split(".")
+        # Longest module prefix, then walk the rest as attributes.
+        for cut in range(len(parts) - 1, 0, -1):
+            module = ".".join(parts[:cut])
+            module_id = self.symbols.modules.get(module)
+            if module_id is None:
+                continue
+            rest = parts[cut:]
+            # A class attribute inherited from a base: Module.Class.method
+            first = self.symbols.by_qualname.get(f"{module}.{rest[0]}")
+            if first and walk_bases and len(rest) >= 2:
+                found = []
+                for node_id in first:
+                    found.extend(self._walk(node_id, rest[1:], out, walk_bases))
+                if found:
+                    return [(i, Confidence.IMPORT) for i in found]
+            reexport = self.symbols.module_imports.get(module, {}).get(rest[0])
+            if reexport is not None and hops < _MAX_REEXPORT_HOPS:
+                src_module, src_name = reexport
+                head = f"{src_module}.{src_name}" if src_name else src_module
+                return self._qualified(".".join([head, *rest[1:]]), out, walk_bases, hops + 1)
+            return []
+        return []
+
+    def _walk(self, node_id: int, rest: list[str], out: Resolution, walk_bases: bool) -> list[int]:
+        """Follow attributes from a node: a class's members (inherited too), a module's names."""
+        if not rest:
+            return [node_id]
+        info = self.symbols.nodes[node_id]
+        if info.kind == "module":
+            return [i for i, _ in self._qualified(f"{info.qualname}.{'.'.join(rest)}", out, walk_bases) if isinstance(i, int)]
+        if info.kind != "class" or len(rest) > 2:
+            return []
+        members = self._member(node_id, rest[0], out, walk_bases)
+        if len(rest) == 1:
+            return members
+        return [m for member in members for m in self._walk(member, rest[1:], out, walk_bases)]
+
+    def _member(self, class_id: int, name: str, out: Resolution, walk_bases: bool) -> list[int]:
+        """A class member by name, looking through resolved bases breadth-first.
+
+        All matches at the nearest depth are returned, so the answer does not
+        depend on the order bases were stored in (depth-bounded, cycle-safe).
+        """
+        return self._cached(("m", class_id, name, walk_bases), out,
+                            lambda deps: self._member_uncached(class_id, name, deps, walk_bases))
+
+    def _member_uncached(self, class_id: int, name: str, out: Resolution, walk_bases: bool) -> list[int]:
+        out.deps.add(name)
+        seen: set[int] = set()
+        frontier = [class_id]
+        depth = 0
+        while frontier and depth <= _MAX_BASE_DEPTH:
+            found: list[int] = []
+            next_frontier: list[int] = []
+            for cid in frontier:
+                if cid in seen:
+                    continue
+                seen.add(cid)
+                info = self.symbols.nodes.get(cid)
+                if info is None:
+                    continue
+                out.deps.add(info.name)
+                found.extend(self.symbols.by_qualname.get(f"{info.qualname}.{name}", ()))
+                if walk_bases:
+                    next_frontier.extend(self.symbols.bases.get(cid, ()))
+            if found:
+                return sorted(set(found))
+            frontier = next_frontier
+            depth += 1
+        return []
+
+    def _global(self, name: str, kinds: frozenset[str], out: Resolution) -> list[tuple[int | str, float]]:
+        """The only (or one of few) definitions of a name anywhere: a guess, with a confidence to match."""
+        out.deps.add(name)
+        found = [i for i in self.symbols.by_name.get(name, ()) if self.symbols.nodes[i].kind in kinds]
+        if len(found) == 1:
+            return [(found[0], Confidence.GLOBAL_UNIQUE)]
+        if 1 < len(found) <= _MAX_AMBIGUOUS:
+            return [(i, Confidence.AMBIGUOUS) for i in sorted(found)]
+        return []
+
+
+class _FileScope:
+    """Name lookup inside one file: nested definitions, imports per scope, star imports."""
+
+    __slots__ = ("facts", "_children", "_imports", "_stars")
+
+    def __init__(self, facts: FileFacts) -> None:
+        self.facts = facts
+        self._children: dict[int, dict[str, int]] = {}
+        for index, parent in enumerate(facts.def_parents):
+            self._children.setdefault(parent, {})[facts.def_names[index]] = index
+        self._imports: dict[int, dict[str, tuple[str, str | None]]] = {}
+        self._stars: dict[int, list[str]] = {}
+        for module, name, alias, _line, where in facts.imports:
+            if alias == "*":
+                self._stars.setdefault(where, []).append(module)
+            else:
+                self._imports.setdefault(where, {})[alias] = (module, name)
+
+    def chain(self, where: int) -> list[int]:
+        """Scopes visible from ``where``, innermost first; class bodies only from themselves."""
+        out = [where]
+        parents = self.facts.def_parents
+        kinds = self.facts.def_kinds
+        current = where
+        while current != -1:
+            current = parents[current]
+            if current == -1 or kinds[current] != "class":
+                out.append(current)
+        return out
+
+    def local(self, name: str, where: int) -> int | None:
+        for scope in self.chain(where):
+            index = self._children.get(scope, {}).get(name)
+            if index is not None:
+                return index
+        return None
+
+    def imported(self, name: str, where: int) -> tuple[str, str | None] | None:
+        for scope in self.chain(where):
+            bound = self._imports.get(scope, {}).get(name)
+            if bound is not None:
+                return bound
+        return None
+
+    def star_modules(self, where: int) -> list[str]:
+        return [m for scope in self.chain(where) for m in self._stars.get(scope, ())]
+
+    def enclosing_class(self, where: int) -> int | None:
+        current = where
+        while current != -1:
+            if self.facts.def_kinds[current] == "class":
+                return current
+            current = self.facts.def_parents[current]
+        return None
+
+
+def _strip_test(name: str) -> str:
+    for prefix in _TEST_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):].lstrip("_")
+    return name
+

@@ -1,0 +1,481 @@
+"""One index pass: walk -> diff against the store -> parse changed files in parallel -> write -> resolve.
+
+Only files whose content hash changed are parsed. Resolution then runs for the
+changed files and for exactly the files whose recorded name dependencies meet
+a changed name, so an incremental pass leaves the same graph a full one would.
+Everything a pass writes goes in one transaction: a reader sees the graph
+before the pass or after it, never half of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from indexer.graph.facts import FileFacts, defined_names, facts_of, is_test_path
+from indexer.graph.resolve import LIBRARY, NodeInfo, Resolution, Resolver, Symbols
+from indexer.modules import module_names
+from indexer.parse import language_of, parse_file
+from indexer.terms import path_terms, terms_text
+from indexer.types import IndexStats, NodeKind, ParsedFile, Skipped, SkipReason, SourceFile
+from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules, read_source, walk
+
+#: Below this many files to parse, a process pool costs more than it saves.
+_POOL_MIN_FILES = 48
+_POOL_BATCH = 32
+_SQL_CHUNK = 500  # host parameters per IN (...) list
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+# --------------------------------------------------------------------------- #
+# Reading and parsing (runs in worker processes)
+# --------------------------------------------------------------------------- #
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """A worker's answer for one file."""
+
+    path: str
+    hash: str = ""
+    text: str = ""
+    parsed: ParsedFile | None = None
+    skipped: Skipped | None = None
+    unchanged: bool = False
+    search_terms: tuple[tuple[str, str, str, str], ...] = ()  # FTS (name, path, doc, body): module, then defs
+
+
+def _content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _search_terms(parsed: ParsedFile, module: str) -> tuple[tuple[str, str, str, str], ...]:
+    """FTS rows of a file, built in the worker so the writer only inserts."""
+    where = path_terms(parsed.path)
+    rows = [(terms_text(module.replace(".", " ")), where, parsed.doc, parsed.module_terms)]
+    rows += [(terms_text(d.local_name.replace(".", " ")), where, d.doc, d.terms) for d in parsed.definitions]
+    return tuple(rows)
+
+
+def _load(root: str, path: str, known_hash: str | None, module: str, max_bytes: int) -> _Loaded:
+    """Read, hash and (if the hash changed) parse one file; never raises for a bad file."""
+    data = read_source(root, path, max_bytes)
+    if isinstance(data, Skipped):
+        return _Loaded(path, skipped=data)
+    digest = _content_hash(data)
+    if digest == known_hash:
+        return _Loaded(path, hash=digest, unchanged=True)
+    language = language_of(path) or "python"
+    try:
+        parsed = parse_file(path, data, language)
+    except Exception as exc:  # an extractor bug must cost one file, not the pass
+        return _Loaded(path, skipped=Skipped(path, SkipReason.SYNTAX_ERROR, f"extractor failed: {exc}"))
+    return _Loaded(path, hash=digest, text=data.decode("utf-8", errors="replace"), parsed=parsed,
+                   search_terms=_search_terms(parsed, module))
+
+
+Job = tuple[str, str | None, str]  # (path, known hash, module name)
+
+
+def _load_batch(root: str, jobs: list[Job], max_bytes: int) -> list[_Loaded]:
+    return [_load(root, path, known, module, max_bytes) for path, known, module in jobs]
+
+
+def _load_all(root: str, jobs: list[Job], max_bytes: int, workers: int, progress: Progress | None) -> list[_Loaded]:
+    """Load every job, in a process pool when there are enough of them."""
+    total = len(jobs)
+    if total < _POOL_MIN_FILES or workers <= 1:
+        out = []
+        for i, (path, known, module) in enumerate(jobs):
+            out.append(_load(root, path, known, module, max_bytes))
+            if progress and (i % 64 == 0 or i == total - 1):
+                progress("parse", i + 1, total)
+        return out
+    batches = [jobs[i : i + _POOL_BATCH] for i in range(0, total, _POOL_BATCH)]
+    out: list[_Loaded] = []
+    context = get_context("forkserver" if os.name == "posix" else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for result in pool.map(_load_batch, [root] * len(batches), batches, [max_bytes] * len(batches)):
+            out.extend(result)
+            if progress:
+                progress("parse", len(out), total)
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# The pass
+# --------------------------------------------------------------------------- #
+
+@dataclass(slots=True)
+class _Plan:
+    """What a pass must do, decided from the walk and the files table."""
+
+    to_load: list[Job] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    stat_only: dict[str, SourceFile] = field(default_factory=dict)
+    seen: int = 0
+
+
+class IndexPass:
+    """Brings the store up to date with the disk; owns the in-memory symbol table between passes."""
+
+    def __init__(self, conn, root: Path, rules: IgnoreRules, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                 workers: int | None = None) -> None:
+        self.conn = conn
+        self.root = root
+        self.rules = rules
+        self.max_bytes = max_bytes
+        self.workers = workers or os.cpu_count() or 1
+        self._symbols: Symbols | None = None
+
+    # -- public -------------------------------------------------------------- #
+    def run(self, *, paths: Iterable[str] | None = None, deleted_dirs: Iterable[str] = (),
+            progress: Progress | None = None) -> IndexStats:
+        """Index the whole workspace, or only ``paths`` (and folders in ``deleted_dirs``) when given."""
+        started = time.perf_counter()
+        known = {row[0]: row for row in self.conn.execute(
+            "SELECT path, id, hash, size, mtime, module FROM files")}
+        if paths is None:
+            result = walk(self.root, max_bytes=self.max_bytes, rules=self.rules)
+            current = {f.path: f for f in result.files}
+            skipped = result.skipped
+        else:
+            current, skipped = self._stat_paths(paths, deleted_dirs, known)
+        modules = module_names(current)
+        touched = None if paths is None else set(paths)
+        plan = self._plan(current, known, modules, touched)
+        if progress:
+            progress("walk", plan.seen, plan.seen)
+        loaded = _load_all(str(self.root), plan.to_load, self.max_bytes, self.workers, progress)
+        try:
+            stats = self._write(loaded, plan, current, modules, known, skipped, full=paths is None,
+                                progress=progress)
+        except BaseException:
+            self.conn.rollback()
+            self._symbols = None  # may hold half of the failed pass
+            raise
+        return IndexStats(seconds=time.perf_counter() - started, **stats)
+
+    def forget_symbols(self) -> None:
+        """Drop the cached symbol table (e.g. after another process wrote the store)."""
+        self._symbols = None
+
+    # -- planning ------------------------------------------------------------- #
+    def _stat_paths(self, paths, deleted_dirs, known) -> tuple[dict[str, SourceFile], list[Skipped]]:
+        """The file set after a watcher batch: known files, plus/minus the given paths."""
+        current: dict[str, SourceFile] = {
+            p: SourceFile(p, row[3], row[4], "python") for p, row in known.items()}
+        for folder in deleted_dirs:
+            prefix = folder.rstrip("/") + "/"
+            for p in [p for p in current if p.startswith(prefix)]:
+                del current[p]
+        skipped: list[Skipped] = []
+        for path in paths:
+            current.pop(path, None)
+            if language_of(path) is None:
+                continue
+            if self.rules.is_ignored(path, False):
+                continue
+            full = self.root / path
+            try:
+                st = full.stat()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                skipped.append(Skipped(path, SkipReason.UNREADABLE, str(exc)))
+                continue
+            if not full.is_file():
+                continue
+            if st.st_size > self.max_bytes:
+                skipped.append(Skipped(path, SkipReason.TOO_LARGE, f"{st.st_size} bytes > {self.max_bytes}"))
+                continue
+            current[path] = SourceFile(path, st.st_size, st.st_mtime, "python")
+        return current, skipped
+
+    def _plan(self, current, known, modules, touched: set[str] | None) -> _Plan:
+        plan = _Plan(seen=len(current))
+        for path, f in current.items():
+            row = known.get(path)
+            module = modules[path]
+            if row is None or row[5] != module:
+                plan.to_load.append((path, None, module))  # new, or its package changed: new qualified names
+            elif row[3] != f.size or row[4] != f.mtime or (touched is not None and path in touched):
+                plan.to_load.append((path, row[2], module))  # stat differs or the watcher saw it: check the hash
+        plan.deleted = [p for p in known if p not in current]
+        return plan
+
+    # -- writing -------------------------------------------------------------- #
+    def _write(self, loaded, plan, current, modules, known, skipped, *, full, progress) -> dict:
+        conn = self.conn
+        symbols = self._symbols_table()
+        now = time.time()
+        parsed = [l for l in loaded if l.parsed is not None]
+        unchanged = [l for l in loaded if l.unchanged]
+        bad = [l.skipped for l in loaded if l.skipped is not None]
+        gone = list(plan.deleted) + [s.path for s in bad if s.path in known]
+        replaced = [l.path for l in parsed if l.path in known]
+
+        conn.execute("BEGIN IMMEDIATE")
+        # 1. Names whose meaning changes: old versions of replaced/deleted files, new versions below.
+        changed_names: set[str] = set()
+        stale_ids = [known[p][1] for p in (*gone, *replaced)]
+        for facts in self._stored_facts(stale_ids):
+            changed_names |= defined_names(facts)
+        self._delete_files(stale_ids, symbols, keep_rows={known[p][1] for p in replaced})
+        for path in gone:
+            del known[path]
+
+        # 2. Stat-only updates for files whose content did not change.
+        conn.executemany("UPDATE files SET size=?, mtime=? WHERE path=?",
+                         [(current[l.path].size, current[l.path].mtime, l.path) for l in unchanged])
+
+        # 3. New rows for parsed files.
+        new_facts = self._insert_parsed(parsed, current, modules, known, symbols, now)
+        for facts in new_facts:
+            changed_names |= defined_names(facts)
+
+        # 4. Skips: a full pass replaces the list; a partial one updates the paths it saw.
+        if full:
+            conn.execute("DELETE FROM skipped")
+        else:
+            seen_paths = {s.path for s in (*skipped, *bad)} | {l.path for l in loaded}
+            self._delete_in("DELETE FROM skipped WHERE path IN ({})", sorted(seen_paths))
+        conn.executemany("INSERT OR REPLACE INTO skipped(path, reason, detail) VALUES (?, ?, ?)",
+                         [(s.path, s.reason.value, s.detail) for s in (*skipped, *bad)])
+        conn.executemany("INSERT OR REPLACE INTO skipped(path, reason, detail) VALUES (?, ?, 'recovered')",
+                         [(l.path, SkipReason.SYNTAX_ERROR.value) for l in parsed if l.parsed.has_errors])
+
+        # 5. Resolve changed files and every file that consulted a changed name.
+        if progress:
+            progress("resolve", 0, 1)
+        self._resolve(new_facts, changed_names, symbols)
+
+        generation = int(conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+        changed = bool(parsed or gone)
+        if changed:
+            generation += 1
+            conn.executemany("UPDATE meta SET value=? WHERE key=?",
+                             [(str(generation), "generation"), (repr(now), "last_change")])
+        conn.commit()
+        if progress:
+            progress("resolve", 1, 1)
+        return {
+            "files_seen": plan.seen,
+            "files_parsed": len(parsed),
+            "files_deleted": len(gone),
+            "files_unchanged": plan.seen - len(parsed),
+            "nodes_by_kind": dict(conn.execute("SELECT kind, count(*) FROM nodes GROUP BY kind").fetchall()),
+            "edges_by_kind": dict(conn.execute("SELECT kind, count(*) FROM edges GROUP BY kind").fetchall()),
+            "skipped_by_reason": dict(conn.execute(
+                "SELECT reason, count(*) FROM skipped GROUP BY reason").fetchall()),
+            "generation": generation,
+        }
+
+    def _insert_parsed(self, parsed, current, modules, known, symbols: Symbols, now: float) -> list[FileFacts]:
+        conn = self.conn
+        next_id = (conn.execute("SELECT max(id) FROM nodes").fetchone()[0] or 0) + 1
+        next_file = (conn.execute("SELECT max(id) FROM files").fetchone()[0] or 0) + 1
+        file_rows, source_rows, node_rows, edge_rows, fts_rows, fact_rows = [], [], [], [], [], []
+        out: list[FileFacts] = []
+        for item in parsed:
+            p: ParsedFile = item.parsed
+            f = current[item.path]
+            module = modules[item.path]
+            if item.path in known:
+                file_id = known[item.path][1]
+                version = conn.execute("SELECT version FROM files WHERE id=?", (file_id,)).fetchone()[0] + 1
+                conn.execute(
+                    "UPDATE files SET module=?, hash=?, size=?, mtime=?, version=?, lines=?, has_errors=?,"
+                    " indexed_at=? WHERE id=?",
+                    (module, item.hash, f.size, f.mtime, version, p.lines, int(p.has_errors), now, file_id))
+            else:
+                file_id, next_file = next_file, next_file + 1
+                file_rows.append((file_id, item.path, module, item.hash, f.size, f.mtime, p.language, 1,
+                                  p.lines, int(p.has_errors), now))
+            source_rows.append((file_id, item.text))
+            in_test = is_test_path(item.path)
+            module_id, next_id = next_id, next_id + 1
+            node_rows.append((module_id, file_id, "module", module.rsplit(".", 1)[-1], module, None, 1,
+                              max(p.lines, 1), "", p.doc))
+            symbols.add_node(NodeInfo(module_id, "module", module.rsplit(".", 1)[-1], module, None, file_id,
+                                      in_test))
+            fts_rows.append((module_id, *item.search_terms[0]))
+            def_ids: list[int] = []
+            for d, terms in zip(p.definitions, item.search_terms[1:]):
+                node_id, next_id = next_id, next_id + 1
+                def_ids.append(node_id)
+                parent = def_ids[d.parent] if d.parent >= 0 else module_id
+                qualname = f"{module}.{d.local_name}" if module else d.local_name
+                node_rows.append((node_id, file_id, d.kind.value, d.name, qualname, parent, d.start_line,
+                                  d.end_line, d.signature, d.doc))
+                symbols.add_node(NodeInfo(node_id, d.kind.value, d.name, qualname, parent, file_id, in_test))
+                edge_rows.append((parent, "contains", node_id, 1.0))
+                fts_rows.append((node_id, *terms))
+            facts = facts_of(p, file_id=file_id, module=module, module_node=module_id, def_ids=tuple(def_ids))
+            symbols.set_module_imports(facts)
+            fact_rows.append((file_id, facts.to_blob()))
+            out.append(facts)
+        conn.executemany("INSERT INTO files(id, path, module, hash, size, mtime, language, version, lines,"
+                         " has_errors, indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", file_rows)
+        conn.executemany("INSERT OR REPLACE INTO sources(file_id, text) VALUES (?, ?)", source_rows)
+        conn.executemany("INSERT INTO nodes(id, file_id, kind, name, qualname, parent_id, start_line, end_line,"
+                         " signature, doc) VALUES (?,?,?,?,?,?,?,?,?,?)", node_rows)
+        conn.executemany("INSERT INTO edges(src, kind, dst, confidence) VALUES (?,?,?,?)", edge_rows)
+        conn.executemany("INSERT INTO fts(rowid, name, path, doc, body) VALUES (?,?,?,?,?)", fts_rows)
+        conn.executemany("INSERT OR REPLACE INTO file_facts(file_id, blob) VALUES (?, ?)", fact_rows)
+        return out
+
+    def _delete_files(self, file_ids: list[int], symbols: Symbols, *, keep_rows: set[int]) -> None:
+        """Remove every trace of these files' old versions (the files rows of ``keep_rows`` stay)."""
+        if not file_ids:
+            return
+        conn = self.conn
+        node_ids: list[int] = []
+        for chunk in _chunks(file_ids):
+            marks = ",".join("?" * len(chunk))
+            node_ids += [r[0] for r in conn.execute(f"SELECT id FROM nodes WHERE file_id IN ({marks})", chunk)]
+        for node_id in node_ids:
+            symbols.remove_node(node_id)
+        symbols.rebuild_top_packages()
+        self._delete_in("DELETE FROM edges WHERE src IN ({})", node_ids)
+        self._delete_in("DELETE FROM edges WHERE dst IN ({})", node_ids)
+        self._delete_in("DELETE FROM fts WHERE rowid IN ({})", node_ids)
+        if self._has_table("node_vectors"):  # a vec0 table: no cascades reach it
+            conn.executemany("DELETE FROM node_vectors WHERE node_id = ?", [(i,) for i in node_ids])
+        self._delete_in("DELETE FROM nodes WHERE id IN ({})", node_ids)
+        for table in ("deps", "file_facts", "sources"):
+            self._delete_in(f"DELETE FROM {table} WHERE file_id IN ({{}})", file_ids)
+        self._delete_in("DELETE FROM files WHERE id IN ({})", [i for i in file_ids if i not in keep_rows])
+
+    def _has_table(self, name: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE name=?", (name,)).fetchone() is not None
+
+    def _delete_in(self, sql: str, values: list) -> None:
+        for chunk in _chunks(values):
+            self.conn.execute(sql.format(",".join("?" * len(chunk))), chunk)
+
+    # -- resolution ----------------------------------------------------------- #
+    def _resolve(self, new_facts: list[FileFacts], changed_names: set[str], symbols: Symbols) -> None:
+        conn = self.conn
+        dirty: dict[int, FileFacts] = {f.file_id: f for f in new_facts}
+        self._add_dependents(dirty, changed_names)
+        resolver = Resolver(symbols)
+        results: dict[int, Resolution] = {}
+
+        # Phase 1: bases. Resolving bases never walks the bases table, so the order does not matter.
+        pending = list(dirty.values())
+        while pending:
+            changed_classes: set[str] = set()
+            for facts in pending:
+                out = results.setdefault(facts.file_id, Resolution())
+                for class_id, bases in resolver.resolve_bases(facts, out).items():
+                    if set(symbols.bases.get(class_id, ())) != set(bases):
+                        changed_classes.add(symbols.nodes[class_id].name)
+                    symbols.bases[class_id] = bases
+            before = set(dirty)
+            if changed_classes:
+                self._add_dependents(dirty, changed_classes)
+            pending = [dirty[i] for i in dirty if i not in before]
+
+        # Phase 2: everything else, against the complete bases table.
+        resolver.invalidate()
+        for facts in dirty.values():
+            resolver.resolve_links(facts, results[facts.file_id])
+        self._write_resolutions(dirty, results)
+
+    def _add_dependents(self, dirty: dict[int, FileFacts], names: set[str]) -> None:
+        """Add to ``dirty`` every stored file whose resolution consulted one of ``names``."""
+        if not names:
+            return
+        ids: set[int] = set()
+        for chunk in _chunks(sorted(names)):
+            marks = ",".join("?" * len(chunk))
+            ids.update(r[0] for r in self.conn.execute(
+                f"SELECT DISTINCT file_id FROM deps WHERE name IN ({marks})", chunk))
+        ids -= set(dirty)
+        if not ids:
+            return
+        for facts in self._stored_facts(sorted(ids)):
+            dirty[facts.file_id] = facts
+        # Their old resolution goes; contains edges are structure, not resolution.
+        node_ids = [n for f in dirty.values() if f.file_id in ids for n in (f.module_node, *f.def_ids)]
+        self._delete_in("DELETE FROM edges WHERE kind != 'contains' AND src IN ({})", node_ids)
+        self._delete_in("DELETE FROM deps WHERE file_id IN ({})", sorted(ids))
+
+    def _write_resolutions(self, dirty: dict[int, FileFacts], results: dict[int, Resolution]) -> None:
+        conn = self.conn
+        libraries = dict(conn.execute("SELECT qualname, id FROM nodes WHERE kind='library'").fetchall())
+        next_id = (conn.execute("SELECT max(id) FROM nodes").fetchone()[0] or 0) + 1
+        edge_rows, dep_rows, new_libs = [], [], []
+        for file_id, out in results.items():
+            for (src, kind, dst), conf in out.edges.items():
+                if isinstance(dst, str):
+                    name = dst[len(LIBRARY):]
+                    if name not in libraries:
+                        libraries[name], next_id = next_id, next_id + 1
+                        new_libs.append((libraries[name], None, "library", name, name, None, 0, 0, "", ""))
+                    dst = libraries[name]
+                edge_rows.append((src, kind, dst, conf))
+            dep_rows.extend((name, file_id) for name in out.deps)
+        conn.executemany("INSERT INTO nodes(id, file_id, kind, name, qualname, parent_id, start_line, end_line,"
+                         " signature, doc) VALUES (?,?,?,?,?,?,?,?,?,?)", new_libs)
+        conn.executemany("INSERT OR REPLACE INTO edges(src, kind, dst, confidence) VALUES (?,?,?,?)", edge_rows)
+        conn.executemany("INSERT OR IGNORE INTO deps(name, file_id) VALUES (?, ?)", dep_rows)
+        # Libraries nobody uses any more.
+        conn.execute("DELETE FROM nodes WHERE kind='library' AND NOT EXISTS "
+                     "(SELECT 1 FROM edges WHERE edges.dst = nodes.id)")
+
+    # -- stored state --------------------------------------------------------- #
+    def _stored_facts(self, file_ids: list[int]) -> list[FileFacts]:
+        """Resolution facts of stored files, with their current node ids."""
+        out: list[FileFacts] = []
+        for chunk in _chunks(file_ids):
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT f.id, f.path, f.module, ff.blob FROM files f JOIN file_facts ff ON ff.file_id=f.id "
+                f"WHERE f.id IN ({marks})", chunk).fetchall()
+            ids_by_file: dict[int, list[tuple[int, str]]] = {}
+            for node_id, file_id, kind in self.conn.execute(
+                    f"SELECT id, file_id, kind FROM nodes WHERE file_id IN ({marks}) ORDER BY id", chunk):
+                ids_by_file.setdefault(file_id, []).append((node_id, kind))
+            for file_id, path, module, blob in rows:
+                ids = ids_by_file.get(file_id, [])
+                module_node = next(i for i, k in ids if k == "module")
+                def_ids = tuple(i for i, k in ids if k != "module")
+                out.append(FileFacts.from_blob(blob, file_id=file_id, path=path, module=module,
+                                               module_node=module_node, def_ids=def_ids))
+        return out
+
+    def _symbols_table(self) -> Symbols:
+        """The cached symbol table, or one loaded from the store."""
+        if self._symbols is not None:
+            return self._symbols
+        symbols = Symbols()
+        test_files = {fid for fid, path in self.conn.execute("SELECT id, path FROM files") if is_test_path(path)}
+        for node_id, kind, name, qualname, parent, file_id in self.conn.execute(
+                "SELECT id, kind, name, qualname, parent_id, file_id FROM nodes"):
+            symbols.add_node(NodeInfo(node_id, kind, name, qualname, parent, file_id, file_id in test_files))
+        for file_id, module, blob in self.conn.execute(
+                "SELECT f.id, f.module, ff.blob FROM files f JOIN file_facts ff ON ff.file_id=f.id"):
+            facts = FileFacts.from_blob(blob, file_id=file_id, path="", module=module, module_node=0, def_ids=())
+            symbols.set_module_imports(facts)
+        for src, dst in self.conn.execute("SELECT src, dst FROM edges WHERE kind='inherits' ORDER BY src, dst"):
+            symbols.bases.setdefault(src, []).append(dst)
+        self._symbols = symbols
+        return symbols
+
+
+def _chunks(values: list, size: int = _SQL_CHUNK):
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def node_kind_counts(stats: IndexStats) -> dict[str, int]:
+    """Node counts in a stable order of kinds, for display."""
+    return {k.value: stats.nodes_by_kind.get(k.value, 0) for k in NodeKind}

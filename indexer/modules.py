@@ -1,0 +1,61 @@
+"""Dotted module names from file paths.
+
+A file's module name follows the chain of ``__init__.py`` packages above it,
+the way Python itself would import it from the package's parent folder:
+``django/db/models/base.py`` -> ``django.db.models.base`` when ``django/``,
+``django/db/`` and ``django/db/models/`` are packages. A file outside any
+package is a top-level module named by its stem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+_INIT = "__init__"
+
+
+def _strip_suffix(name: str) -> str:
+    for suffix in (".pyi", ".py"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def module_names(paths: Iterable[str]) -> dict[str, str]:
+    """Map each ``.py`` path (POSIX, workspace-relative) to its dotted module name."""
+    paths = list(paths)
+    packages = {p.rsplit("/", 1)[0] for p in paths if p.rsplit("/", 1)[-1] in ("__init__.py", "__init__.pyi")}
+    names: dict[str, str] = {}
+    for path in paths:
+        parts = path.split("/")
+        stem = _strip_suffix(parts[-1])
+        folders = parts[:-1]
+        chain: list[str] = []
+        # Walk up while the containing folder is a package.
+        while folders and "/".join(folders) in packages:
+            chain.append(folders[-1])
+            folders = folders[:-1]
+        chain.reverse()
+        if stem != _INIT:
+            chain.append(stem)
+        names[path] = ".".join(chain) if chain else (parts[-2] if len(parts) > 1 else stem)
+    return names
+
+
+def package_of(module: str, path: str) -> str:
+    """The package a relative import in this file is relative to."""
+    is_init = _strip_suffix(path.rsplit("/", 1)[-1]) == _INIT
+    if is_init:
+        return module
+    return module.rsplit(".", 1)[0] if "." in module else ""
+
+
+def absolute_module(package: str, module: str, level: int) -> str:
+    """Resolve ``from {'.' * level}{module} import ...`` inside ``package``."""
+    if level == 0:
+        return module
+    base = package.split(".") if package else []
+    if level > 1:
+        base = base[: len(base) - (level - 1)] if level - 1 <= len(base) else []
+    parts = [p for p in base if p] + ([module] if module else [])
+    return ".".join(parts)

@@ -1,0 +1,488 @@
+"""Python extractor: one tree-sitter parse and one query pass per file into a ParsedFile.
+
+The grammar, parser and query are compiled once per process (``_grammar``); the query
+runs in C and Python only visits the nodes it captured (definitions, imports, calls,
+value names), never the whole tree.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from itertools import starmap
+from pathlib import PurePosixPath
+
+import tree_sitter_python
+from tree_sitter import Language, Node, Parser, Query, QueryCursor
+
+from indexer.terms import terms_of
+from indexer.types import Definition, Import, NodeKind, ParsedFile, Reference
+
+LANGUAGE = "python"
+#: Longest signature kept; longer ones are cut and end with an ellipsis.
+MAX_SIGNATURE = 300
+_ELLIPSIS = "..."
+_TEST_DIRS = frozenset({"tests", "test"})
+_TEST_PREFIX = "test"
+_TEST_CLASS_PREFIX = "Test"
+_UNITTEST_BASE_SUFFIX = "TestCase"
+_SELF_NAMES = frozenset({"self", "cls"})
+_DEF_TYPES = frozenset({"function_definition", "class_definition"})
+
+# Captures: @def = class/function, @import = any import statement, @call = a callee
+# that is an identifier or attribute chain, @name = an identifier or attribute chain
+# used as a value (call argument or assignment right-hand side). Base classes are
+# `argument_list`s too, so arguments are only taken from calls.
+_QUERY = """
+(function_definition) @def
+(class_definition) @def
+(import_statement) @import
+(import_from_statement) @import
+(future_import_statement) @import
+(call function: [(identifier) (attribute)] @call)
+(call arguments: (argument_list [(identifier) (attribute)] @name))
+(call arguments: (argument_list (keyword_argument value: [(identifier) (attribute)] @name)))
+(assignment right: [(identifier) (attribute)] @name)
+"""
+
+# An ASCII attribute chain written without spaces (`a.b.c`), the common case read without a tree walk.
+_DOTTED = re.compile(rb"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+_SPACE = re.compile(r"\s+")
+# Must equal ``indexer.terms._WORD``: terms are computed word by word through a cache.
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Distinct words whose terms are remembered; a large workspace has ~10^5.
+_WORD_CACHE = 1 << 17
+_AFTER_OPEN = re.compile(r"([(\[]) ")
+_BEFORE_CLOSE = re.compile(r"(?:, | )([)\]])")
+
+
+@dataclass(frozen=True, slots=True)
+class _Grammar:
+    """The compiled tree-sitter objects, shared by every file this process parses."""
+
+    language: Language
+    query: Query
+    parsers: threading.local = field(default_factory=threading.local)
+
+    def parser(self) -> Parser:
+        """This thread's parser (a Parser must not be shared between threads)."""
+        parser = getattr(self.parsers, "parser", None)
+        if parser is None:
+            parser = self.parsers.parser = Parser(self.language)
+        return parser
+
+
+@cache
+def grammar() -> _Grammar:
+    """Compile the Python grammar and the extraction query once per process."""
+    language = Language(tree_sitter_python.language())
+    return _Grammar(language=language, query=Query(language, _QUERY))
+
+
+@dataclass(slots=True)
+class _Def:
+    """A definition while the file is being read; becomes a ``Definition``."""
+
+    node: Node
+    outer: Node  # the decorated_definition around ``node``, or ``node`` itself
+    parent: int
+    name: str
+    local_name: str
+    is_class: bool
+    bases: tuple[str, ...] = ()
+    children: list[int] = field(default_factory=list)
+
+
+def parse_python(path: str, source: bytes) -> ParsedFile:
+    """Read the definitions, imports and references of one Python file."""
+    g = grammar()
+    tree = g.parser().parse(source)
+    root = tree.root_node
+    caps = {name: sorted(nodes, key=_document_order) for name, nodes in QueryCursor(g.query).captures(root).items()}
+
+    defs = _collect_defs(caps.get("def", []), source)
+    scopes = _Scopes(defs)
+    test_file = is_test_file(path)
+    definitions = tuple(_definition(d, defs, source, test_file) for d in defs)
+    imports = tuple(imp for node in caps.get("import", []) for imp in _imports(node, scopes.of(node)))
+    references = _references(caps, scopes, defs, source)
+
+    return ParsedFile(
+        path=path,
+        language=LANGUAGE,
+        lines=_line_count(source),
+        doc=_docstring(root, source),
+        module_terms=_terms(source, 0, len(source), [d.outer for d in defs if d.parent < 0]),
+        definitions=definitions,
+        imports=imports,
+        references=references,
+        has_errors=root.has_error,
+    )
+
+
+def is_test_file(path: str) -> bool:
+    """Whether pytest conventions make ``path`` a test file (name or a tests/ folder)."""
+    p = PurePosixPath(path.replace("\\", "/"))
+    name = p.name
+    if name.startswith("test_") or name.endswith("_test.py") or name == "tests.py":
+        return True
+    return any(part in _TEST_DIRS for part in p.parts[:-1])
+
+
+# --------------------------------------------------------------------------- #
+# Definitions
+# --------------------------------------------------------------------------- #
+
+def _collect_defs(nodes: list[Node], source: bytes) -> list[_Def]:
+    """Definitions (given in document order), each knowing its parent by byte-range nesting."""
+    defs: list[_Def] = []
+    stack: list[int] = []
+    for node in nodes:
+        while stack and defs[stack[-1]].node.end_byte <= node.start_byte:
+            stack.pop()
+        parent = stack[-1] if stack else -1
+        name_node = node.child_by_field_name("name")
+        name = _text(source, name_node) if name_node is not None else ""
+        outer = node.parent if node.parent is not None and node.parent.type == "decorated_definition" else node
+        is_class = node.type == "class_definition"
+        d = _Def(
+            node=node,
+            outer=outer,
+            parent=parent,
+            name=name,
+            local_name=f"{defs[parent].local_name}.{name}" if parent >= 0 else name,
+            is_class=is_class,
+            bases=_bases(node, source) if is_class else (),
+        )
+        if parent >= 0:
+            defs[parent].children.append(len(defs))
+        stack.append(len(defs))
+        defs.append(d)
+    return defs
+
+
+def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool) -> Definition:
+    """The ``Definition`` of one collected def."""
+    node = d.node
+    return Definition(
+        kind=_kind(d, defs, test_file),
+        name=d.name,
+        local_name=d.local_name,
+        parent=d.parent,
+        start_line=d.outer.start_point.row + 1,
+        end_line=node.end_point.row + 1,
+        signature=_signature(node, source),
+        doc=_docstring(node.child_by_field_name("body"), source),
+        bases=d.bases,
+        decorators=_decorators(d.outer, source),
+        is_async=not d.is_class and node.child(0) is not None and node.child(0).type == "async",
+        terms=_terms(source, d.outer.start_byte, node.end_byte,
+                     [defs[c].node.child_by_field_name("body") for c in d.children]),
+    )
+
+
+def _kind(d: _Def, defs: list[_Def], test_file: bool) -> NodeKind:
+    """CLASS, FUNCTION, METHOD or TEST, by nesting and pytest/unittest naming."""
+    if d.is_class:
+        return NodeKind.CLASS
+    is_test_name = d.name.startswith(_TEST_PREFIX)
+    if d.parent < 0:
+        return NodeKind.TEST if test_file and is_test_name else NodeKind.FUNCTION
+    owner = defs[d.parent]
+    if not owner.is_class:
+        return NodeKind.FUNCTION
+    if is_test_name and (
+        any(b.endswith(_UNITTEST_BASE_SUFFIX) for b in owner.bases)
+        or (test_file and owner.name.startswith(_TEST_CLASS_PREFIX))
+    ):
+        return NodeKind.TEST
+    return NodeKind.METHOD
+
+
+def _signature(node: Node, source: bytes) -> str:
+    """The def/class header on one line, without the colon, capped at MAX_SIGNATURE."""
+    end = node.start_byte
+    for fld in ("name", "type_parameters", "parameters", "return_type", "superclasses"):
+        part = node.child_by_field_name(fld)
+        if part is not None:
+            end = max(end, part.end_byte)
+    raw = source[node.start_byte:end]
+    if b"#" in raw:
+        raw = _without_comments(node, raw, end)
+    text = _SPACE.sub(" ", raw.decode("utf-8", "replace")).strip()
+    text = _BEFORE_CLOSE.sub(r"\1", _AFTER_OPEN.sub(r"\1", text))
+    if len(text) > MAX_SIGNATURE:
+        text = text[: MAX_SIGNATURE - len(_ELLIPSIS)] + _ELLIPSIS
+    return text
+
+
+def _without_comments(node: Node, raw: bytes, end: int) -> bytes:
+    """``raw`` (the header of ``node``) with its comment nodes cut out."""
+    base = node.start_byte
+    cuts: list[tuple[int, int]] = []
+    pending = [c for c in node.children if c.start_byte < end]
+    while pending:
+        child = pending.pop()
+        if child.type == "comment":
+            cuts.append((child.start_byte - base, child.end_byte - base))
+        elif child.type != "block":
+            pending.extend(child.children)
+    out, pos = [], 0
+    for start, stop in sorted(cuts):
+        out.append(raw[pos:start])
+        pos = stop
+    out.append(raw[pos:])
+    return b" ".join(out)
+
+
+def _bases(node: Node, source: bytes) -> tuple[str, ...]:
+    """Dotted superclass expressions; ``Generic[T]`` gives "Generic", keywords are skipped."""
+    supers = node.child_by_field_name("superclasses")
+    if supers is None:
+        return ()
+    out: list[str] = []
+    for arg in supers.named_children:
+        if arg.type == "subscript":
+            arg = arg.child_by_field_name("value")
+        if arg is not None and arg.type in ("identifier", "attribute"):
+            dotted = _dotted(arg, source)
+            if dotted:
+                out.append(dotted)
+    return tuple(out)
+
+
+def _decorators(outer: Node, source: bytes) -> tuple[str, ...]:
+    """Decorator names without their arguments: ``@app.route("/")`` gives "app.route"."""
+    if outer.type != "decorated_definition":
+        return ()
+    out: list[str] = []
+    for dec in outer.named_children:
+        if dec.type != "decorator":
+            continue
+        expr = next((c for c in dec.named_children if c.type != "comment"), None)
+        if expr is None:
+            continue
+        if expr.type == "call":
+            expr = expr.child_by_field_name("function")
+        name = _dotted(expr, source) if expr is not None else None
+        out.append(name if name else _SPACE.sub(" ", _text(source, expr or dec)).strip())
+    return tuple(out)
+
+
+def _docstring(body: Node | None, source: bytes) -> str:
+    """First non-empty line of the docstring opening ``body`` (module or block), else ""."""
+    if body is None:
+        return ""
+    first = next((c for c in body.named_children if c.type != "comment"), None)
+    if first is None or first.type != "expression_statement" or first.named_child_count != 1:
+        return ""
+    string = first.named_children[0]
+    if string.type != "string" or string.child_count < 2:
+        return ""
+    start, end = string.children[0], string.children[-1]
+    if start.type != "string_start" or end.type != "string_end":
+        return ""
+    text = source[start.end_byte:end.start_byte].decode("utf-8", "replace")
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _terms(source: bytes, start: int, end: int, holes: list[Node | None]) -> str:
+    """Search terms of ``source[start:end]`` with the ``holes`` (nested bodies) left out."""
+    pieces: list[bytes] = []
+    pos = start
+    for hole in holes:
+        if hole is None:
+            continue
+        pieces.append(source[pos:hole.start_byte])
+        pos = hole.end_byte
+    pieces.append(source[pos:end])
+    text = b"\n".join(pieces).decode("utf-8", "replace")
+    return " ".join(filter(None, map(_word_terms, _WORD.findall(text))))
+
+
+@lru_cache(maxsize=_WORD_CACHE)
+def _word_terms(word: str) -> str:
+    """``terms_text`` of one identifier, cached: the same words recur in every file."""
+    return " ".join(terms_of(word))
+
+
+# --------------------------------------------------------------------------- #
+# Scopes, imports, references
+# --------------------------------------------------------------------------- #
+
+class _Scopes:
+    """Finds the innermost definition around a byte offset."""
+
+    def __init__(self, defs: list[_Def]) -> None:
+        self._defs = defs
+        self._starts = [d.node.start_byte for d in defs]
+
+    def of(self, node: Node) -> int:
+        """Index of the innermost definition containing ``node``, -1 at module level."""
+        pos = node.start_byte
+        i = bisect_right(self._starts, pos) - 1
+        # Defs nest properly, so if the last one to start before ``pos`` has ended,
+        # the innermost one still open is among its ancestors.
+        while i >= 0 and self._defs[i].node.end_byte <= pos:
+            i = self._defs[i].parent
+        return i
+
+
+def _imports(node: Node, scope: int) -> list[Import]:
+    """One ``Import`` per name bound by an import statement."""
+    line = node.start_point.row + 1
+    if node.type == "import_statement":
+        out = []
+        for child in node.children_by_field_name("name"):
+            if child.type == "aliased_import":
+                module = _plain(child.child_by_field_name("name"))
+                alias = _plain(child.child_by_field_name("alias"))
+            else:
+                module = _plain(child)
+                alias = module.split(".", 1)[0]
+            out.append(Import(module=module, name=None, alias=alias, level=0, line=line, scope=scope))
+        return out
+    module, level = "__future__", 0
+    if node.type == "import_from_statement":
+        module, level = _from_module(node.child_by_field_name("module_name"))
+    if any(c.type == "wildcard_import" for c in node.children):
+        return [Import(module=module, name="*", alias="*", level=level, line=line, scope=scope)]
+    out = []
+    for child in node.children_by_field_name("name"):
+        if child.type == "aliased_import":
+            name = _plain(child.child_by_field_name("name"))
+            alias = _plain(child.child_by_field_name("alias"))
+        else:
+            name = alias = _plain(child)
+        out.append(Import(module=module, name=name, alias=alias, level=level, line=line, scope=scope))
+    return out
+
+
+def _from_module(node: Node | None) -> tuple[str, int]:
+    """(module, level) of a ``from`` clause: ``..pkg.mod`` gives ("pkg.mod", 2)."""
+    if node is None:
+        return "", 0
+    if node.type != "relative_import":
+        return _plain(node), 0
+    level, module = 0, ""
+    for child in node.children:
+        if child.type == "import_prefix":
+            level = child.text.count(b".")
+        elif child.type == "dotted_name":
+            module = _plain(child)
+    return module, level
+
+
+def _references(caps: dict[str, list[Node]], scopes: _Scopes, defs: list[_Def],
+                source: bytes) -> tuple[Reference, ...]:
+    """Calls, then value names, each deduplicated, in document order."""
+    # (kind, target, line, scope) in Reference's field order; a dict keeps order and dedups.
+    found: dict[tuple[str, str, int, int], None] = {}
+    for node in caps.get("call", []):
+        target = _callee(node, source)
+        if target:
+            found[("call", target, node.start_point.row + 1, scopes.of(node))] = None
+    params = _Params(defs)
+    for node in caps.get("name", []):
+        target = _dotted(node, source)
+        if not target:
+            continue
+        scope = scopes.of(node)
+        root = target.split(".", 1)[0]
+        if root in params.of(scope) and not (root in _SELF_NAMES and "." in target):
+            continue
+        found[("name", target, node.start_point.row + 1, scope)] = None
+    return tuple(starmap(Reference, found))
+
+
+class _Params:
+    """Parameter names visible in a scope (its function and enclosing functions), cached."""
+
+    def __init__(self, defs: list[_Def]) -> None:
+        self._defs = defs
+        self._cache: dict[int, frozenset[str]] = {-1: frozenset()}
+
+    def of(self, scope: int) -> frozenset[str]:
+        """Names bound as parameters in ``scope`` or its enclosing functions."""
+        found = self._cache.get(scope)
+        if found is None:
+            d = self._defs[scope]
+            own = frozenset() if d.is_class else _param_names(d.node)
+            found = self._cache[scope] = own | self.of(d.parent)
+        return found
+
+
+def _param_names(node: Node) -> frozenset[str]:
+    """Names a function binds as parameters."""
+    params = node.child_by_field_name("parameters")
+    if params is None:
+        return frozenset()
+    names: set[str] = set()
+    for p in params.named_children:
+        # default parameters name their identifier; typed and splat ones hold it first.
+        target = p.child_by_field_name("name") or p
+        while target.type != "identifier" and target.named_child_count:
+            target = target.named_children[0]
+        if target.type == "identifier":
+            names.add(_plain(target))
+    return frozenset(names)
+
+
+def _callee(node: Node, source: bytes) -> str | None:
+    """Call target: "a.b.c" for a plain chain, "super.save", or "?.h" for unknown receivers."""
+    chain = _dotted(node, source)
+    if chain or node.type != "attribute":
+        return chain
+    attr = node.child_by_field_name("attribute")
+    return f"?.{_plain(attr)}" if attr is not None else None
+
+
+def _chain(node: Node | None) -> str | None:
+    """A name chain read from the tree, possibly rooted at ``super()``; None when unknown."""
+    if node is None:
+        return None
+    if node.type == "identifier":
+        return _plain(node)
+    if node.type == "call":
+        fn = node.child_by_field_name("function")
+        return "super" if fn is not None and fn.type == "identifier" and _plain(fn) == "super" else None
+    if node.type == "attribute":
+        inner = _chain(node.child_by_field_name("object"))
+        attr = node.child_by_field_name("attribute")
+        return f"{inner}.{_plain(attr)}" if inner and attr is not None else None
+    return None
+
+
+def _dotted(node: Node, source: bytes) -> str | None:
+    """``node`` as a dotted name ("a.b.c") when it is an identifier/attribute chain."""
+    raw = source[node.start_byte:node.end_byte]
+    if _DOTTED.fullmatch(raw):
+        return raw.decode("ascii")
+    return _chain(node)
+
+
+def _plain(node: Node | None) -> str:
+    """Text of a small node (identifier, dotted name), whitespace removed."""
+    if node is None:
+        return ""
+    return "".join(node.text.decode("utf-8", "replace").split())
+
+
+def _text(source: bytes, node: Node) -> str:
+    """Text of ``node`` decoded leniently."""
+    return source[node.start_byte:node.end_byte].decode("utf-8", "replace")
+
+
+def _document_order(node: Node) -> tuple[int, int]:
+    """Sort key: by start, the outer node first (tree-sitter's own order varies on ties)."""
+    return node.start_byte, -node.end_byte
+
+
+def _line_count(source: bytes) -> int:
+    """Lines in the file; a final line without newline counts."""
+    if not source:
+        return 0
+    return source.count(b"\n") + (0 if source.endswith(b"\n") else 1)

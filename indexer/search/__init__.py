@@ -1,0 +1,1 @@
+"""Search: embeddings, the vector index, and (to come) the hybrid pipeline."""

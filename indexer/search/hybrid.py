@@ -1,0 +1,107 @@
+"""Hybrid search: BM25 and dense vectors fused, then re-ranked with code-aware signals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from indexer.graph.query import nodes_by_ids
+from indexer.search import rerank
+from indexer.search.lexical import bm25_search, query_terms
+from indexer.types import NodeKind, SearchHit
+
+#: Lexical share of the fused score; the rest is the dense similarity (when vectors exist).
+DEFAULT_ALPHA = 0.6
+_LEXICAL_POOL = 300
+_DENSE_POOL = 200
+_KINDS = {k.value for k in NodeKind} - {"library"}
+
+DenseSearch = Callable[[str, int], list[tuple[int, float]]]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    """Knobs a benchmark turns: fusion weight and which re-ranking signals run."""
+
+    alpha: float = DEFAULT_ALPHA
+    signals: Collection[str] = field(default_factory=lambda: rerank.SIGNALS)
+    use_dense: bool = True
+
+
+def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: SearchOptions = SearchOptions(),
+               pool: int = _LEXICAL_POOL) -> list[tuple[int, float, str]]:
+    """All candidate node ids, best first, with fused+re-ranked scores and the signals that applied."""
+    terms = query_terms(conn, query)
+    lexical = bm25_search(conn, [t for t, _ in terms], pool)
+    dense_hits = dense(query, _DENSE_POOL) if (dense is not None and options.use_dense) else []
+    alpha = options.alpha if dense_hits else 1.0
+    scores = rerank.fuse(lexical, dense_hits, alpha)
+    if not scores:
+        return []
+    info = _candidate_info(conn, scores)
+    scores = {i: s for i, s in scores.items() if i in info}
+    base = dict(scores)
+    signals = set(options.signals)
+    if "definitions" in signals:
+        scores = rerank.boost_definitions(scores, info, query)
+    if "name_terms" in signals:
+        scores = rerank.boost_name_terms(scores, info, {t for t, _ in terms})
+    if "file_cohesion" in signals:
+        scores = rerank.boost_file_cohesion(scores, info)
+    if "peripheral" in signals:
+        scores = rerank.demote_peripheral(scores, info, query)
+    lexical_ids = {i for i, _ in lexical}
+    dense_ids = {i for i, _ in dense_hits}
+    out = []
+    for i, s in sorted(scores.items(), key=lambda x: (-x[1], x[0])):
+        why = "+".join(w for w, hit in (("bm25", i in lexical_ids), ("vector", i in dense_ids)) if hit)
+        ratio = s / base[i] if base[i] else 1.0
+        if ratio > 1.01:
+            why += f" boosted x{ratio:.1f}"
+        elif ratio < 0.99:
+            why += f" demoted x{ratio:.1f}"
+        out.append((i, s, why))
+    return out
+
+
+def _candidate_info(conn, scores: dict[int, float]) -> dict[int, rerank.CandidateInfo]:
+    ids = list(scores)
+    out: dict[int, rerank.CandidateInfo] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for node_id, kind, name, qualname, path in conn.execute(
+                f"SELECT n.id, n.kind, n.name, n.qualname, f.path FROM nodes n JOIN files f ON f.id=n.file_id "
+                f"WHERE n.id IN ({marks})", chunk):
+            out[node_id] = rerank.CandidateInfo(node_id, kind, name, qualname, path)
+    return out
+
+
+def search(conn, query: str, *, top_k: int = 10, kind: str | None = None, dense: DenseSearch | None = None,
+           options: SearchOptions = SearchOptions(), count_tokens: Callable[[str], int] | None = None,
+           code_of: Callable = None) -> list[SearchHit]:
+    """The ``top_k`` best nodes for ``query`` (optionally of one kind), as SearchHits."""
+    if not query or not query.strip():
+        raise ValueError("search needs a non-empty query")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, not {top_k}")
+    if kind is not None and kind not in _KINDS:
+        raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(sorted(_KINDS))}")
+    ranked = ranked_ids(conn, query, dense=dense, options=options)
+    if kind is not None:
+        kinds = dict(_kinds(conn, [i for i, _, _ in ranked]))
+        ranked = [r for r in ranked if kinds.get(r[0]) == kind]
+    ranked = ranked[:top_k]
+    nodes = nodes_by_ids(conn, [i for i, _, _ in ranked])
+    hits = []
+    for i, score, why in ranked:
+        node = nodes[i]
+        tokens = count_tokens(code_of(node)) if (count_tokens and code_of) else 0
+        hits.append(SearchHit(node=node, score=rerank.squash(score), tokens=tokens, why=why))
+    return hits
+
+
+def _kinds(conn, ids: list[int]):
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        yield from conn.execute(f"SELECT id, kind FROM nodes WHERE id IN ({','.join('?' * len(chunk))})", chunk)

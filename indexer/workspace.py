@@ -1,0 +1,310 @@
+"""``Workspace``: the one object that ties the engine together for a folder of code.
+
+The MCP server and the CLI are thin calls on it. It owns one writer connection
+(index passes, events) and hands each reading thread its own connection, so a
+query during a re-index reads the last committed snapshot (WAL), never half a pass.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import logging
+
+from indexer import sqlite, tokens
+from indexer.config import DB_NAME, default_index_dir
+from indexer.context.assemble import Assembler, Request
+from indexer.context.overview import overview as build_overview
+from indexer.context.packer import pack
+from indexer.context.render import SourceCache, module_summary
+from indexer.events import Event, EventLog, TaskState, UnknownTask
+from indexer.graph import query
+from indexer.indexing import IndexPass, Progress
+from indexer.search import hybrid
+from indexer.search.embed import get_embedder
+from indexer.store.schema import open_database
+from indexer.types import IndexStats, Link, Node, PackedContext, SearchHit
+from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules
+
+log = logging.getLogger(__name__)
+#: Search results the context packer draws from.
+_CONTEXT_POOL = 60
+
+
+class WorkspaceError(Exception):
+    """A workspace that cannot be opened as asked; the message says what to do."""
+
+
+class Workspace:
+    """A workspace root, its index database and the engine's operations on them."""
+
+    def __init__(self, root: str | Path, *, index_dir: str | Path | None = None,
+                 max_bytes: int = DEFAULT_MAX_BYTES, workers: int | None = None,
+                 embedder: str | None = None) -> None:
+        self.root = Path(root).expanduser().resolve()
+        if not self.root.is_dir():
+            raise WorkspaceError(f"workspace {self.root} is not a folder: pass an existing folder")
+        self.index_dir = Path(index_dir).expanduser().resolve() if index_dir else default_index_dir(self.root)
+        self.db_path = self.index_dir / DB_NAME
+        self._write_lock = threading.RLock()
+        self.conn, self.rebuilt = open_database(self.db_path)
+        self._check_root()
+        self.rules = IgnoreRules(self.root, index_dir=self.index_dir)
+        self._pass = IndexPass(self.conn, self.root, self.rules, max_bytes=max_bytes, workers=workers)
+        self._local = threading.local()
+        self._readers: list = []
+        self._closed = False
+        self._events = EventLog(self.conn, root=self.root)
+        self._watcher = None
+        self._vector_job = None
+        self._embedder_name = embedder
+        self.indexing = False  # an index pass is running (answers come from the last snapshot)
+
+    # ------------------------------------------------------------------ #
+    # lifecycle
+    # ------------------------------------------------------------------ #
+    def close(self) -> None:
+        """Close every connection this workspace opened."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop_watching()
+        if self._vector_job is not None:
+            self._vector_job.stop()
+        for conn in self._readers:
+            conn.close()
+        self.conn.close()
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_root(self) -> None:
+        """One index per workspace: refuse to reuse another folder's database silently."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key='root'").fetchone()
+        if row is None:
+            self.conn.execute("INSERT INTO meta(key, value) VALUES ('root', ?)", (str(self.root),))
+            self.conn.commit()
+        elif row[0] != str(self.root):
+            raise WorkspaceError(
+                f"index {self.db_path} belongs to {row[0]}, not {self.root}: pass another --index-dir")
+
+    def reader(self):
+        """This thread's read connection (a consistent snapshot per statement / transaction)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite.connect(self.db_path)
+            self._local.conn = conn
+            self._readers.append(conn)
+        return conn
+
+    # ------------------------------------------------------------------ #
+    # indexing
+    # ------------------------------------------------------------------ #
+    def index(self, progress: Progress | None = None, *, paths=None, deleted_dirs=()) -> IndexStats:
+        """Bring the index up to date: the whole workspace, or only the given changed paths."""
+        with self._write_lock:
+            if paths is None:  # a full pass re-reads every ignore file
+                self.rules = self._pass.rules = IgnoreRules(self.root, index_dir=self.index_dir)
+            self.indexing = True
+            try:
+                stats = self._pass.run(paths=paths, deleted_dirs=deleted_dirs, progress=progress)
+            finally:
+                self.indexing = False
+        if self._vector_job is not None and (stats.files_parsed or stats.files_deleted):
+            self._vector_job.poke()
+        return stats
+
+    def freshness(self) -> dict:
+        """Index generation and time of the last applied change: every answer carries these."""
+        meta = dict(self.reader().execute("SELECT key, value FROM meta WHERE key IN ('generation', 'last_change')"))
+        last = float(meta.get("last_change", 0) or 0)
+        return {
+            "generation": int(meta.get("generation", 0)),
+            "last_change": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)) if last else None,
+            "pending_changes": self._watcher.pending() if self._watcher is not None else 0,
+            "indexing": self.indexing,
+        }
+
+    def status(self) -> dict:
+        """Counts, skipped files by reason, and freshness."""
+        conn = self.reader()
+        skipped = [{"path": p, "reason": r, "detail": d}
+                   for p, r, d in conn.execute("SELECT path, reason, detail FROM skipped ORDER BY reason, path")]
+        by_reason: dict[str, int] = {}
+        for s in skipped:
+            by_reason[s["reason"]] = by_reason.get(s["reason"], 0) + 1
+        return {
+            "workspace": str(self.root),
+            "index": str(self.db_path),
+            "files": conn.execute("SELECT count(*) FROM files").fetchone()[0],
+            "nodes": dict(conn.execute("SELECT kind, count(*) FROM nodes GROUP BY kind ORDER BY kind").fetchall()),
+            "edges": dict(conn.execute("SELECT kind, count(*) FROM edges GROUP BY kind ORDER BY kind").fetchall()),
+            "skipped_by_reason": by_reason,
+            "skipped": skipped,
+            "freshness": self.freshness(),
+            "vectors": self._vector_job.progress() if self._vector_job is not None else None,
+            "watching": self._watcher is not None,
+        }
+
+    # ------------------------------------------------------------------ #
+    # graph
+    # ------------------------------------------------------------------ #
+    def nodes(self, target: str | int) -> list[Node]:
+        """Every node ``target`` names (path, path:line, dotted or bare name, or a node id)."""
+        conn = self.reader()
+        if isinstance(target, int):
+            node = query.node_by_id(conn, target)
+            if node is None:
+                raise query.UnknownTarget(f"no node with id {target}")
+            return [node]
+        return query.find_nodes(conn, self._relative(target))
+
+    def node(self, target: str | int) -> Node:
+        """The best node for ``target``: the first of ``nodes`` (definitions before uses, by id)."""
+        return self.nodes(target)[0]
+
+    def related(self, target: str | int | Node, *, kinds=None, depth: int = 1, direction: str = "both",
+                limit: int = 500) -> list[Link]:
+        """Two-way links of a node: callers and callees, tests, importers, parents..."""
+        node = target if isinstance(target, Node) else self.node(target)
+        return query.related(self.reader(), node.id, kinds=kinds, depth=depth, direction=direction, limit=limit)
+
+    def _relative(self, target: str) -> str:
+        """Accept absolute paths inside the workspace; refuse ones outside it."""
+        head, sep, line = target.rpartition(":") if ":" in target else (target, "", "")
+        if not sep or not line.isdigit():
+            head, sep, line = target, "", ""
+        path = Path(head)
+        if path.is_absolute():
+            try:
+                head = path.resolve().relative_to(self.root).as_posix()
+            except ValueError:
+                raise query.UnknownTarget(f"{head} is outside the workspace {self.root}") from None
+        return f"{head}{sep}{line}"
+
+    # ------------------------------------------------------------------ #
+    # search and context
+    # ------------------------------------------------------------------ #
+    def enable_vectors(self, wait: bool = False) -> bool:
+        """Start embedding nodes in the background (default embedder if installed); True if enabled."""
+        if self._vector_job is None:
+            embedder = get_embedder(self._embedder_name)
+            if embedder is None:
+                return False
+            from indexer.search.vector_job import VectorJob
+
+            self._vector_job = VectorJob(lambda: sqlite.connect(self.db_path), self.conn, self._write_lock, embedder)
+            self._vector_job.poke()
+        if wait:
+            self._vector_job.wait()
+        return True
+
+    def _dense(self):
+        """Dense search over the vectors that have landed so far, or None."""
+        job = self._vector_job
+        if job is None or job.done == 0:
+            return None
+        from indexer.search.vectors import VectorIndex
+
+        index = VectorIndex(self.reader(), job.embedder.dim)
+        return lambda text, k: index.knn(job.embedder.embed([text])[0], k)
+
+    def search(self, query_text: str, *, top_k: int = 10, kind: str | None = None,
+               options: hybrid.SearchOptions = hybrid.SearchOptions()) -> list[SearchHit]:
+        """Ranked code locations for a query: BM25 + vectors, re-ranked with code-aware signals."""
+        conn = self.reader()
+        sources = SourceCache(conn)
+        return hybrid.search(conn, query_text, top_k=top_k, kind=kind, dense=self._dense(), options=options,
+                             count_tokens=tokens.count, code_of=sources.code)
+
+    def ranked(self, query_text: str, options: hybrid.SearchOptions = hybrid.SearchOptions()):
+        """Every candidate node id for a query, best first: (id, score, why)."""
+        return hybrid.ranked_ids(self.reader(), query_text, dense=self._dense(), options=options)
+
+    def context(self, query_text: str | None = None, *, focus: str | None = None, task_id: str | None = None,
+                budget: int | None = None, profile: str | None = None,
+                options: hybrid.SearchOptions = hybrid.SearchOptions()) -> PackedContext:
+        """The packed context for a query / focus / task, never over the budget."""
+        prof = tokens.profile(profile or tokens.DEFAULT_PROFILE)
+        limit = tokens.context_budget(prof, budget)
+        counter = tokens.tokenizer_for(prof)
+        conn = self.reader()
+        conn.execute("BEGIN")  # one snapshot for the whole request
+        try:
+            focus_nodes = self.nodes(focus) if focus else []
+            task = self.task_state(task_id) if task_id else None
+            text = " ".join(x for x in (query_text, getattr(task, "query", None), getattr(task, "title", None),
+                                        getattr(task, "description", None)) if x)
+            ranked = hybrid.ranked_ids(conn, text, dense=self._dense(), options=options)[:_CONTEXT_POOL] \
+                if text.strip() else []
+            assembler = Assembler(conn, SourceCache(conn), counter.count)
+            cands = assembler.candidates(Request(query_text, focus_nodes[:1], task, ranked, limit))
+            return pack(cands, limit, counter)
+        finally:
+            conn.rollback()
+
+    # ------------------------------------------------------------------ #
+    # task events
+    # ------------------------------------------------------------------ #
+    def record(self, task_id: str, type: str, data: dict | None = None) -> Event:
+        """Append an event to a task's log (never updates anything in place)."""
+        with self._write_lock:
+            return self._events.append(task_id, type, data)
+
+    def task_state(self, task_id: str, at: int | None = None) -> TaskState:
+        """A task's state replayed from its events (up to sequence ``at``)."""
+        return EventLog(self.reader(), root=self.root).state(task_id, at=at)
+
+    def tasks(self) -> list[str]:
+        return EventLog(self.reader(), root=self.root).tasks()
+
+    # ------------------------------------------------------------------ #
+    # summaries
+    # ------------------------------------------------------------------ #
+    def overview(self, budget: int = 1500) -> str:
+        """A structural project overview (purpose, architecture, key modules, entry points)."""
+        return build_overview(self.root, self.reader(), budget)
+
+    def module_summary(self, path: str) -> str:
+        """A module's classes and functions with signatures, imports, importers and tests."""
+        rel = self._relative(path)
+        text = module_summary(self.reader(), rel)
+        if not text:
+            raise query.UnknownTarget(f"{path} is not an indexed module of {self.root}")
+        return text
+
+    # ------------------------------------------------------------------ #
+    # live index
+    # ------------------------------------------------------------------ #
+    def start_watching(self, on_applied=None, *, debounce: float = 0.05, max_delay: float = 1.0) -> None:
+        """Watch the workspace and apply changes as they settle (one pass per batch)."""
+        from indexer.watch import Watcher
+
+        if self._watcher is not None:
+            return
+
+        def apply(batch) -> None:
+            if batch.ignore_files_changed:
+                result = self.index()  # ignore rules changed: a full pass re-reads them
+            else:
+                result = self.index(paths=sorted(batch.changed | batch.deleted), deleted_dirs=sorted(batch.deleted_dirs))
+            if on_applied is not None:
+                on_applied(batch, result)
+
+        self._watcher = Watcher(self.root, apply, is_ignored=self.rules.is_ignored, debounce=debounce,
+                                max_delay=max_delay, self_paths=[self.index_dir])
+        self._watcher.start()
+
+    def stop_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop(flush=False)
+            self._watcher = None
+
+    @property
+    def watcher(self):
+        return self._watcher

@@ -1,0 +1,333 @@
+"""The ``codeahead`` command line: thin calls on ``indexer.Workspace``.
+
+Every command takes ``--workspace``, ``--index-dir`` and ``--json``. With
+``--json`` stdout carries one JSON object and nothing else; progress and logs
+go to stderr. Bad input exits non-zero with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+class CliError(Exception):
+    """Bad input: printed as one line, exit code 2."""
+
+
+# --------------------------------------------------------------------------- #
+# argument parsing
+# --------------------------------------------------------------------------- #
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workspace", "-w", default=None, help="workspace folder (default: current folder)")
+    parser.add_argument("--index-dir", default=None,
+                        help="folder for the index database (default: user cache dir, or $CODEAHEAD_INDEX_DIR)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log to stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codeahead", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", help="index a workspace (only changed files are re-parsed)")
+    p.add_argument("path", nargs="?", default=None, help="workspace folder (same as --workspace)")
+    _common(p)
+
+    p = sub.add_parser("status", help="counts, skipped files and freshness of the index")
+    _common(p)
+
+    p = sub.add_parser("graph", help="the two-way links of a node")
+    p.add_argument("target", help="path, path:line or a dotted symbol")
+    p.add_argument("--depth", type=int, default=1)
+    p.add_argument("--kinds", default=None, help="comma-separated link names, e.g. calls,called_by,tested_by")
+    _common(p)
+
+    p = sub.add_parser("search", help="ranked code locations for a query")
+    p.add_argument("query")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--kind", default=None, help="only nodes of this kind (function, class, method, test, module)")
+    _common(p)
+
+    p = sub.add_parser("context", help="the packed context for a query / focus / task, within a token budget")
+    p.add_argument("query", nargs="?", default=None)
+    p.add_argument("--focus", default=None, help="PATH[:LINE] or a dotted SYMBOL")
+    p.add_argument("--task", default=None, help="task id of the event log")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--budget", type=int, default=None, help="context budget in tokens")
+    group.add_argument("--profile", default=None, help="model profile, e.g. ollama-4k (default), qwen3-8b-32k, custom:N")
+    _common(p)
+
+    p = sub.add_parser("event", help="append an event to a task's log")
+    p.add_argument("type", help="task_started, file_edited, test_result, error, iteration, note, ...")
+    p.add_argument("--task", required=True)
+    p.add_argument("--data", default=None, help="JSON object")
+    _common(p)
+
+    p = sub.add_parser("task", help="a task's state, replayed from its events")
+    p.add_argument("task_id")
+    p.add_argument("--at", type=int, default=None, help="replay up to this event sequence number")
+    _common(p)
+
+    p = sub.add_parser("watch", help="watch the workspace and keep the index fresh (foreground)")
+    p.add_argument("path", nargs="?", default=None, help="workspace folder (same as --workspace)")
+    _common(p)
+
+    p = sub.add_parser("serve", help="run the MCP server (stdio by default)")
+    p.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--token", default=None, help="bearer token required on HTTP (or $CODEAHEAD_TOKEN)")
+    p.add_argument("--no-watch", action="store_true", help="do not watch the workspace for changes")
+    _common(p)
+    return parser
+
+
+# --------------------------------------------------------------------------- #
+# output
+# --------------------------------------------------------------------------- #
+
+def _emit(args, payload: dict, text: str) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    else:
+        sys.stdout.write(text.rstrip("\n") + "\n")
+
+
+class _ProgressBar:
+    """A one-line progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self._last = 0.0
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if done < total and now - self._last < 0.1:
+            return
+        self._last = now
+        width = 30
+        filled = int(width * done / total) if total else width
+        sys.stderr.write(f"\r{phase:<8} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _workspace(args, *, path_arg: str | None = None):
+    from indexer.workspace import Workspace, WorkspaceError
+
+    root = path_arg or args.workspace or "."
+    if path_arg and args.workspace and Path(path_arg).resolve() != Path(args.workspace).resolve():
+        raise CliError(f"two workspaces given ({path_arg} and --workspace {args.workspace}): pass one")
+    try:
+        return Workspace(root, index_dir=args.index_dir)
+    except WorkspaceError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _ensure_indexed(ws, args) -> None:
+    """Commands that read the index bring it up to date first (cheap when nothing changed)."""
+    ws.index(progress=None if args.json else _ProgressBar())
+
+
+def _table(counts: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+
+
+# --------------------------------------------------------------------------- #
+# commands
+# --------------------------------------------------------------------------- #
+
+def cmd_index(args) -> None:
+    with _workspace(args, path_arg=args.path) as ws:
+        stats = ws.index(progress=None if args.json else _ProgressBar())
+        payload = {
+            "workspace": str(ws.root), "index": str(ws.db_path), "seconds": round(stats.seconds, 3),
+            "files": stats.files_seen, "parsed": stats.files_parsed, "deleted": stats.files_deleted,
+            "unchanged": stats.files_unchanged, "nodes": stats.nodes_by_kind, "edges": stats.edges_by_kind,
+            "skipped": stats.skipped_by_reason, "freshness": ws.freshness(),
+        }
+        text = (
+            f"indexed {ws.root} in {stats.seconds:.2f}s: {stats.files_seen} files "
+            f"({stats.files_parsed} parsed, {stats.files_unchanged} unchanged, {stats.files_deleted} deleted)\n"
+            f"nodes: {_table(stats.nodes_by_kind)}\n"
+            f"edges: {_table(stats.edges_by_kind)}\n"
+            f"skipped: {_table(stats.skipped_by_reason)}"
+        )
+        _emit(args, payload, text)
+
+
+def cmd_status(args) -> None:
+    with _workspace(args) as ws:
+        status = ws.status()
+        lines = [
+            f"workspace {status['workspace']}",
+            f"index     {status['index']}",
+            f"files     {status['files']}",
+            f"nodes     {_table(status['nodes'])}",
+            f"edges     {_table(status['edges'])}",
+            f"freshness generation {status['freshness']['generation']}, last change {status['freshness']['last_change']}",
+            f"skipped   {_table(status['skipped_by_reason'])}",
+        ]
+        lines += [f"  {s['reason']:<13} {s['path']}  {s['detail']}".rstrip() for s in status["skipped"]]
+        _emit(args, status, "\n".join(lines))
+
+
+def cmd_graph(args) -> None:
+    from indexer.graph.query import UnknownTarget
+
+    if args.depth < 1:
+        raise CliError(f"--depth must be >= 1, not {args.depth}")
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
+    with _workspace(args) as ws:
+        _ensure_indexed(ws, args)
+        try:
+            node = ws.node(args.target)
+            links = ws.related(node, kinds=kinds, depth=args.depth)
+        except (UnknownTarget, ValueError) as exc:
+            raise CliError(str(exc).strip("'\"")) from None
+        payload = {
+            "node": _node_json(node),
+            "links": [{"link": l.name, "depth": l.depth, "confidence": round(l.confidence, 3), **_node_json(l.node)}
+                      for l in links],
+            "freshness": ws.freshness(),
+        }
+        lines = [f"{node.kind.value} {node.qualname}  {node.location}"]
+        lines += [f"{'  ' * l.depth}{l.name:<13} {l.node.kind.value:<8} {l.node.qualname}  "
+                  f"{l.node.location if l.node.path else ''}  ({l.confidence:.2f})".rstrip() for l in links]
+        if not links:
+            lines.append("  (no links)")
+        _emit(args, payload, "\n".join(lines))
+
+
+def _node_json(node) -> dict:
+    return {"name": node.qualname, "kind": node.kind.value, "path": node.path,
+            "start_line": node.start_line, "end_line": node.end_line}
+
+
+def cmd_search(args) -> None:
+    if args.top_k < 1:
+        raise CliError(f"--top-k must be >= 1, not {args.top_k}")
+    with _workspace(args) as ws:
+        _ensure_indexed(ws, args)
+        try:
+            hits = ws.search(args.query, top_k=args.top_k, kind=args.kind)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        payload = {"hits": [h.to_json() for h in hits], "freshness": ws.freshness()}
+        lines = [f"{h.score:6.3f}  {h.node.location}  {h.node.kind.value} {h.node.qualname}" for h in hits]
+        _emit(args, payload, "\n".join(lines) or "no hits")
+
+
+def cmd_context(args) -> None:
+    from indexer.events import UnknownTask
+    from indexer.graph.query import UnknownTarget
+
+    if not (args.query or args.focus or args.task):
+        raise CliError("context needs a QUERY, --focus or --task")
+    with _workspace(args) as ws:
+        _ensure_indexed(ws, args)
+        try:
+            packed = ws.context(args.query, focus=args.focus, task_id=args.task,
+                                budget=args.budget, profile=args.profile)
+        except (ValueError, UnknownTarget, UnknownTask) as exc:
+            raise CliError(str(exc).strip("'\"")) from None
+        payload = {**packed.to_json(), "freshness": ws.freshness()}
+        _emit(args, payload, packed.text)
+
+
+def cmd_event(args) -> None:
+    try:
+        data = json.loads(args.data) if args.data else None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--data is not valid JSON: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise CliError("--data must be a JSON object")
+    with _workspace(args) as ws:
+        try:
+            event = ws.record(args.task, args.type, data)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        payload = {"seq": event.seq, "task_id": event.task_id, "type": event.type, "data": event.data}
+        _emit(args, payload, f"recorded #{event.seq} {event.type} for task {event.task_id}")
+
+
+def cmd_task(args) -> None:
+    from indexer.events import UnknownTask
+
+    with _workspace(args) as ws:
+        try:
+            state = ws.task_state(args.task_id, at=args.at)
+        except UnknownTask as exc:
+            raise CliError(str(exc).strip("'\"")) from None
+        payload = state.to_json()
+        _emit(args, payload, json.dumps(payload, indent=2, default=str))
+
+
+def cmd_watch(args) -> None:
+    with _workspace(args, path_arg=args.path) as ws:
+        bar = None if args.json else _ProgressBar()
+        stats = ws.index(progress=bar)
+        sys.stderr.write(f"indexed {stats.files_seen} files in {stats.seconds:.2f}s; watching {ws.root} "
+                         "(Ctrl-C to stop)\n")
+
+        def applied(batch, result) -> None:
+            line = (f"{time.strftime('%H:%M:%S')} applied {len(batch)} change(s) in {result.seconds * 1000:.0f} ms: "
+                    f"{result.files_parsed} parsed, {result.files_deleted} deleted -> generation {result.generation}")
+            if args.json:
+                sys.stdout.write(json.dumps({"changes": len(batch), "parsed": result.files_parsed,
+                                             "deleted": result.files_deleted, "generation": result.generation,
+                                             "ms": round(result.seconds * 1000, 1)}) + "\n")
+                sys.stdout.flush()
+            else:
+                sys.stderr.write(line + "\n")
+
+        ws.start_watching(on_applied=applied)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            ws.stop_watching()
+
+
+def cmd_serve(args) -> None:
+    from server.mcp_server import serve
+
+    serve(workspace=args.workspace, index_dir=args.index_dir, http=args.http, host=args.host, port=args.port,
+          token=args.token, watch=not args.no_watch)
+
+
+COMMANDS = {
+    "index": cmd_index, "status": cmd_status, "graph": cmd_graph, "search": cmd_search, "context": cmd_context,
+    "event": cmd_event, "task": cmd_task, "watch": cmd_watch, "serve": cmd_serve,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        COMMANDS[args.command](args)
+    except CliError as exc:
+        sys.stderr.write(f"codeahead {args.command}: {exc}\n")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""Index passes on real folders: stats, unchanged files, bad files, broken databases, index locations."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from conftest import graph_of, integrity_problems, write_tree
+from indexer.config import DB_NAME, INDEX_DIR_ENV, default_index_dir
+from indexer.indexing import _POOL_MIN_FILES
+from indexer.workspace import Workspace, WorkspaceError
+
+SMALL: dict[str, str] = {
+    "pkg/__init__.py": "",
+    "pkg/a.py": "from pkg.b import g\n\n\ndef f():\n    return g()\n",
+    "pkg/b.py": "import json\n\n\nclass K:\n    def m(self):\n        return json.dumps(1)\n\n\ndef g():\n    return K()\n",
+}
+
+
+# --------------------------------------------------------------------------- #
+# Stats and change detection
+# --------------------------------------------------------------------------- #
+
+def test_first_pass_stats(tree, workspace):
+    ws = workspace(tree(SMALL))
+    stats = ws.index()
+    assert (stats.files_seen, stats.files_parsed, stats.files_deleted, stats.files_unchanged) == (3, 3, 0, 0)
+    assert stats.nodes_by_kind == {"module": 3, "function": 2, "class": 1, "method": 1, "library": 1}
+    assert stats.edges_by_kind["contains"] == 4
+    assert stats.edges_by_kind["depends_on"] >= 1  # json
+    assert stats.edges_by_kind["calls"] == 2  # f -> g, g -> K
+    assert stats.generation == 1
+    status = ws.status()
+    assert status["files"] == 3
+    assert status["nodes"] == stats.nodes_by_kind
+    assert status["edges"] == stats.edges_by_kind
+    assert status["freshness"]["generation"] == 1
+
+
+def test_second_pass_parses_nothing_and_keeps_generation(tree, workspace):
+    ws = workspace(tree(SMALL))
+    first = ws.index()
+    second = ws.index()
+    assert (second.files_parsed, second.files_unchanged, second.files_deleted) == (0, 3, 0)
+    assert second.generation == first.generation
+    assert (second.nodes_by_kind, second.edges_by_kind) == (first.nodes_by_kind, first.edges_by_kind)
+
+
+def test_touched_file_with_same_content_is_not_reparsed(tree, workspace):
+    root = tree(SMALL)
+    ws = workspace(root)
+    first = ws.index()
+    before = graph_of(ws)
+    stat = (root / "pkg/a.py").stat()
+    os.utime(root / "pkg/a.py", ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    second = ws.index()
+    assert second.files_parsed == 0
+    assert second.generation == first.generation
+    assert graph_of(ws) == before
+    third = ws.index()  # the new mtime was recorded: not even hashed again
+    assert third.files_parsed == 0
+
+
+def test_generation_increases_when_something_changed(tree, workspace):
+    root = tree(SMALL)
+    ws = workspace(root)
+    first = ws.index()
+    (root / "pkg/a.py").write_text("def f():\n    return 2\n")
+    edited = ws.index()
+    assert edited.files_parsed == 1 and edited.generation == first.generation + 1
+    (root / "pkg/b.py").unlink()
+    deleted = ws.index()
+    assert deleted.files_deleted == 1 and deleted.generation == edited.generation + 1
+    assert ws.status()["nodes"].get("library", 0) == 0  # json went with b.py
+    assert integrity_problems(ws) == []
+
+
+def test_progress_reports_phases(tree, workspace):
+    ws = workspace(tree(SMALL))
+    phases: list[tuple[str, int, int]] = []
+    ws.index(progress=lambda phase, done, total: phases.append((phase, done, total)))
+    assert {p for p, _, _ in phases} == {"walk", "parse", "resolve"}
+    assert ("parse", 3, 3) in phases
+
+
+# --------------------------------------------------------------------------- #
+# Bad files: skipped with a reason, never a crash
+# --------------------------------------------------------------------------- #
+
+def skipped(ws: Workspace) -> dict[str, str]:
+    return {s["path"]: s["reason"] for s in ws.status()["skipped"]}
+
+
+def test_syntax_error_is_indexed_partially(tree, workspace):
+    ws = workspace(tree({
+        "broken.py": "def good():\n    return 1\n\n\ndef bad(:\n    pass\n\n\ndef also_good():\n    return 2\n",
+    }))
+    ws.index()
+    names = {n.qualname for n in ws.nodes("broken.py:1")} | {n.qualname for n in ws.nodes("good")}
+    assert "broken.good" in names
+    assert ws.node("also_good").qualname == "broken.also_good"
+    status = ws.status()
+    assert skipped(ws) == {"broken.py": "syntax_error"}
+    assert status["skipped_by_reason"] == {"syntax_error": 1}
+
+
+def test_fixed_syntax_error_leaves_the_skip_list(tree, workspace):
+    root = tree({"broken.py": "def bad(:\n    pass\n"})
+    ws = workspace(root)
+    ws.index()
+    assert skipped(ws) == {"broken.py": "syntax_error"}
+    (root / "broken.py").write_text("def bad():\n    pass\n")
+    ws.index()
+    assert skipped(ws) == {}
+
+
+def test_unindexable_files_are_skipped_with_their_reason(tree, workspace):
+    root = tree({
+        "ok.py": "def fine():\n    return 1\n",
+        "latin1.py": b"# caf\xe9\ndef latin():\n    return 1\n",
+        "blob.py": b"def x():\n    pass\n\x00\x01\x02",
+        "huge.py": "# " + "x" * 2000 + "\ndef huge():\n    pass\n",
+        "ignored.py": "def hidden():\n    pass\n",
+        ".gitignore": "ignored.py\n",
+    })
+    os.symlink("loop_b.py", root / "loop_a.py")
+    os.symlink("loop_a.py", root / "loop_b.py")
+    ws = workspace(root, max_bytes=1000)
+    stats = ws.index()
+    assert skipped(ws) == {
+        "latin1.py": "not_utf8", "blob.py": "binary", "huge.py": "too_large", "ignored.py": "ignored",
+        "loop_a.py": "symlink_loop", "loop_b.py": "symlink_loop",
+    }
+    assert ws.status()["files"] == 1 and stats.files_parsed == 1
+    for name in ("latin", "x", "huge", "hidden"):
+        with pytest.raises(LookupError):
+            ws.nodes(name)
+    details = {s["path"]: s["detail"] for s in ws.status()["skipped"]}
+    assert "1000" in details["huge.py"] and details["ignored.py"] == ".gitignore"
+
+
+def test_unreadable_file_is_skipped(tree, workspace):
+    root = tree({"ok.py": "x = 1\n", "secret.py": "def secret():\n    pass\n"})
+    (root / "secret.py").chmod(0)
+    try:
+        if os.access(root / "secret.py", os.R_OK):
+            pytest.skip("running with privileges that read a mode-000 file (root)")
+        ws = workspace(root)
+        ws.index()
+        assert skipped(ws) == {"secret.py": "unreadable"}
+    finally:
+        (root / "secret.py").chmod(0o644)
+
+
+def test_file_that_became_bad_loses_its_nodes(tree, workspace):
+    root = tree({"a.py": "def fine():\n    pass\n", "b.py": "from a import fine\n\n\ndef user():\n    fine()\n"})
+    ws = workspace(root)
+    ws.index()
+    (root / "a.py").write_bytes(b"def fine():\n    pass\n\x00")
+    ws.index()
+    assert skipped(ws) == {"a.py": "binary"}
+    with pytest.raises(LookupError):
+        ws.nodes("a.fine")
+    assert ("calls", "a.fine") not in {(l.name, l.node.qualname) for l in ws.related("b.user")}
+    assert integrity_problems(ws) == []
+
+
+def test_vanished_path_in_partial_pass_is_harmless(tree, workspace):
+    ws = workspace(tree(SMALL))
+    ws.index()
+    before = graph_of(ws)
+    stats = ws.index(paths=["gone.py", "pkg/gone.py"])
+    assert stats.files_parsed == 0
+    assert graph_of(ws) == before
+    with pytest.raises(LookupError):
+        ws.nodes("gone.py")
+
+
+def test_file_deleted_before_read_is_dropped(tree, workspace):
+    root = tree(SMALL)
+    ws = workspace(root)
+    ws.index()
+    (root / "pkg/a.py").unlink()
+    stats = ws.index(paths=["pkg/a.py"])
+    assert stats.files_deleted == 1
+    with pytest.raises(LookupError):
+        ws.nodes("pkg.a.f")
+    assert integrity_problems(ws) == []
+
+
+def test_status_lists_skips_sorted_by_reason(tree, workspace):
+    root = tree({"b.py": b"\x00", "a.py": b"\x00", "c.py": b"\xff\xfe"})
+    ws = workspace(root)
+    ws.index()
+    status = ws.status()
+    assert [(s["path"], s["reason"]) for s in status["skipped"]] == [
+        ("a.py", "binary"), ("b.py", "binary"), ("c.py", "not_utf8")]
+    assert status["skipped_by_reason"] == {"binary": 2, "not_utf8": 1}
+
+
+# --------------------------------------------------------------------------- #
+# The database file
+# --------------------------------------------------------------------------- #
+
+def _foreign_sqlite(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE foo (x INTEGER)")
+    conn.execute("INSERT INTO foo VALUES (1)")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda p: p.write_bytes(b"this is not a database at all " * 200),
+    _foreign_sqlite,
+], ids=["garbage", "foreign-sqlite"])
+def test_unusable_database_is_moved_aside_and_rebuilt(tree, workspace, tmp_path, spoil):
+    root = tree(SMALL)
+    index_dir = tmp_path / "idx"
+    index_dir.mkdir()
+    spoil(index_dir / DB_NAME)
+    ws = workspace(root, index_dir=index_dir)
+    assert ws.rebuilt is True
+    assert len(list(index_dir.glob(f"{DB_NAME}.broken-*"))) == 1
+    assert ws.index().files_parsed == 3
+    assert ws.node("pkg.a.f").path == "pkg/a.py"
+
+
+def test_healthy_database_is_reused(tree, workspace, tmp_path):
+    root = tree(SMALL)
+    first = Workspace(root, index_dir=tmp_path / "idx")
+    first.index()
+    first.close()
+    ws = workspace(root)
+    assert ws.rebuilt is False
+    assert ws.index().files_parsed == 0
+    assert not list((tmp_path / "idx").glob("*.broken-*"))
+
+
+def test_index_of_another_workspace_is_refused(tmp_path, workspace):
+    one = write_tree(tmp_path / "one", SMALL)
+    two = write_tree(tmp_path / "two", SMALL)
+    workspace(one, index_dir=tmp_path / "shared").index()
+    with pytest.raises(WorkspaceError, match="belongs to"):
+        Workspace(two, index_dir=tmp_path / "shared")
+
+
+def test_missing_root_is_refused(tmp_path):
+    with pytest.raises(WorkspaceError, match="not a folder"):
+        Workspace(tmp_path / "nowhere", index_dir=tmp_path / "idx")
+
+
+def test_default_index_dir_honours_env_and_is_keyed_by_root(tmp_path, monkeypatch):
+    monkeypatch.setenv(INDEX_DIR_ENV, str(tmp_path / "cache"))
+    one = write_tree(tmp_path / "one" / "app", SMALL)
+    two = write_tree(tmp_path / "two" / "app", SMALL)  # same folder name, different path
+    with Workspace(one) as a, Workspace(two) as b:
+        a.index()
+        b.index()
+        assert a.index_dir.parent == b.index_dir.parent == tmp_path / "cache"
+        assert a.index_dir != b.index_dir
+        assert a.db_path.is_file() and b.db_path.is_file()
+    assert default_index_dir(one) == default_index_dir(one)
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_index_dir_inside_workspace_is_not_indexed(tmp_path, workspace):
+    root = write_tree(tmp_path / "ws", SMALL)
+    write_tree(root / ".idx", {"leftover.py": "def leftover():\n    pass\n"})
+    ws = workspace(root, index_dir=root / ".idx")
+    ws.index()
+    assert ws.status()["files"] == 3
+    with pytest.raises(LookupError):
+        ws.nodes("leftover")
+
+
+# --------------------------------------------------------------------------- #
+# Parallel parse
+# --------------------------------------------------------------------------- #
+
+def test_process_pool_builds_the_same_graph(tmp_path):
+    count = _POOL_MIN_FILES + 4
+    files = {"lib/__init__.py": ""}
+    for i in range(count):
+        callee = f"from lib.m{i + 1} import f{i + 1}\n\n\n" if i + 1 < count else ""
+        body = f"    return f{i + 1}()\n" if i + 1 < count else "    return 0\n"
+        files[f"lib/m{i}.py"] = f"{callee}class C{i}:\n    pass\n\n\ndef f{i}():\n{body}"
+    root = write_tree(tmp_path / "ws", files)
+    with Workspace(root, index_dir=tmp_path / "pool", workers=2) as pooled, \
+            Workspace(root, index_dir=tmp_path / "serial", workers=1) as serial:
+        pooled_stats = pooled.index()
+        serial.index()
+        assert pooled_stats.files_parsed == count + 1
+        assert graph_of(pooled) == graph_of(serial)
+        assert ("calls", "lib.m1.f1") in {(l.name, l.node.qualname) for l in pooled.related("lib.m0.f0")}

@@ -1,0 +1,207 @@
+"""The packer's promises: never over budget, tiers respected, degrade only when needed."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from indexer.context.packer import REASON_BUDGET, REASON_TIER_CUT, SEPARATOR, block_text, pack, priority
+from indexer.tokens import Cl100k
+from indexer.types import LEVELS, Candidate, PackedContext, Rendering, Tier
+
+TOK = Cl100k()
+
+CODE_BITS = [
+    "def f(x):", "    return x + 1", "class A(B):", '    """Doc."""', "    ", "\t", "", "}", "{",
+    "if __name__ == '__main__':", "# комментарий ☃", "x = [1, 2, 3]  # 🙂", "    \n\n\n", "<|endoftext|>",
+    "async def g() -> None: await h()", "'''", "\\", "😀" * 3, "漢字かな",
+]
+code_text = st.lists(st.sampled_from(CODE_BITS), max_size=60).map("\n".join)
+texts = st.one_of(st.text(max_size=400), code_text)
+
+
+@st.composite
+def candidate_lists(draw: st.DrawFn) -> list[Candidate]:
+    """Random candidates: tiers, tied and untied scores, 1-4 levels of random text."""
+    n = draw(st.integers(0, 25))
+    out = []
+    for i in range(n):
+        levels = draw(st.lists(st.sampled_from(LEVELS), min_size=1, max_size=4, unique=True))
+        levels.sort(key=LEVELS.index)
+        renderings = tuple(Rendering(level, draw(texts)) for level in levels)
+        has_path = draw(st.booleans())
+        start = draw(st.integers(1, 500))
+        out.append(Candidate(
+            key=f"node:{i}",
+            tier=draw(st.sampled_from(Tier)),
+            score=draw(st.one_of(st.sampled_from([0.0, 0.5, 1.0]), st.floats(0, 10, allow_nan=False))),
+            kind=draw(st.sampled_from(["function", "class", "module", "task", "error"])),
+            name=draw(st.text(min_size=1, max_size=20)),
+            why="test",
+            renderings=renderings,
+            path=f"pkg/m{i}.py" if has_path else None,
+            start_line=start if has_path else 0,
+            end_line=start + draw(st.integers(0, 50)) if has_path else 0,
+        ))
+    return out
+
+
+budgets = st.one_of(st.integers(1, 400), st.integers(1, 200_000))
+headers = st.one_of(st.just(""), st.text(max_size=60))
+
+
+def check_degradation(result: PackedContext, cands: list[Candidate], header: str) -> None:
+    """Recompute each packed item's room: every richer rendering must not have fitted there."""
+    by_key = {c.key: c for c in cands}
+    sep = TOK.count(SEPARATOR)
+    parts = [header] if header and TOK.count(header) <= result.budget else []
+    used = TOK.count(parts[0]) if parts else 0
+    for item in result.items:
+        c = by_key[item.key]
+        chosen = [r.level for r in c.renderings].index(item.level)
+        room = result.budget - used - (sep if parts else 0)
+        assert item.tokens == TOK.count(block_text(c, c.renderings[chosen])) <= room
+        for richer in c.renderings[:chosen]:
+            block = block_text(c, richer)
+            estimate_fails = TOK.count(block) > room
+            exact_fails = TOK.count(SEPARATOR.join([*parts, block])) > result.budget
+            assert estimate_fails or exact_fails, f"{item.key} degraded to {item.level} though {richer.level} fitted"
+        parts.append(block_text(c, c.renderings[chosen]))
+        used += item.tokens + (sep if len(parts) > 1 else 0)
+    assert SEPARATOR.join(parts) == result.text
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cands=candidate_lists(), budget=budgets, header=headers)
+def test_pack_properties(cands: list[Candidate], budget: int, header: str) -> None:
+    result = pack(cands, budget, TOK, header=header)
+    # (1) hard budget, counted on the final text
+    assert result.tokens == TOK.count(result.text) <= budget
+    # every candidate is either packed or dropped, never both
+    kept = {i.key for i in result.items}
+    gone = {d.key for d in result.dropped}
+    assert kept | gone == {c.key for c in cands} and not kept & gone
+    # (2) no dropped candidate outranks a kept one by tier; a tier cut needs a budget drop above it
+    for d in result.dropped:
+        assert all(k.tier <= d.tier for k in result.items)
+        assert d.reason in (REASON_BUDGET, REASON_TIER_CUT)
+        if d.reason == REASON_TIER_CUT:
+            assert any(e.reason == REASON_BUDGET and e.tier < d.tier for e in result.dropped)
+    # items come out in priority order
+    order = {c.key: priority(c) for c in cands}
+    assert [order[i.key] for i in result.items] == sorted(order[i.key] for i in result.items)
+    # (3) degraded only when needed
+    check_degradation(result, cands, header)
+    # (4) deterministic, whatever the input order
+    shuffled = cands[:]
+    random.Random(budget).shuffle(shuffled)
+    assert pack(shuffled, budget, TOK, header=header) == result
+
+
+def cand(key: str, tier: Tier, score: float, *texts: str, path: str | None = "pkg/a.py") -> Candidate:
+    """A candidate with one rendering per given text, levels in LEVELS order."""
+    return Candidate(
+        key=key, tier=tier, score=score, kind="function", name=key, why="test",
+        renderings=tuple(Rendering(level, t) for level, t in zip(LEVELS, texts)),
+        path=path, start_line=3 if path else 0, end_line=9 if path else 0,
+    )
+
+
+def test_block_header_cites_path_and_lines() -> None:
+    result = pack([cand("f", Tier.HIGH, 1.0, "def f(): pass")], 1000, TOK)
+    assert result.text == "### pkg/a.py:3-9 function f [full]\ndef f(): pass"
+    pathless = pack([cand("T1", Tier.CRITICAL, 1.0, "fix the bug", path=None)], 1000, TOK)
+    assert pathless.text.startswith("### function T1")
+
+
+def test_everything_fits_at_full_when_budget_is_large() -> None:
+    cands = [cand(f"c{i}", Tier(i % 4), i / 10, "body " * 50, "sig") for i in range(20)]
+    result = pack(cands, 200_000, TOK, header="# Context")
+    assert not result.dropped and len(result.items) == 20
+    assert {i.level for i in result.items} == {"full"}
+    assert result.text.startswith("# Context\n\n### ")
+    assert result.tokens == TOK.count(result.text)
+
+
+def test_no_candidates_gives_empty_text() -> None:
+    assert pack([], 5, TOK) == PackedContext(text="", tokens=0, budget=5, items=(), dropped=())
+    assert pack([], 50, TOK, header="# Context").text == "# Context"
+
+
+def test_tiny_budget_drops_everything() -> None:
+    result = pack([cand("a", Tier.CRITICAL, 1, "x"), cand("b", Tier.LOW, 1, "y")], 1, TOK, header="long header")
+    assert (result.text, result.tokens) == ("", 0)
+    assert [(d.key, d.reason) for d in result.dropped] == [("a", REASON_BUDGET), ("b", REASON_TIER_CUT)]
+
+
+def test_critical_that_fits_nowhere_cuts_lower_tiers_only() -> None:
+    huge = "word " * 2000
+    cands = [
+        cand("big", Tier.CRITICAL, 9, huge),
+        cand("small-critical", Tier.CRITICAL, 1, "ok"),
+        cand("low", Tier.LOW, 5, "tiny"),
+    ]
+    result = pack(cands, 200, TOK)
+    assert [i.key for i in result.items] == ["small-critical"]
+    assert {d.key: d.reason for d in result.dropped} == {"big": REASON_BUDGET, "low": REASON_TIER_CUT}
+
+
+def test_degrades_to_the_richest_level_that_fits() -> None:
+    c = cand("f", Tier.HIGH, 1, "line of code\n" * 200, "summary of f, " * 10, "def f()")
+    budget = TOK.count(block_text(c, c.renderings[1]))
+    result = pack([c], budget, TOK)
+    assert [i.level for i in result.items] == ["summary"]
+    assert pack([c], budget - 1, TOK).items[0].level == "signature"
+
+
+def test_hopeless_renderings_are_not_counted() -> None:
+    """A megabyte rendering in a 100-token room is skipped by the length bound alone."""
+    counted: list[int] = []
+
+    class Recording(Cl100k):
+        def count(self, text: str) -> int:
+            counted.append(len(text))
+            return super().count(text)
+
+    result = pack([cand("f", Tier.HIGH, 1, "x = 1\n" * 200_000, "def f()")], 100, Recording())
+    assert result.items[0].level == "summary"
+    assert max(counted) < 1000
+
+
+class Superadditive:
+    """A tokenizer whose joined texts cost more than their parts (as BPE may)."""
+
+    name = "superadditive"
+    BOUNDARY_COST = 10
+
+    def count(self, text: str) -> int:
+        return len(text) + self.BOUNDARY_COST * text.count(SEPARATOR + "###")
+
+
+def test_final_count_trims_the_last_item_when_joining_costs_more() -> None:
+    tok = Superadditive()
+    first = cand("a", Tier.CRITICAL, 1, "a" * 50)
+    second = cand("b", Tier.HIGH, 1, "b" * 50, "b")
+    sizes = [tok.count(block_text(first, first.renderings[0])), tok.count(block_text(second, second.renderings[0]))]
+    budget = sum(sizes) + tok.count(SEPARATOR)  # both fit by the sum, not once joined
+    result = pack([first, second], budget, tok)
+    assert [(i.key, i.level) for i in result.items] == [("a", "full"), ("b", "summary")]
+    assert result.tokens == tok.count(result.text) <= budget
+    only_full = cand("b", Tier.HIGH, 1, "b" * 50)
+    squeezed = pack([first, only_full], budget, tok)
+    assert [i.key for i in squeezed.items] == ["a"]
+    assert [(d.key, d.reason) for d in squeezed.dropped] == [("b", REASON_BUDGET)]
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_bad_budget_raises(bad: int) -> None:
+    with pytest.raises(ValueError, match="budget must be >= 1"):
+        pack([], bad, TOK)
+
+
+def test_candidate_without_renderings_raises() -> None:
+    with pytest.raises(ValueError, match="'empty' has no renderings"):
+        pack([cand("empty", Tier.LOW, 1)], 100, TOK)
