@@ -19,7 +19,13 @@ STOP = frozenset(
     "self cls def class return if else elif for while in is not and or none true false "
     "import from as with try except finally raise pass break continue lambda yield "
     "async await global nonlocal del assert the a an of to be this that it on at by "
-    "args kwargs".split()
+    "args kwargs "
+    # English filler of questions and issue reports
+    "where what which who whom whose why how when are was were been being do does did done "
+    "can could should would will shall may might must have has had having there their them "
+    "they we you your our my me he she his her its into onto than then so such also just "
+    "very too only any some all each every both either neither about above below after before "
+    "between through during without within here".split()
 )
 
 

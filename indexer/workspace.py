@@ -98,6 +98,9 @@ class Workspace:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite.connect(self.db_path)
+            # Autocommit: each statement sees the latest pass; a request that needs one snapshot
+            # across statements opens it with an explicit BEGIN (see ``context``).
+            conn.isolation_level = None
             self._local.conn = conn
             self._readers.append(conn)
         return conn

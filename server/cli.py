@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+#: Embedder for vectors: "wordllama" (default when installed), "minilm", or "none".
+EMBEDDER_ENV = "CODEAHEAD_EMBEDDER"
 
 
 class CliError(Exception):
@@ -130,14 +133,18 @@ def _workspace(args, *, path_arg: str | None = None):
     if path_arg and args.workspace and Path(path_arg).resolve() != Path(args.workspace).resolve():
         raise CliError(f"two workspaces given ({path_arg} and --workspace {args.workspace}): pass one")
     try:
-        return Workspace(root, index_dir=args.index_dir)
-    except WorkspaceError as exc:
+        return Workspace(root, index_dir=args.index_dir, embedder=os.environ.get(EMBEDDER_ENV))
+    except (WorkspaceError, ValueError) as exc:
         raise CliError(str(exc)) from None
 
 
 def _ensure_indexed(ws, args) -> None:
-    """Commands that read the index bring it up to date first (cheap when nothing changed)."""
+    """Commands that read the index bring it up to date first (cheap when nothing changed).
+
+    Vectors are stored in the index, so only nodes new since the last run are embedded.
+    """
     ws.index(progress=None if args.json else _ProgressBar())
+    ws.enable_vectors(wait=True)
 
 
 def _table(counts: dict) -> str:
@@ -151,6 +158,7 @@ def _table(counts: dict) -> str:
 def cmd_index(args) -> None:
     with _workspace(args, path_arg=args.path) as ws:
         stats = ws.index(progress=None if args.json else _ProgressBar())
+        ws.enable_vectors(wait=True)
         payload = {
             "workspace": str(ws.root), "index": str(ws.db_path), "seconds": round(stats.seconds, 3),
             "files": stats.files_seen, "parsed": stats.files_parsed, "deleted": stats.files_deleted,

@@ -40,10 +40,32 @@ class SourceCache:
         return lines
 
     def code(self, node: Node) -> str:
-        """The node's own source lines."""
+        """The node's source lines."""
         if node.path is None:
             return ""
         return "\n".join(self.lines(node.path)[node.start_line - 1 : node.end_line])
+
+    def own_code(self, node: Node) -> str:
+        """A container's own lines, each nested definition collapsed to ``signature: ...``.
+
+        Classes and modules are shown this way so they never repeat their members' code.
+        """
+        if node.path is None:
+            return ""
+        lines = self.lines(node.path)
+        children = self.conn.execute(
+            "SELECT start_line, end_line, signature FROM nodes WHERE parent_id=? ORDER BY start_line",
+            (node.id,)).fetchall()
+        out: list[str] = []
+        line = node.start_line
+        for start, end, signature in children:
+            out.extend(lines[line - 1 : start - 1])
+            first = lines[start - 1] if start - 1 < len(lines) else ""
+            indent = first[: len(first) - len(first.lstrip())]
+            out.append(f"{indent}{signature}: ...")
+            line = max(line, end + 1)
+        out.extend(lines[line - 1 : node.end_line])
+        return "\n".join(out)
 
 
 def _names(conn, sql: str, node_id: int) -> list[str]:
@@ -119,18 +141,17 @@ def renderings(conn, sources: SourceCache, node: Node, *,
     out: list[Rendering] = []
     if node.kind == NodeKind.MODULE:
         summary = module_summary(conn, node.path) if node.path else ""
-        code = sources.code(node)
-        if code and node.end_line - node.start_line <= _FULL_MAX_LINES:
+        code = sources.own_code(node)
+        if code and code.count("\n") <= _FULL_MAX_LINES:
             out.append(Rendering("full", code))
         if summary:
             out.append(Rendering("module", summary))
         return tuple(out)
     if node.kind == NodeKind.LIBRARY:
         return (Rendering("signature", f"library {node.qualname}"),)
-    if node.end_line - node.start_line <= _FULL_MAX_LINES:
-        code = sources.code(node)
-        if code:
-            out.append(Rendering("full", code))
+    code = sources.own_code(node) if node.kind == NodeKind.CLASS else sources.code(node)
+    if code and code.count("\n") <= _FULL_MAX_LINES:
+        out.append(Rendering("full", code))
     out.append(Rendering("summary", summary_text(conn, node, test_status)))
     out.append(Rendering("signature", node.signature or f"{node.kind.value} {node.name}"))
     return tuple(out)

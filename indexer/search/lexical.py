@@ -18,18 +18,48 @@ MAX_QUERY_TERMS = 40
 MAX_DOC_SHARE = 0.25
 
 
-def query_terms(conn, query: str) -> list[tuple[str, float]]:
-    """Distinct query terms known to the index, with their IDF, rarest first, at most MAX_QUERY_TERMS."""
-    terms = list(dict.fromkeys(terms_of(query)))
-    if not terms:
+#: A scratch FTS5 table with the index's tokenizer: it stems query words exactly as the index did.
+_STEMMER_DDL = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words USING fts5(words, tokenize = \"porter unicode61 tokenchars '_'\")",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_stems USING fts5vocab(temp, query_words, 'instance')",
+)
+
+
+def stems(conn, words: list[str]) -> list[str]:
+    """The index's stem of each word (same order), through SQLite's own porter tokenizer."""
+    if not words:
         return []
+    for ddl in _STEMMER_DDL:
+        conn.execute(ddl)
+    conn.execute("DELETE FROM temp.query_words")
+    conn.execute("INSERT INTO temp.query_words(words) VALUES (?)", (" ".join(words),))
+    out = list(words)
+    for term, offset in conn.execute("SELECT term, offset FROM temp.query_stems"):
+        if offset < len(out):
+            out[offset] = term
+    return out
+
+
+def query_terms(conn, query: str) -> list[tuple[str, float]]:
+    """Distinct query words known to the index, with their IDF, rarest first, at most MAX_QUERY_TERMS.
+
+    Words are returned as written (FTS5 stems them again in MATCH); IDF is looked up by stem.
+    """
+    words = terms_of(query)
+    if not words:
+        return []
+    by_stem: dict[str, str] = {}
+    for word, stem in zip(words, stems(conn, words)):
+        by_stem.setdefault(stem, word)
     total = conn.execute("SELECT count(*) FROM nodes WHERE kind != 'library'").fetchone()[0] or 1
-    marks = ",".join("?" * len(terms))
-    df = dict(conn.execute(f"SELECT term, doc FROM fts_vocab WHERE term IN ({marks})", terms).fetchall())
-    scored = [(t, math.log(1 + (total - df[t] + 0.5) / (df[t] + 0.5))) for t in terms
-              if t in df and df[t] <= MAX_DOC_SHARE * total]
+    keys = list(by_stem)
+    marks = ",".join("?" * len(keys))
+    df = dict(conn.execute(f"SELECT term, doc FROM fts_vocab WHERE term IN ({marks})", keys).fetchall())
+    scored = [(by_stem[s], math.log(1 + (total - df[s] + 0.5) / (df[s] + 0.5))) for s in keys
+              if s in df and df[s] <= MAX_DOC_SHARE * total]
     if not scored:  # only common terms: keep the least common few rather than nothing
-        scored = sorted(((t, math.log(1 + total / df[t])) for t in terms if t in df), key=lambda x: -x[1])[:5]
+        scored = sorted(((by_stem[s], math.log(1 + total / df[s])) for s in keys if s in df),
+                        key=lambda x: -x[1])[:5]
     scored.sort(key=lambda x: (-x[1], x[0]))
     return scored[:MAX_QUERY_TERMS]
 

@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, reason TEXT NOT NULL,
 -- Code-aware terms per node (rowid = node id); identifiers keep underscores whole.
 -- Contentless: the text lives in nodes/sources, the index only needs the terms.
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
-    name, path, doc, body, tokenize = "unicode61 tokenchars '_'", content = '', contentless_delete = 1
+    name, path, doc, body, tokenize = "porter unicode61 tokenchars '_'", content = '', contentless_delete = 1
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS fts_vocab USING fts5vocab(fts, 'row');
 """

@@ -1,0 +1,210 @@
+"""The workspace behind the MCP server: opened once, indexed in the background, watched.
+
+Requests never wait for a whole index pass: they wait a few seconds for the
+first one (reporting progress), then answer from what is indexed and say so in
+``freshness``. Index passes and recorded events publish resource-updated events
+on the server's subscription bus so listening clients can refetch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
+
+from indexer.workspace import Workspace, WorkspaceError
+
+log = logging.getLogger(__name__)
+
+#: How long a request waits for the first index pass before answering from what is there.
+WARMUP_WAIT_SECONDS = 5.0
+_POLL_SECONDS = 0.1
+_ROOTS_TIMEOUT_SECONDS = 5.0
+_JOIN_SECONDS = 30.0
+
+OVERVIEW_URI = "codeahead://overview"
+MODULE_URI = "codeahead://module/{}"
+TASK_URI = "codeahead://task/{}"
+
+Report = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+class Runtime:
+    """One workspace shared by every session of one server process."""
+
+    def __init__(self, workspace: Workspace | None = None, *, root: str | Path | None = None,
+                 index_dir: str | Path | None = None, watch: bool = True) -> None:
+        self._ws = workspace
+        self._owns_ws = workspace is None
+        self._root = Path(root) if root is not None else None
+        self._index_dir = index_dir
+        self._watch = watch
+        self._lock = threading.Lock()
+        self._open_lock: anyio.Lock | None = None
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._progress: tuple[str, int, int] = ("start", 0, 0)
+        self._error: str | None = None
+        self._bus: SubscriptionBus | None = None
+        self._token = None
+        self._users = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def attach(self, bus: SubscriptionBus) -> None:
+        """Called from the server's lifespan: remember where to publish, open the workspace if known."""
+        self._bus = bus
+        self._token = anyio.lowlevel.current_token()
+        self._users += 1
+        if self._ws is not None or self._root is not None:
+            self._start(self._ws or self._open(self._root))
+
+    def detach(self) -> None:
+        """The last session ended: stop watching and close the workspace this runtime opened."""
+        self._users -= 1
+        if self._users > 0:
+            return
+        ws = self._ws
+        if ws is None:
+            return
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(_JOIN_SECONDS)
+        ws.stop_watching()
+        self._thread = None
+        self._ready.clear()
+        if self._owns_ws:
+            ws.close()
+            self._ws = None
+
+    def _open(self, root: Path) -> Workspace:
+        try:
+            return Workspace(root, index_dir=self._index_dir)
+        except WorkspaceError as exc:
+            raise WorkspaceError(f"cannot open workspace: {exc}") from None
+
+    def _start(self, ws: Workspace) -> None:
+        """Index ``ws`` in a background thread (once), then start the watcher."""
+        with self._lock:
+            self._ws = ws
+            if self._thread is not None:
+                return
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._initial_index, name="codeahead-index", daemon=True)
+            self._thread.start()
+
+    def _initial_index(self) -> None:
+        ws = self._ws
+        assert ws is not None
+        try:
+            ws.index(progress=self._on_progress)
+            log.info("initial index of %s done: generation %s", ws.root, ws.freshness()["generation"])
+        except Exception as exc:  # noqa: BLE001 - the server keeps answering from the old index
+            self._error = f"initial index failed: {exc}"
+            log.exception("initial index of %s failed", ws.root)
+        finally:
+            self._ready.set()
+        self._publish([OVERVIEW_URI])
+        if self._watch and not self._stopping.is_set():
+            ws.start_watching(on_applied=self._on_applied)
+
+    def _on_progress(self, phase: str, done: int, total: int) -> None:
+        self._progress = (phase, done, total)
+
+    def _on_applied(self, batch, result) -> None:
+        """A watcher batch landed: the overview and each touched module changed."""
+        paths = sorted(batch.changed | batch.deleted)
+        self._publish([OVERVIEW_URI, *(MODULE_URI.format(p) for p in paths)])
+
+    # ------------------------------------------------------------------ notifications
+    def _publish(self, uris: list[str]) -> None:
+        """Publish resource-updated events from a worker thread onto the server's event loop."""
+        if self._bus is None or self._token is None:
+            return
+        bus = self._bus
+
+        async def send() -> None:
+            for uri in uris:
+                await bus.publish(ResourceUpdated(uri=uri))
+
+        try:
+            anyio.from_thread.run(send, token=self._token)
+        except Exception as exc:  # noqa: BLE001 - the loop may be gone at shutdown
+            log.debug("could not publish %s: %s", uris, exc)
+
+    async def publish(self, uri: str) -> None:
+        """Publish one resource-updated event from the event loop."""
+        if self._bus is not None:
+            await self._bus.publish(ResourceUpdated(uri=uri))
+
+    # ------------------------------------------------------------------ requests
+    async def workspace(self, ctx=None, report: Report | None = None) -> Workspace:
+        """The workspace, opened from the client's roots (else the current folder) on first use."""
+        if self._ws is None:
+            if self._open_lock is None:
+                self._open_lock = anyio.Lock()
+            async with self._open_lock:
+                if self._ws is None:
+                    root = await _client_root(ctx) or Path.cwd()
+                    log.info("workspace %s (from %s)", root, "client roots" if ctx else "current folder")
+                    self._start(await anyio.to_thread.run_sync(self._open, root))
+        await self._warm_up(report)
+        assert self._ws is not None
+        return self._ws
+
+    async def _warm_up(self, report: Report | None) -> None:
+        """Wait up to WARMUP_WAIT_SECONDS for the first index pass, reporting its progress."""
+        deadline = time.monotonic() + WARMUP_WAIT_SECONDS
+        last = None
+        while not self._ready.is_set() and time.monotonic() < deadline:
+            phase, done, total = self._progress
+            if report is not None and (phase, done) != last:
+                last = (phase, done)
+                await report(done, total or None, f"indexing: {phase}")
+            await anyio.sleep(_POLL_SECONDS)
+
+    def freshness(self) -> dict:
+        """The index's freshness plus whether the first pass is still running."""
+        ws = self._ws
+        fresh = dict(ws.freshness()) if ws is not None else {"generation": 0, "last_change": None,
+                                                              "pending_changes": 0}
+        running = not self._ready.is_set()
+        fresh["indexing"] = bool(fresh.get("indexing")) or running
+        if running:
+            phase, done, total = self._progress
+            fresh["initial_index"] = {"phase": phase, "done": done, "total": total,
+                                      "note": "answering from what is indexed so far"}
+        if self._error:
+            fresh["error"] = self._error
+        return fresh
+
+
+async def _client_root(ctx) -> Path | None:
+    """The first file:// root the client lists, on connections that still offer roots/list."""
+    if ctx is None:
+        return None
+    try:
+        session = ctx.session
+        caps = session.client_capabilities
+        if caps is None or caps.roots is None or not session.can_send_request:
+            return None
+        with anyio.fail_after(_ROOTS_TIMEOUT_SECONDS), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # roots/list is deprecated in 2026-07-28, still what editors send
+            result = await session.list_roots()
+    except Exception as exc:  # noqa: BLE001 - no roots: fall back to the current folder
+        log.info("client roots unavailable (%s); using the current folder", exc)
+        return None
+    for root in result.roots:
+        url = urlparse(str(root.uri))
+        if url.scheme == "file" and Path(unquote(url.path)).is_dir():
+            return Path(unquote(url.path))
+    return None

@@ -1,0 +1,423 @@
+"""The key property: after any series of edits, an incremental index equals a fresh full index.
+
+A small random package (modules calling each other through every import style,
+classes with bases in other modules, a test file) is edited step by step. After
+each step one long-lived index is brought up to date (by a full walk, or by the
+watcher's partial pass over the changed paths) and compared with a brand-new
+index of the same tree. Nodes and edges are compared by path, kind and name,
+never by id: ids differ between two indexes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from conftest import graph_of, integrity_problems
+from indexer.workspace import Workspace
+
+MAX_EXAMPLES = 30
+MAX_STEPS = 7
+SOURCE_FOLDERS = ("pkg", "pkg/sub", "")
+TEST_FOLDER = "tests"
+STEMS = ("alpha", "beta", "gamma", "delta", "omega")
+TEST_STEMS = ("test_alpha", "test_beta")
+# Few names, so definitions collide: bare calls flip between unique, ambiguous and unresolved.
+FUNCS = ("run", "load", "save")
+CLASSES = ("Base", "Node")
+METHODS = ("step", "reset")
+TEST_FUNCS = ("test_run", "test_load", "test_step")
+TEST_CLASSES = ("TestNode", "TestBase")
+LIBRARIES = ("numpy", "json")
+CALL_STYLES = ("from", "alias", "plain", "relative", "bare", "local", "receiver", "library")
+METHOD_STYLES = ("self", "super")
+BASE_STYLES = ("from", "alias", "same")
+#: Fake mtimes step by a second per write, so a coarse-clock filesystem can't hide an edit.
+_MTIME_STEP_NS = 1_000_000_000
+
+
+# --------------------------------------------------------------------------- #
+# A model of the tree, rendered to Python source
+# --------------------------------------------------------------------------- #
+
+@dataclass
+class Call:
+    """One call in a body: ``style`` says how the target is imported, ``module`` is its dotted module."""
+
+    style: str
+    module: str
+    name: str
+
+
+@dataclass
+class Func:
+    name: str
+    calls: list[Call] = field(default_factory=list)
+
+
+@dataclass
+class Klass:
+    name: str
+    base: Call | None = None
+    methods: list[Func] = field(default_factory=list)
+
+
+@dataclass
+class Module:
+    funcs: list[Func] = field(default_factory=list)
+    classes: list[Klass] = field(default_factory=list)
+    padding: int = 0  # comment lines on top: shifts every line number
+
+
+@dataclass
+class Tree:
+    modules: dict[str, Module] = field(default_factory=dict)  # path -> module
+    inits: set[str] = field(default_factory=set)  # folders holding an __init__.py
+    reexport: Call | None = None  # pkg/__init__.py: from .x import name
+
+    def render(self) -> dict[str, str]:
+        files = {path: render_module(path, module) for path, module in self.modules.items()}
+        for folder in self.inits:
+            text = ""
+            if folder == "pkg" and self.reexport is not None:
+                text = f"from .{self.reexport.module.rsplit('.', 1)[-1]} import {self.reexport.name}\n"
+            files[f"{folder}/__init__.py"] = text
+        return files
+
+
+def dotted(path: str) -> str:
+    """The module name a path would have if every folder were a package."""
+    return path.removesuffix(".py").replace("/", ".")
+
+
+def _import_for(call: Call) -> str | None:
+    """The module-level import line a call needs (None when it needs none)."""
+    last = call.module.rsplit(".", 1)[-1]
+    return {
+        "from": f"from {call.module} import {call.name}",
+        "alias": f"import {call.module} as {last}_mod",
+        "plain": f"import {call.module}",
+        "relative": f"from .{last} import {call.name}",
+        "library": f"import {call.module}",
+    }.get(call.style)
+
+
+def _call_lines(call: Call) -> list[str]:
+    last = call.module.rsplit(".", 1)[-1]
+    return {
+        "from": [f"{call.name}()"],
+        "alias": [f"{last}_mod.{call.name}()"],
+        "plain": [f"{call.module}.{call.name}()"],
+        "relative": [f"{call.name}()"],
+        "bare": [f"{call.name}()"],
+        "local": [f"from {call.module} import {call.name}", f"{call.name}()"],
+        "receiver": [f"obj.{call.name}()"],
+        "library": [f"{call.module}.{call.name}()"],
+        "self": [f"self.{call.name}()"],
+        "super": [f"super().{call.name}()"],
+    }[call.style]
+
+
+def render_module(path: str, module: Module) -> str:
+    imports: list[str] = []
+    body: list[str] = []
+
+    def need(call: Call) -> None:
+        line = _import_for(call)
+        if line is not None and line not in imports:
+            imports.append(line)
+
+    def function(func: Func, indent: str, params: str) -> None:
+        body.append(f"{indent}def {func.name}({params}):")
+        for call in func.calls:
+            need(call)
+            body.extend(f"{indent}    {line}" for line in _call_lines(call))
+        body.append(f"{indent}    return None")
+        body.append("")
+
+    for func in module.funcs:
+        function(func, "", "obj=None")
+        body.append("")
+    for klass in module.classes:
+        base = ""
+        if klass.base is not None:
+            need(klass.base)
+            last = klass.base.module.rsplit(".", 1)[-1]
+            base = f"{last}_mod.{klass.base.name}" if klass.base.style == "alias" else klass.base.name
+        body.append(f"class {klass.name}({base}):")
+        for method in klass.methods:
+            function(method, "    ", "self, obj=None")
+        if not klass.methods:
+            body.extend(["    pass", ""])
+        body.append("")
+    head = ["# padding"] * module.padding
+    return "\n".join([*head, *imports, "", "", *body]).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------- #
+# Strategies
+# --------------------------------------------------------------------------- #
+
+def _known_modules(tree: Tree) -> list[str]:
+    """Dotted names of source modules, plus one that never exists (an unresolved import)."""
+    return sorted({dotted(p) for p in tree.modules if not p.startswith(TEST_FOLDER)} | {"pkg.missing"})
+
+
+def call_strategy(tree: Tree, in_method: bool) -> st.SearchStrategy[Call]:
+    modules = _known_modules(tree)
+    plain = st.builds(Call, st.sampled_from(CALL_STYLES[:-1]), st.sampled_from(modules),
+                      st.sampled_from(FUNCS + CLASSES + METHODS))
+    library = st.builds(Call, st.just("library"), st.sampled_from(LIBRARIES), st.sampled_from(("sum", "dumps")))
+    options = [plain, library]
+    if in_method:
+        options.append(st.builds(Call, st.sampled_from(METHOD_STYLES), st.just(""), st.sampled_from(METHODS)))
+    return st.one_of(*options)
+
+
+def base_strategy(tree: Tree) -> st.SearchStrategy[Call | None]:
+    return st.none() | st.builds(Call, st.sampled_from(BASE_STYLES), st.sampled_from(_known_modules(tree)),
+                                 st.sampled_from(CLASSES))
+
+
+def func_strategy(tree: Tree, names: tuple[str, ...], in_method: bool = False) -> st.SearchStrategy[Func]:
+    return st.builds(Func, st.sampled_from(names), st.lists(call_strategy(tree, in_method), max_size=3))
+
+
+def class_strategy(tree: Tree, names: tuple[str, ...], method_names: tuple[str, ...]) -> st.SearchStrategy[Klass]:
+    return st.builds(Klass, st.sampled_from(names), base_strategy(tree),
+                     st.lists(func_strategy(tree, method_names, in_method=True), max_size=2))
+
+
+def module_strategy(tree: Tree, is_test: bool) -> st.SearchStrategy[Module]:
+    funcs, classes, methods = (TEST_FUNCS, TEST_CLASSES, TEST_FUNCS) if is_test else (FUNCS, CLASSES, METHODS)
+    return st.builds(Module, st.lists(func_strategy(tree, funcs), max_size=3),
+                     st.lists(class_strategy(tree, classes, methods), max_size=2), st.integers(0, 1))
+
+
+def new_source_path(tree: Tree, draw) -> str:
+    folder = draw(st.sampled_from(SOURCE_FOLDERS))
+    stem = draw(st.sampled_from(STEMS))
+    return f"{folder}/{stem}.py" if folder else f"{stem}.py"
+
+
+def initial_tree(draw) -> Tree:
+    """3-6 modules, the test file, and packages for pkg/ and pkg/sub/."""
+    tree = Tree(inits={"pkg", "pkg/sub"})
+    paths = draw(st.lists(st.sampled_from([f"{f}/{s}.py" if f else f"{s}.py" for f in SOURCE_FOLDERS for s in STEMS]),
+                          min_size=3, max_size=5, unique=True))
+    for path in paths:  # empty first, so calls can name every module
+        tree.modules[path] = Module()
+    for path in paths:
+        tree.modules[path] = draw(module_strategy(tree, is_test=False))
+    tree.modules[f"{TEST_FOLDER}/{TEST_STEMS[0]}.py"] = draw(module_strategy(tree, is_test=True))
+    if draw(st.booleans()):
+        tree.reexport = Call("relative", draw(st.sampled_from(_known_modules(tree))), draw(st.sampled_from(FUNCS)))
+    return tree
+
+
+# --------------------------------------------------------------------------- #
+# Operations: each edits the model and returns the folders it removed whole
+# --------------------------------------------------------------------------- #
+
+def _pick_module(tree: Tree, draw) -> tuple[str, Module]:
+    path = draw(st.sampled_from(sorted(tree.modules)))
+    return path, tree.modules[path]
+
+
+def _all_functions(module: Module) -> list[Func]:
+    return [*module.funcs, *(m for k in module.classes for m in k.methods)]
+
+
+def op_add_function(tree: Tree, draw) -> list[str]:
+    path, module = _pick_module(tree, draw)
+    module.funcs.append(draw(func_strategy(tree, TEST_FUNCS if path.startswith(TEST_FOLDER) else FUNCS)))
+    return []
+
+
+def op_remove_function(tree: Tree, draw) -> list[str]:
+    path, module = _pick_module(tree, draw)
+    if module.funcs:
+        module.funcs.pop(draw(st.integers(0, len(module.funcs) - 1)))
+    elif module.classes:
+        module.classes.pop(draw(st.integers(0, len(module.classes) - 1)))
+    return []
+
+
+def op_rename_function(tree: Tree, draw) -> list[str]:
+    path, module = _pick_module(tree, draw)
+    funcs = _all_functions(module)
+    if funcs:
+        names = TEST_FUNCS if path.startswith(TEST_FOLDER) else FUNCS + METHODS
+        draw(st.sampled_from(funcs)).name = draw(st.sampled_from(names))
+    return []
+
+
+def op_add_call(tree: Tree, draw) -> list[str]:
+    _, module = _pick_module(tree, draw)
+    funcs = _all_functions(module)
+    if funcs:
+        func = draw(st.sampled_from(funcs))
+        func.calls.append(draw(call_strategy(tree, in_method=func not in module.funcs)))
+    return []
+
+
+def op_change_import(tree: Tree, draw) -> list[str]:
+    _, module = _pick_module(tree, draw)
+    calls = [c for f in _all_functions(module) for c in f.calls if c.style in CALL_STYLES[:-1]]
+    if calls:
+        call = draw(st.sampled_from(calls))
+        call.style = draw(st.sampled_from(CALL_STYLES[:-1]))
+        call.module = draw(st.sampled_from(_known_modules(tree)))
+    return []
+
+
+def op_change_base(tree: Tree, draw) -> list[str]:
+    _, module = _pick_module(tree, draw)
+    if module.classes:
+        draw(st.sampled_from(module.classes)).base = draw(base_strategy(tree))
+    else:
+        module.classes.append(draw(class_strategy(tree, CLASSES, METHODS)))
+    return []
+
+
+def op_shift_lines(tree: Tree, draw) -> list[str]:
+    _, module = _pick_module(tree, draw)
+    module.padding = 1 - module.padding
+    return []
+
+
+def op_add_module(tree: Tree, draw) -> list[str]:
+    path = new_source_path(tree, draw)
+    if draw(st.integers(0, 4)) == 0:
+        path = f"{TEST_FOLDER}/{draw(st.sampled_from(TEST_STEMS))}.py"
+    tree.modules[path] = draw(module_strategy(tree, is_test=path.startswith(TEST_FOLDER)))
+    return []
+
+
+def op_delete_module(tree: Tree, draw) -> list[str]:
+    if len(tree.modules) > 1:
+        path, _ = _pick_module(tree, draw)
+        del tree.modules[path]
+    return []
+
+
+def op_move_module(tree: Tree, draw) -> list[str]:
+    path, module = _pick_module(tree, draw)
+    if path.startswith(TEST_FOLDER):
+        return []
+    target = new_source_path(tree, draw)
+    del tree.modules[path]
+    tree.modules[target] = module
+    return []
+
+
+def op_toggle_init(tree: Tree, draw) -> list[str]:
+    folder = draw(st.sampled_from(("pkg", "pkg/sub", TEST_FOLDER)))
+    tree.inits ^= {folder}
+    return []
+
+
+def op_change_reexport(tree: Tree, draw) -> list[str]:
+    tree.reexport = draw(st.none() | st.builds(Call, st.just("relative"), st.sampled_from(_known_modules(tree)),
+                                               st.sampled_from(FUNCS + CLASSES)))
+    return []
+
+
+def op_delete_subpackage(tree: Tree, draw) -> list[str]:
+    """Remove pkg/sub/ whole: the watcher reports only the folder."""
+    for path in [p for p in tree.modules if p.startswith("pkg/sub/")]:
+        del tree.modules[path]
+    tree.inits.discard("pkg/sub")
+    return ["pkg/sub"]
+
+
+OPERATIONS = (op_add_function, op_remove_function, op_rename_function, op_add_call, op_change_import,
+              op_change_base, op_shift_lines, op_add_module, op_delete_module, op_move_module,
+              op_toggle_init, op_change_reexport, op_delete_subpackage)
+
+
+# --------------------------------------------------------------------------- #
+# Disk and comparison
+# --------------------------------------------------------------------------- #
+
+class Disk:
+    """The tree on disk; each write gets a later mtime than the last."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: dict[str, str] = {}
+        self.clock = 1_700_000_000 * _MTIME_STEP_NS
+
+    def sync(self, files: dict[str, str], removed_dirs: list[str]) -> list[str]:
+        """Make the disk hold ``files``; returns changed paths, minus those under removed folders."""
+        changed: list[str] = []
+        for folder in removed_dirs:
+            shutil.rmtree(self.root / folder, ignore_errors=True)
+        gone = [p for p in self.files if p not in files]
+        for path in gone:
+            (self.root / path).unlink(missing_ok=True)
+        for path, text in files.items():
+            if self.files.get(path) == text:
+                continue
+            full = self.root / path
+            full.parent.mkdir(parents=True, exist_ok=True)
+            full.write_text(text, encoding="utf-8")
+            self.clock += _MTIME_STEP_NS
+            os.utime(full, ns=(self.clock, self.clock))
+        changed = sorted({*gone, *(p for p in files if self.files.get(p) != files[p])})
+        self.files = dict(files)
+        return [p for p in changed if not any(p.startswith(d + "/") for d in removed_dirs)]
+
+
+def assert_same_as_fresh(ws: Workspace, root: Path, fresh_dir: Path) -> None:
+    with Workspace(root, index_dir=fresh_dir) as fresh:
+        fresh.index()
+        expected_nodes, expected_edges = graph_of(fresh)
+        expected_files = fresh.status()["files"]
+    nodes, edges = graph_of(ws)
+    missing_nodes = sorted(set(expected_nodes) - set(nodes), key=repr)
+    extra_nodes = sorted(set(nodes) - set(expected_nodes), key=repr)
+    missing_edges = sorted(set(expected_edges) - set(edges), key=repr)
+    extra_edges = sorted(set(edges) - set(expected_edges), key=repr)
+    assert (missing_nodes, extra_nodes, missing_edges, extra_edges) == ([], [], [], []), (
+        f"incremental != fresh\nmissing nodes {missing_nodes}\nextra nodes {extra_nodes}\n"
+        f"missing edges {missing_edges}\nextra edges {extra_edges}")
+    assert nodes == expected_nodes and edges == expected_edges  # no duplicates either
+    assert integrity_problems(ws) == []
+    assert ws.status()["files"] == expected_files
+
+
+@pytest.mark.parametrize("mode", ["walk", "paths"])
+@settings(max_examples=MAX_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_incremental_index_equals_fresh_index(mode, data):
+    tree = initial_tree(data.draw)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        root = tmp_path / "ws"
+        root.mkdir()
+        disk = Disk(root)
+        disk.sync(tree.render(), [])
+        with Workspace(root, index_dir=tmp_path / "live") as ws:
+            ws.index()
+            assert_same_as_fresh(ws, root, tmp_path / "fresh-0")
+            for step in range(1, data.draw(st.integers(1, MAX_STEPS), label="steps") + 1):
+                op = data.draw(st.sampled_from(OPERATIONS), label=f"op {step}")
+                removed_dirs = op(tree, data.draw)
+                files = tree.render()
+                changed = disk.sync(files, removed_dirs)
+                note(f"step {step}: {op.__name__} changed {changed} removed {removed_dirs}\n"
+                     + "\n".join(f"--- {p}\n{t}" for p, t in sorted(files.items())))
+                if mode == "walk":
+                    ws.index()
+                else:
+                    ws.index(paths=changed, deleted_dirs=removed_dirs)
+                assert_same_as_fresh(ws, root, tmp_path / f"fresh-{step}")

@@ -1,0 +1,166 @@
+"""The live workspace: a real watchdog observer keeps search and the graph fresh."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from indexer.workspace import Workspace
+
+TIMEOUT = 15.0
+
+
+def _write(root: Path, rel: str, text: str) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _eventually(check, timeout: float = TIMEOUT) -> None:
+    """Poll ``check`` until it is truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s (last value {value!r})")
+        time.sleep(0.05)
+
+
+def _names(ws: Workspace, query: str) -> set[str]:
+    return {h.node.qualname for h in ws.search(query, top_k=20)}
+
+
+@pytest.fixture
+def live(tmp_path):
+    root = tmp_path / "ws"
+    _write(root, "app/__init__.py", "")
+    _write(root, "app/core.py", "def compute_total(items):\n    return sum(items)\n")
+    _write(root, "app/api.py", "from app.core import compute_total\n\n"
+                               "def handler(items):\n    return compute_total(items)\n")
+    ws = Workspace(root, index_dir=tmp_path / "idx")
+    ws.index()
+    batches: list = []
+    ws.start_watching(on_applied=lambda batch, stats: batches.append((batch, stats)), debounce=0.05)
+    yield root, ws, batches
+    ws.close()
+
+
+def test_created_file_is_searchable_and_linked(live):
+    root, ws, _ = live
+    _write(root, "app/report.py", "from app.core import compute_total\n\n"
+                                  "def render_invoice_report(items):\n    return compute_total(items)\n")
+    _eventually(lambda: "app.report.render_invoice_report" in _names(ws, "render invoice report"))
+    callers = {l.node.qualname for l in ws.related("app.core.compute_total", kinds=["called_by"])}
+    assert "app.report.render_invoice_report" in callers
+
+
+def test_modified_file_replaces_its_nodes(live):
+    root, ws, _ = live
+    _write(root, "app/core.py", "def compute_grand_total(items):\n    return sum(items)\n")
+    _eventually(lambda: "app.core.compute_grand_total" in _names(ws, "compute grand total"))
+    assert "app.core.compute_total" not in _names(ws, "compute total")
+    # The caller's edge to the old name is gone; no dangling edge remains.
+    assert not ws.related("app.api.handler", kinds=["calls"])
+
+
+def test_deleted_file_leaves_no_nodes_or_edges(live):
+    root, ws, _ = live
+    (root / "app/core.py").unlink()
+    _eventually(lambda: "app.core.compute_total" not in _names(ws, "compute total"))
+    conn = ws.reader()
+    assert conn.execute("SELECT count(*) FROM files WHERE path='app/core.py'").fetchone()[0] == 0
+    dangling = conn.execute("SELECT count(*) FROM edges WHERE dst NOT IN (SELECT id FROM nodes) "
+                            "OR src NOT IN (SELECT id FROM nodes)").fetchone()[0]
+    assert dangling == 0
+
+
+def test_moved_folder_is_reindexed_under_its_new_path(live):
+    root, ws, _ = live
+    os.rename(root / "app", root / "service")
+    _eventually(lambda: any(n.startswith("service.core") for n in _names(ws, "compute total")))
+    assert ws.node("service/core.py").qualname == "service.core"
+    assert not ws.reader().execute("SELECT count(*) FROM files WHERE path LIKE 'app/%'").fetchone()[0]
+
+
+def test_ignored_and_swap_files_never_reach_the_index(live):
+    root, ws, batches = live
+    _write(root, ".gitignore", "generated/\n")
+    _eventually(lambda: batches)  # the ignore file itself triggers a (full) pass
+    _write(root, "generated/out.py", "def generated_marker_function():\n    pass\n")
+    _write(root, "app/.core.py.swp", "def swap_marker_function():\n    pass\n")
+    _write(root, "app/visible.py", "def visible_marker_function():\n    pass\n")
+    _eventually(lambda: "app.visible.visible_marker_function" in _names(ws, "visible marker function"))
+    assert not _names(ws, "generated marker function") & {"generated.out.generated_marker_function"}
+    assert ws.reader().execute("SELECT count(*) FROM files WHERE path LIKE 'generated/%'").fetchone()[0] == 0
+
+
+def test_burst_of_500_writes_is_applied_in_few_passes(live):
+    root, ws, batches = live
+    before = len(batches)
+    for i in range(500):
+        _write(root, f"bulk/mod_{i:03d}.py", f"def bulk_function_{i:03d}():\n    return {i}\n")
+    _eventually(lambda: ws.reader().execute(
+        "SELECT count(*) FROM files WHERE path LIKE 'bulk/%'").fetchone()[0] == 500, timeout=60)
+    assert len(batches) - before <= 10, f"{len(batches) - before} passes for one burst"
+    assert ws.freshness()["pending_changes"] == 0
+
+
+def test_change_while_not_watching_is_reconciled_on_open(tmp_path):
+    root = tmp_path / "ws"
+    _write(root, "m.py", "def before_change():\n    pass\n")
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+    # Nothing watches now: edit, add and delete files.
+    _write(root, "m.py", "def after_change():\n    pass\n")
+    _write(root, "n.py", "def brand_new_function():\n    pass\n")
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        stats = ws.index()  # what `serve` and `watch` do on open
+        assert stats.files_parsed == 2
+        assert "m.after_change" in _names(ws, "after change")
+        assert "m.before_change" not in _names(ws, "before change")
+        assert "n.brand_new_function" in _names(ws, "brand new function")
+
+
+def test_queries_during_a_large_reindex_never_see_dangling_edges(tmp_path):
+    root = tmp_path / "ws"
+    for i in range(150):
+        _write(root, f"pkg/m{i:03d}.py", f"from pkg.m{(i + 1) % 150:03d} import f{(i + 1) % 150:03d}\n\n"
+                                         f"def f{i:03d}():\n    return f{(i + 1) % 150:03d}()\n")
+    _write(root, "pkg/__init__.py", "")
+    ws = Workspace(root, index_dir=tmp_path / "idx")
+    ws.index()
+    problems: list[str] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        conn = ws.reader()
+        while not stop.is_set():
+            conn.execute("BEGIN")
+            dangling = conn.execute("SELECT count(*) FROM edges WHERE dst NOT IN (SELECT id FROM nodes) "
+                                    "OR src NOT IN (SELECT id FROM nodes)").fetchone()[0]
+            files = conn.execute("SELECT count(*) FROM files").fetchone()[0]
+            conn.rollback()
+            if dangling:
+                problems.append(f"{dangling} dangling edges")
+            if files not in (151, 151):
+                problems.append(f"{files} files")
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for round_ in range(3):
+            for i in range(150):  # rewrite every module: a full re-index of changed content
+                _write(root, f"pkg/m{i:03d}.py", f"from pkg.m{(i + 1) % 150:03d} import f{(i + 1) % 150:03d}\n\n"
+                                                 f"def f{i:03d}():\n    return f{(i + 1) % 150:03d}() + {round_}\n")
+            ws.index()
+    finally:
+        stop.set()
+        thread.join()
+        ws.close()
+    assert not problems, problems[:5]
