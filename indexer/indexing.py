@@ -12,13 +12,17 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-from indexer.graph.facts import FileFacts, defined_names, facts_of, is_test_path
+import msgpack
+
+from indexer.graph.changes import ChangeTracker, FileShape
+from indexer.graph.facts import FileFacts, facts_of, is_test_path
 from indexer.graph.resolve import LIBRARY, NodeInfo, Resolution, Resolver, Symbols
 from indexer.modules import module_names
 from indexer.parse import language_of, parse_file
@@ -147,7 +151,7 @@ class IndexPass:
             skipped = result.skipped
         else:
             current, skipped = self._stat_paths(paths, deleted_dirs, known)
-        modules = module_names(current)
+        modules = self._module_names(current, known, paths)
         touched = None if paths is None else set(paths)
         plan = self._plan(current, known, modules, touched)
         if progress:
@@ -161,6 +165,18 @@ class IndexPass:
             self._symbols = None  # may hold half of the failed pass
             raise
         return IndexStats(seconds=time.perf_counter() - started, **stats)
+
+    @staticmethod
+    def _module_names(current, known, paths) -> dict[str, str]:
+        """Module names of the file set; a partial pass that adds or removes no package reuses the stored ones."""
+        if paths is not None and not any(p.rsplit("/", 1)[-1] in ("__init__.py", "__init__.pyi") for p in paths):
+            names = {p: known[p][5] for p in current if p in known}
+            missing = [p for p in current if p not in names]
+            if missing:
+                names.update({p: m for p, m in module_names([*missing, *(p for p in current if
+                              p.rsplit("/", 1)[-1].startswith("__init__."))]).items() if p in missing})
+            return names
+        return module_names(current)
 
     def forget_symbols(self) -> None:
         """Drop the cached symbol table (e.g. after another process wrote the store)."""
@@ -219,15 +235,24 @@ class IndexPass:
         unchanged = [l for l in loaded if l.unchanged]
         bad = [l.skipped for l in loaded if l.skipped is not None]
         gone = list(plan.deleted) + [s.path for s in bad if s.path in known]
-        replaced = [l.path for l in parsed if l.path in known]
+        replaced = {l.path for l in parsed if l.path in known}
 
         conn.execute("BEGIN IMMEDIATE")
-        # 1. Names whose meaning changes: old versions of replaced/deleted files, new versions below.
-        changed_names: set[str] = set()
-        stale_ids = [known[p][1] for p in (*gone, *replaced)]
-        for facts in self._stored_facts(stale_ids):
-            changed_names |= defined_names(facts)
-        self._delete_files(stale_ids, symbols, keep_rows={known[p][1] for p in replaced})
+        # 1. The old versions: their shapes, for the change keys, and their node ids, for reuse.
+        stale_ids = [known[p][1] for p in (*gone, *sorted(replaced))]
+        old_facts = self._stored_facts(stale_ids)
+        tracker = ChangeTracker(symbols)
+        new_names = {d.name for l in parsed for d in l.parsed.definitions} | \
+                    {modules[l.path].rsplit(".", 1)[-1] for l in parsed}
+        if old_facts:
+            tracker.before([self._shape(f) for f in old_facts], new_names)
+        prior_bases = {cid: list(symbols.bases.get(cid, ())) for f in old_facts for cid in f.def_ids}
+        reuse = {f.file_id: self._reusable_ids(f) for f in old_facts if f.path in replaced}
+        old_ids = {f.file_id: [f.module_node, *f.def_ids] for f in old_facts}
+        # New nodes take ids above every id in use before this pass: an id of a removed node must not
+        # come back while edges from other files may still name it.
+        id_floor = conn.execute("SELECT max(id) FROM nodes").fetchone()[0] or 0
+        self._remove_old(old_facts, symbols, keep_rows={known[p][1] for p in replaced})
         for path in gone:
             del known[path]
 
@@ -235,10 +260,14 @@ class IndexPass:
         conn.executemany("UPDATE files SET size=?, mtime=? WHERE path=?",
                          [(current[l.path].size, current[l.path].mtime, l.path) for l in unchanged])
 
-        # 3. New rows for parsed files.
-        new_facts = self._insert_parsed(parsed, current, modules, known, symbols, now)
-        for facts in new_facts:
-            changed_names |= defined_names(facts)
+        # 3. New rows for parsed files, reusing the ids of definitions that kept their name and kind.
+        new_facts = self._insert_parsed(parsed, current, modules, known, symbols, now, reuse, id_floor)
+        kept = {i for f in new_facts for i in (f.module_node, *f.def_ids)}
+        lost = [i for ids in old_ids.values() for i in ids if i not in kept]
+        self._delete_in("DELETE FROM edges WHERE dst IN ({})", lost)
+        symbols.rebuild_top_packages()
+        # An index that started empty has no dependents to find: every file is resolved anyway.
+        changed_keys = tracker.after([self._shape(f) for f in new_facts]) if old_facts else set()
 
         # 4. Skips: a full pass replaces the list; a partial one updates the paths it saw.
         if full:
@@ -251,35 +280,60 @@ class IndexPass:
         conn.executemany("INSERT OR REPLACE INTO skipped(path, reason, detail) VALUES (?, ?, 'recovered')",
                          [(l.path, SkipReason.SYNTAX_ERROR.value) for l in parsed if l.parsed.has_errors])
 
-        # 5. Resolve changed files and every file that consulted a changed name.
+        # 5. Resolve changed files and every file whose recorded lookups meet a changed key.
         if progress:
             progress("resolve", 0, 1)
-        self._resolve(new_facts, changed_names, symbols)
+        self._resolve(new_facts, changed_keys, symbols, prior_bases)
 
         generation = int(conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
-        changed = bool(parsed or gone)
-        if changed:
+        if parsed or gone:
             generation += 1
             conn.executemany("UPDATE meta SET value=? WHERE key=?",
                              [(str(generation), "generation"), (repr(now), "last_change")])
         conn.commit()
         if progress:
             progress("resolve", 1, 1)
+        counts = {}
+        if full:  # whole-table counts cost ~0.1 s on a large index: only a full pass reports them
+            counts = {
+                "nodes_by_kind": dict(conn.execute("SELECT kind, count(*) FROM nodes GROUP BY kind").fetchall()),
+                "edges_by_kind": dict(conn.execute("SELECT kind, count(*) FROM edges GROUP BY kind").fetchall()),
+                "skipped_by_reason": dict(conn.execute(
+                    "SELECT reason, count(*) FROM skipped GROUP BY reason").fetchall()),
+            }
         return {
             "files_seen": plan.seen,
             "files_parsed": len(parsed),
             "files_deleted": len(gone),
             "files_unchanged": plan.seen - len(parsed),
-            "nodes_by_kind": dict(conn.execute("SELECT kind, count(*) FROM nodes GROUP BY kind").fetchall()),
-            "edges_by_kind": dict(conn.execute("SELECT kind, count(*) FROM edges GROUP BY kind").fetchall()),
-            "skipped_by_reason": dict(conn.execute(
-                "SELECT reason, count(*) FROM skipped GROUP BY reason").fetchall()),
             "generation": generation,
+            **counts,
         }
 
-    def _insert_parsed(self, parsed, current, modules, known, symbols: Symbols, now: float) -> list[FileFacts]:
+    def _shape(self, facts: FileFacts) -> FileShape:
+        """What other files' resolution can see of one file version."""
+        nodes = Counter()
+        for node_id in (facts.module_node, *facts.def_ids):
+            info = self._symbols.nodes.get(node_id) if self._symbols else None
+            if info is not None:
+                nodes[(info.kind, info.qualname)] += 1
+        imports = {alias: (module, name) for module, name, alias, _line, scope in facts.imports
+                   if scope == -1 and alias != "*"}
+        return FileShape(facts.module, nodes, imports)
+
+    def _reusable_ids(self, facts: FileFacts) -> dict[tuple[str, str], list[int]]:
+        """Old node ids of a file by (kind, qualname), in definition order."""
+        out: dict[tuple[str, str], list[int]] = {}
+        for node_id in (facts.module_node, *facts.def_ids):
+            info = self._symbols.nodes.get(node_id)
+            if info is not None:
+                out.setdefault((info.kind, info.qualname), []).append(node_id)
+        return out
+
+    def _insert_parsed(self, parsed, current, modules, known, symbols: Symbols, now: float,
+                       reuse: dict[int, dict[tuple[str, str], list[int]]], id_floor: int) -> list[FileFacts]:
         conn = self.conn
-        next_id = (conn.execute("SELECT max(id) FROM nodes").fetchone()[0] or 0) + 1
+        next_id = id_floor + 1
         next_file = (conn.execute("SELECT max(id) FROM files").fetchone()[0] or 0) + 1
         file_rows, source_rows, node_rows, edge_rows, fts_rows, fact_rows = [], [], [], [], [], []
         out: list[FileFacts] = []
@@ -298,20 +352,29 @@ class IndexPass:
                 file_id, next_file = next_file, next_file + 1
                 file_rows.append((file_id, item.path, module, item.hash, f.size, f.mtime, p.language, 1,
                                   p.lines, int(p.has_errors), now))
+            old = reuse.get(file_id, {})
+
+            def node_id_for(kind: str, qualname: str) -> int:
+                nonlocal next_id
+                ids = old.get((kind, qualname))
+                if ids:
+                    return ids.pop(0)
+                next_id += 1
+                return next_id - 1
+
             source_rows.append((file_id, item.text))
             in_test = is_test_path(item.path)
-            module_id, next_id = next_id, next_id + 1
-            node_rows.append((module_id, file_id, "module", module.rsplit(".", 1)[-1], module, None, 1,
-                              max(p.lines, 1), "", p.doc))
-            symbols.add_node(NodeInfo(module_id, "module", module.rsplit(".", 1)[-1], module, None, file_id,
-                                      in_test))
+            module_name = module.rsplit(".", 1)[-1]
+            module_id = node_id_for("module", module)
+            node_rows.append((module_id, file_id, "module", module_name, module, None, 1, max(p.lines, 1), "", p.doc))
+            symbols.add_node(NodeInfo(module_id, "module", module_name, module, None, file_id, in_test))
             fts_rows.append((module_id, *item.search_terms[0]))
             def_ids: list[int] = []
             for d, terms in zip(p.definitions, item.search_terms[1:]):
-                node_id, next_id = next_id, next_id + 1
+                qualname = f"{module}.{d.local_name}" if module else d.local_name
+                node_id = node_id_for(d.kind.value, qualname)
                 def_ids.append(node_id)
                 parent = def_ids[d.parent] if d.parent >= 0 else module_id
-                qualname = f"{module}.{d.local_name}" if module else d.local_name
                 node_rows.append((node_id, file_id, d.kind.value, d.name, qualname, parent, d.start_line,
                                   d.end_line, d.signature, d.doc))
                 symbols.add_node(NodeInfo(node_id, d.kind.value, d.name, qualname, parent, file_id, in_test))
@@ -319,7 +382,7 @@ class IndexPass:
                 fts_rows.append((node_id, *terms))
             facts = facts_of(p, file_id=file_id, module=module, module_node=module_id, def_ids=tuple(def_ids))
             symbols.set_module_imports(facts)
-            fact_rows.append((file_id, facts.to_blob()))
+            fact_rows.append((file_id, facts.to_blob(), msgpack.packb([module_id, *def_ids])))
             out.append(facts)
         conn.executemany("INSERT INTO files(id, path, module, hash, size, mtime, language, version, lines,"
                          " has_errors, indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", file_rows)
@@ -328,23 +391,19 @@ class IndexPass:
                          " signature, doc) VALUES (?,?,?,?,?,?,?,?,?,?)", node_rows)
         conn.executemany("INSERT INTO edges(src, kind, dst, confidence) VALUES (?,?,?,?)", edge_rows)
         conn.executemany("INSERT INTO fts(rowid, name, path, doc, body) VALUES (?,?,?,?,?)", fts_rows)
-        conn.executemany("INSERT OR REPLACE INTO file_facts(file_id, blob) VALUES (?, ?)", fact_rows)
+        conn.executemany("INSERT OR REPLACE INTO file_facts(file_id, blob, node_ids) VALUES (?, ?, ?)", fact_rows)
         return out
 
-    def _delete_files(self, file_ids: list[int], symbols: Symbols, *, keep_rows: set[int]) -> None:
-        """Remove every trace of these files' old versions (the files rows of ``keep_rows`` stay)."""
-        if not file_ids:
+    def _remove_old(self, old_facts: list[FileFacts], symbols: Symbols, *, keep_rows: set[int]) -> None:
+        """Remove old versions' rows; edges into their nodes from other files stay (ids may be reused)."""
+        if not old_facts:
             return
         conn = self.conn
-        node_ids: list[int] = []
-        for chunk in _chunks(file_ids):
-            marks = ",".join("?" * len(chunk))
-            node_ids += [r[0] for r in conn.execute(f"SELECT id FROM nodes WHERE file_id IN ({marks})", chunk)]
+        file_ids = [f.file_id for f in old_facts]
+        node_ids = [i for f in old_facts for i in (f.module_node, *f.def_ids)]
         for node_id in node_ids:
             symbols.remove_node(node_id)
-        symbols.rebuild_top_packages()
         self._delete_in("DELETE FROM edges WHERE src IN ({})", node_ids)
-        self._delete_in("DELETE FROM edges WHERE dst IN ({})", node_ids)
         self._delete_in("DELETE FROM fts WHERE rowid IN ({})", node_ids)
         if self._has_table("node_vectors"):  # a vec0 table: no cascades reach it
             conn.executemany("DELETE FROM node_vectors WHERE node_id = ?", [(i,) for i in node_ids])
@@ -361,10 +420,10 @@ class IndexPass:
             self.conn.execute(sql.format(",".join("?" * len(chunk))), chunk)
 
     # -- resolution ----------------------------------------------------------- #
-    def _resolve(self, new_facts: list[FileFacts], changed_names: set[str], symbols: Symbols) -> None:
-        conn = self.conn
+    def _resolve(self, new_facts: list[FileFacts], changed_keys: set[str], symbols: Symbols,
+                 prior_bases: dict[int, list[int]]) -> None:
         dirty: dict[int, FileFacts] = {f.file_id: f for f in new_facts}
-        self._add_dependents(dirty, changed_names)
+        self._add_dependents(dirty, changed_keys)
         resolver = Resolver(symbols)
         results: dict[int, Resolution] = {}
 
@@ -375,26 +434,27 @@ class IndexPass:
             for facts in pending:
                 out = results.setdefault(facts.file_id, Resolution())
                 for class_id, bases in resolver.resolve_bases(facts, out).items():
-                    if set(symbols.bases.get(class_id, ())) != set(bases):
-                        changed_classes.add(symbols.nodes[class_id].name)
+                    before = prior_bases.get(class_id, symbols.bases.get(class_id, ()))
+                    if set(before) != set(bases):
+                        changed_classes.add("b:" + symbols.nodes[class_id].qualname)
                     symbols.bases[class_id] = bases
-            before = set(dirty)
+            known = set(dirty)
             if changed_classes:
                 self._add_dependents(dirty, changed_classes)
-            pending = [dirty[i] for i in dirty if i not in before]
+            pending = [dirty[i] for i in dirty if i not in known]
 
         # Phase 2: everything else, against the complete bases table.
         resolver.invalidate()
         for facts in dirty.values():
             resolver.resolve_links(facts, results[facts.file_id])
-        self._write_resolutions(dirty, results)
+        self._write_resolutions(results)
 
-    def _add_dependents(self, dirty: dict[int, FileFacts], names: set[str]) -> None:
-        """Add to ``dirty`` every stored file whose resolution consulted one of ``names``."""
-        if not names:
+    def _add_dependents(self, dirty: dict[int, FileFacts], keys: set[str]) -> None:
+        """Add to ``dirty`` every stored file whose resolution made one of the lookups in ``keys``."""
+        if not keys:
             return
         ids: set[int] = set()
-        for chunk in _chunks(sorted(names)):
+        for chunk in _chunks(sorted(keys)):
             marks = ",".join("?" * len(chunk))
             ids.update(r[0] for r in self.conn.execute(
                 f"SELECT DISTINCT file_id FROM deps WHERE name IN ({marks})", chunk))
@@ -408,7 +468,7 @@ class IndexPass:
         self._delete_in("DELETE FROM edges WHERE kind != 'contains' AND src IN ({})", node_ids)
         self._delete_in("DELETE FROM deps WHERE file_id IN ({})", sorted(ids))
 
-    def _write_resolutions(self, dirty: dict[int, FileFacts], results: dict[int, Resolution]) -> None:
+    def _write_resolutions(self, results: dict[int, Resolution]) -> None:
         conn = self.conn
         libraries = dict(conn.execute("SELECT qualname, id FROM nodes WHERE kind='library'").fetchall())
         next_id = (conn.execute("SELECT max(id) FROM nodes").fetchone()[0] or 0) + 1
@@ -422,7 +482,7 @@ class IndexPass:
                         new_libs.append((libraries[name], None, "library", name, name, None, 0, 0, "", ""))
                     dst = libraries[name]
                 edge_rows.append((src, kind, dst, conf))
-            dep_rows.extend((name, file_id) for name in out.deps)
+            dep_rows.extend((key, file_id) for key in out.deps)
         conn.executemany("INSERT INTO nodes(id, file_id, kind, name, qualname, parent_id, start_line, end_line,"
                          " signature, doc) VALUES (?,?,?,?,?,?,?,?,?,?)", new_libs)
         conn.executemany("INSERT OR REPLACE INTO edges(src, kind, dst, confidence) VALUES (?,?,?,?)", edge_rows)
@@ -433,23 +493,16 @@ class IndexPass:
 
     # -- stored state --------------------------------------------------------- #
     def _stored_facts(self, file_ids: list[int]) -> list[FileFacts]:
-        """Resolution facts of stored files, with their current node ids."""
+        """Resolution facts of stored files, with their node ids."""
         out: list[FileFacts] = []
         for chunk in _chunks(file_ids):
             marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT f.id, f.path, f.module, ff.blob FROM files f JOIN file_facts ff ON ff.file_id=f.id "
-                f"WHERE f.id IN ({marks})", chunk).fetchall()
-            ids_by_file: dict[int, list[tuple[int, str]]] = {}
-            for node_id, file_id, kind in self.conn.execute(
-                    f"SELECT id, file_id, kind FROM nodes WHERE file_id IN ({marks}) ORDER BY id", chunk):
-                ids_by_file.setdefault(file_id, []).append((node_id, kind))
-            for file_id, path, module, blob in rows:
-                ids = ids_by_file.get(file_id, [])
-                module_node = next(i for i, k in ids if k == "module")
-                def_ids = tuple(i for i, k in ids if k != "module")
+            for file_id, path, module, blob, ids in self.conn.execute(
+                    f"SELECT f.id, f.path, f.module, ff.blob, ff.node_ids FROM files f "
+                    f"JOIN file_facts ff ON ff.file_id=f.id WHERE f.id IN ({marks}) ORDER BY f.id", chunk):
+                module_node, *def_ids = msgpack.unpackb(ids)
                 out.append(FileFacts.from_blob(blob, file_id=file_id, path=path, module=module,
-                                               module_node=module_node, def_ids=def_ids))
+                                               module_node=module_node, def_ids=tuple(def_ids)))
         return out
 
     def _symbols_table(self) -> Symbols:

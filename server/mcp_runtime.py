@@ -38,6 +38,10 @@ TASK_URI = "codeahead://task/{}"
 Report = Callable[[float, float | None, str | None], Awaitable[None]]
 
 
+class IndexCancelled(Exception):
+    """Raised from the progress callback to stop the first pass when the server shuts down."""
+
+
 class Runtime:
     """One workspace shared by every session of one server process."""
 
@@ -54,6 +58,8 @@ class Runtime:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._progress: tuple[str, int, int] = ("start", 0, 0)
+        self._steps_before = 0  # steps of the finished phases: MCP progress must only grow
+        self._steps = 0
         self._error: str | None = None
         self._bus: SubscriptionBus | None = None
         self._token = None
@@ -99,6 +105,7 @@ class Runtime:
             if self._thread is not None:
                 return
             self._stopping.clear()
+            self._progress, self._steps_before, self._steps = ("start", 0, 0), 0, 0
             self._thread = threading.Thread(target=self._initial_index, name="codeahead-index", daemon=True)
             self._thread.start()
 
@@ -108,6 +115,9 @@ class Runtime:
         try:
             ws.index(progress=self._on_progress)
             log.info("initial index of %s done: generation %s", ws.root, ws.freshness()["generation"])
+        except IndexCancelled:
+            log.info("initial index of %s stopped: the server is shutting down", ws.root)
+            return
         except Exception as exc:  # noqa: BLE001 - the server keeps answering from the old index
             self._error = f"initial index failed: {exc}"
             log.exception("initial index of %s failed", ws.root)
@@ -118,7 +128,13 @@ class Runtime:
             ws.start_watching(on_applied=self._on_applied)
 
     def _on_progress(self, phase: str, done: int, total: int) -> None:
+        if self._stopping.is_set():
+            raise IndexCancelled  # the engine rolls the pass back; the next start resumes it
+        last_phase, _, last_total = self._progress
+        if phase != last_phase:
+            self._steps_before += last_total
         self._progress = (phase, done, total)
+        self._steps = self._steps_before + done
 
     def _on_applied(self, batch, result) -> None:
         """A watcher batch landed: the overview and each touched module changed."""
@@ -164,12 +180,13 @@ class Runtime:
     async def _warm_up(self, report: Report | None) -> None:
         """Wait up to WARMUP_WAIT_SECONDS for the first index pass, reporting its progress."""
         deadline = time.monotonic() + WARMUP_WAIT_SECONDS
-        last = None
+        reported = -1
         while not self._ready.is_set() and time.monotonic() < deadline:
             phase, done, total = self._progress
-            if report is not None and (phase, done) != last:
-                last = (phase, done)
-                await report(done, total or None, f"indexing: {phase}")
+            steps = self._steps
+            if report is not None and steps > reported:
+                reported = steps
+                await report(steps, None, f"indexing: {phase} {done}/{total}")
             await anyio.sleep(_POLL_SECONDS)
 
     def freshness(self) -> dict:

@@ -105,19 +105,3 @@ def facts_of(
         is_test_file=is_test_path(parsed.path),
     )
 
-
-def defined_names(facts: FileFacts) -> set[str]:
-    """Every name whose meaning this file's content decides for others.
-
-    A reference elsewhere can only resolve differently after this file changes
-    if it consulted one of these names (see ``Resolver`` dependency recording).
-    """
-    names = set(facts.def_names)
-    names.update(facts.module.split("."))
-    for module, name, alias, _line, _scope in facts.imports:
-        names.add(alias)
-        if name:
-            names.add(name)
-        names.update(module.split("."))
-    names.discard("")
-    return names

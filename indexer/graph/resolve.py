@@ -4,8 +4,18 @@ Pure logic over a ``Symbols`` table: no I/O. Each resolved edge carries a
 confidence (``indexer.types.Confidence``): through the file's own imports >
 same module or class > the only definition of that name > one of a few.
 
-Every name the resolution of a file consults is recorded in ``deps``. When a
-file changes, exactly the files whose deps meet the changed file's names are
+Every lookup the resolution of a file makes is recorded in ``deps`` as a key
+that names what was looked up, so a change can tell exactly whose answers it
+may alter (see ``indexer.graph.changes``):
+
+- ``q:<qualname>``  a node (or module) with this dotted name exists or not
+- ``i:<module>``    the module-level import table of a module (re-exports)
+- ``b:<qualname>``  the resolved bases of a class
+- ``g:<name>:<k>``  the answer of a global name lookup for kinds ``k``
+- ``t:<package>``   a top-level package exists in the workspace
+- ``l:<name>``      the modules whose last dotted part is ``name``
+
+When a file changes, exactly the files whose deps meet the changed keys are
 resolved again, so an incremental index equals a full one.
 """
 
@@ -28,6 +38,12 @@ _ATTRIBUTE_KINDS = frozenset({"method", "function"})
 _TEST_PREFIXES = ("test_", "test")
 
 LIBRARY = "lib:"  # prefix of a library edge target: "lib:numpy"
+_CONVENTION_KINDS = ("function", "method", "class")
+#: Kind sets of global lookups, and the short key each is recorded under in deps ("g:<name>:<key>").
+GLOBAL_KEYS = {_CALLABLE_KINDS: "c", _ATTRIBUTE_KINDS: "a"}
+CONVENTION_KEY = {_CONVENTION_KINDS: "v", ("class",): "k"}
+_KINDS_BY_KEY = {"c": (_CALLABLE_KINDS, False), "a": (_ATTRIBUTE_KINDS, False),
+                 "v": (frozenset(_CONVENTION_KINDS), True), "k": (frozenset({"class"}), True)}
 
 
 @dataclass(slots=True)
@@ -184,8 +200,7 @@ class Resolver:
         for module, name, alias, _line, where in facts.imports:
             if not module:
                 continue
-            out.deps.update(module.split("."))
-            target = self._module_or_prefix(module)
+            target = self._module_or_prefix(module, out)
             if target is None:
                 lib = LIBRARY + module.split(".", 1)[0]
                 out.add(src, "depends_on", lib, Confidence.STRUCTURAL)
@@ -195,18 +210,20 @@ class Resolver:
             if target != src:
                 out.add(src, "imports", target, Confidence.STRUCTURAL)
             if name and name != "*":
-                out.deps.add(name)
                 for node_id, conf in self._qualified(f"{module}.{name}", out, walk_bases=False):
                     if isinstance(node_id, int) and node_id != src:
                         out.add(src, "imports", node_id, conf)
 
-    def _module_or_prefix(self, module: str) -> int | None:
+    def _module_or_prefix(self, module: str, out: Resolution) -> int | None:
         """The workspace module (or its deepest existing package) an import names, else None (a library)."""
         parts = module.split(".")
+        out.deps.add("t:" + parts[0])
         if parts[0] not in self.symbols.top_packages:
             return None
         while parts:
-            node = self.symbols.modules.get(".".join(parts))
+            prefix = ".".join(parts)
+            out.deps.add("q:" + prefix)
+            node = self.symbols.modules.get(prefix)
             if node is not None:
                 return node
             parts.pop()
@@ -225,7 +242,7 @@ class Resolver:
         for index, kind in enumerate(facts.def_kinds):
             name = facts.def_names[index]
             if kind == "test":
-                for dst in self._convention_targets(_strip_test(name), ("function", "method", "class"), out):
+                for dst in self._convention_targets(_strip_test(name), _CONVENTION_KINDS, out):
                     out.add(facts.def_ids[index], "tests", dst, Confidence.CONVENTION)
             elif kind == "class" and name.startswith("Test") and len(name) > 4:
                 for dst in self._convention_targets(name[4:], ("class",), out):
@@ -234,7 +251,7 @@ class Resolver:
             stem = facts.module.rsplit(".", 1)[-1]
             subject = _strip_test(stem) if stem.startswith("test") else stem.removesuffix("_test")
             if subject and subject != stem:
-                out.deps.add(subject)
+                out.deps.add("l:" + subject)
                 for node_id in self._modules_by_last_name().get(subject, ()):
                     if not nodes[node_id].in_test:
                         out.add(facts.module_node, "tests", node_id, Confidence.CONVENTION)
@@ -252,13 +269,11 @@ class Resolver:
         parts = subject.split("_")
         while parts:
             name = "_".join(parts)
-            out.deps.add(name)
-            found = [
-                i for i in self.symbols.by_name.get(name, ())
-                if self.symbols.nodes[i].kind in kinds and not self.symbols.nodes[i].in_test
-            ]
-            if found:
-                return found if len(found) <= _MAX_AMBIGUOUS else []
+            key = CONVENTION_KEY[kinds]
+            out.deps.add(f"g:{name}:{key}")
+            found, many = global_candidates(self.symbols, name, key)
+            if found or many:  # the longest name that exists decides; too many definitions mean none
+                return sorted(found)
             parts.pop()
         return []
 
@@ -299,8 +314,8 @@ class Resolver:
             else:
                 base = f"{module}.{name}"
             top = base.split(".", 1)[0]
+            out.deps.add("t:" + top)
             if top not in self.symbols.top_packages:
-                out.deps.update(base.split("."))
                 return [(LIBRARY + top, Confidence.IMPORT)]
             qual = ".".join([base, *parts[1:]])
             found = self._qualified(qual, out, walk_bases)
@@ -325,7 +340,7 @@ class Resolver:
                             lambda deps: self._qualified_uncached(qualname, deps, walk_bases, hops))
 
     def _qualified_uncached(self, qualname: str, out: Resolution, walk_bases: bool, hops: int) -> list:
-        out.deps.update(qualname.split("."))
+        out.deps.add("q:" + qualname)
         direct = self.symbols.by_qualname.get(qualname)
         if direct:
             return [(i, Confidence.IMPORT) for i in direct if self.symbols.nodes[i].kind != "library"]
@@ -333,11 +348,13 @@ class Resolver:
         # Longest module prefix, then walk the rest as attributes.
         for cut in range(len(parts) - 1, 0, -1):
             module = ".".join(parts[:cut])
+            out.deps.add("q:" + module)
             module_id = self.symbols.modules.get(module)
             if module_id is None:
                 continue
             rest = parts[cut:]
             # A class attribute inherited from a base: Module.Class.method
+            out.deps.add(f"q:{module}.{rest[0]}")
             first = self.symbols.by_qualname.get(f"{module}.{rest[0]}")
             if first and walk_bases and len(rest) >= 2:
                 found = []
@@ -345,6 +362,7 @@ class Resolver:
                     found.extend(self._walk(node_id, rest[1:], out, walk_bases))
                 if found:
                     return [(i, Confidence.IMPORT) for i in found]
+            out.deps.add("i:" + module)
             reexport = self.symbols.module_imports.get(module, {}).get(rest[0])
             if reexport is not None and hops < _MAX_REEXPORT_HOPS:
                 src_module, src_name = reexport
@@ -377,7 +395,6 @@ class Resolver:
                             lambda deps: self._member_uncached(class_id, name, deps, walk_bases))
 
     def _member_uncached(self, class_id: int, name: str, out: Resolution, walk_bases: bool) -> list[int]:
-        out.deps.add(name)
         seen: set[int] = set()
         frontier = [class_id]
         depth = 0
@@ -391,9 +408,10 @@ class Resolver:
                 info = self.symbols.nodes.get(cid)
                 if info is None:
                     continue
-                out.deps.add(info.name)
+                out.deps.add(f"q:{info.qualname}.{name}")
                 found.extend(self.symbols.by_qualname.get(f"{info.qualname}.{name}", ()))
                 if walk_bases:
+                    out.deps.add("b:" + info.qualname)
                     next_frontier.extend(self.symbols.bases.get(cid, ()))
             if found:
                 return sorted(set(found))
@@ -403,13 +421,12 @@ class Resolver:
 
     def _global(self, name: str, kinds: frozenset[str], out: Resolution) -> list[tuple[int | str, float]]:
         """The only (or one of few) definitions of a name anywhere: a guess, with a confidence to match."""
-        out.deps.add(name)
-        found = [i for i in self.symbols.by_name.get(name, ()) if self.symbols.nodes[i].kind in kinds]
+        key = GLOBAL_KEYS[kinds]
+        out.deps.add(f"g:{name}:{key}")
+        found = sorted(global_candidates(self.symbols, name, key)[0])
         if len(found) == 1:
             return [(found[0], Confidence.GLOBAL_UNIQUE)]
-        if 1 < len(found) <= _MAX_AMBIGUOUS:
-            return [(i, Confidence.AMBIGUOUS) for i in sorted(found)]
-        return []
+        return [(i, Confidence.AMBIGUOUS) for i in found]
 
 
 class _FileScope:
@@ -474,3 +491,25 @@ def _strip_test(name: str) -> str:
             return name[len(prefix):].lstrip("_")
     return name
 
+
+
+def global_candidates(symbols: Symbols, name: str, key: str) -> tuple[list[int], bool]:
+    """The answer of a global lookup: the definitions of ``name`` of the key's kinds if 1 to 3 of
+    them, and whether there were too many to say."""
+    kinds, skip_tests = _KINDS_BY_KEY[key]
+    found = [i for i in symbols.by_name.get(name, ())
+             if symbols.nodes[i].kind in kinds and not (skip_tests and symbols.nodes[i].in_test)]
+    return (found, False) if len(found) <= _MAX_AMBIGUOUS else ([], True)
+
+
+_MANY = frozenset({"<many>"})
+
+
+def global_answers(symbols: Symbols, names) -> dict[str, frozenset[str]]:
+    """``g:`` dependency keys of ``names`` with their current answers (as qualified names, id-free)."""
+    out: dict[str, frozenset[str]] = {}
+    for name in names:
+        for key in _KINDS_BY_KEY:
+            found, many = global_candidates(symbols, name, key)
+            out[f"g:{name}:{key}"] = _MANY if many else frozenset(symbols.nodes[i].qualname for i in found)
+    return out

@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS edges (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS edges_dst ON edges(dst, kind);
 -- Resolution inputs per file, so dependents re-resolve without re-parsing.
-CREATE TABLE IF NOT EXISTS file_facts (file_id INTEGER PRIMARY KEY, blob BLOB NOT NULL);
+-- node_ids: msgpack [module node, *definition nodes] in definition order (ids survive re-parses).
+CREATE TABLE IF NOT EXISTS file_facts (file_id INTEGER PRIMARY KEY, blob BLOB NOT NULL, node_ids BLOB NOT NULL);
 -- Names each file's resolution consulted: a change to a name re-resolves exactly these files.
 CREATE TABLE IF NOT EXISTS deps (name TEXT NOT NULL, file_id INTEGER NOT NULL, PRIMARY KEY (name, file_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deps_file ON deps(file_id);

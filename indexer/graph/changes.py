@@ -1,0 +1,74 @@
+"""What a set of file changes alters for other files' resolution, as dependency keys.
+
+Node ids survive a re-parse when a definition keeps its kind and qualified
+name, so edges from other files into an edited file stay valid. Only these
+keys can alter another file's answers (their meaning is in
+``indexer.graph.resolve``):
+
+- ``q:`` a (kind, qualified name) that appeared, disappeared or changed its count (duplicates),
+- ``i:`` a module whose module-level import table changed,
+- ``l:`` / ``t:`` a module last name or top-level package that appeared or disappeared,
+- ``g:`` a global lookup whose answer changed (compared before and after the change).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from indexer.graph.resolve import Symbols, global_answers
+
+
+@dataclass(slots=True)
+class FileShape:
+    """The parts of one file's version that others' resolution can see."""
+
+    module: str
+    nodes: Counter = field(default_factory=Counter)  # (kind, qualname) -> how many
+    imports: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # module-level alias table
+
+    def names(self) -> set[str]:
+        return {q.rsplit(".", 1)[-1] for _, q in self.nodes}
+
+
+class ChangeTracker:
+    """Collects old and new shapes of changed files and the global answers around them."""
+
+    def __init__(self, symbols: Symbols) -> None:
+        self.symbols = symbols
+        self.old: list[FileShape] = []
+        self.new: list[FileShape] = []
+        self._names: set[str] = set()
+        self._answers_before: dict[str, frozenset[str]] = {}
+        self._tops_before: set[str] = set()
+
+    def before(self, old: list[FileShape], new_names: set[str]) -> None:
+        """Record the state before any removal: old shapes and the answers of every affected name."""
+        self.old = old
+        self._names = set(new_names).union(*(s.names() for s in old))
+        self._answers_before = global_answers(self.symbols, self._names)
+        self._tops_before = set(self.symbols.top_packages)
+
+    def after(self, new: list[FileShape]) -> set[str]:
+        """Keys whose answers may differ now that ``new`` shapes replaced the old ones."""
+        self.new = new
+        keys: set[str] = set()
+        old_nodes: Counter = Counter()
+        new_nodes: Counter = Counter()
+        for shape in self.old:
+            old_nodes.update(shape.nodes)
+        for shape in new:
+            new_nodes.update(shape.nodes)
+        for kind, qualname in {k for k in old_nodes.keys() | new_nodes.keys() if old_nodes[k] != new_nodes[k]}:
+            keys.add("q:" + qualname)
+            if kind == "module":
+                keys.add("l:" + qualname.rsplit(".", 1)[-1])
+        old_imports = {s.module: s.imports for s in self.old}
+        new_imports = {s.module: s.imports for s in new}
+        for module in old_imports.keys() | new_imports.keys():
+            if old_imports.get(module, {}) != new_imports.get(module, {}):
+                keys.add("i:" + module)
+        keys.update("t:" + t for t in self._tops_before ^ set(self.symbols.top_packages))
+        after = global_answers(self.symbols, self._names)
+        keys.update(k for k, v in after.items() if self._answers_before.get(k) != v)
+        return keys

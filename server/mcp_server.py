@@ -1,0 +1,142 @@
+"""The codeahead MCP server: tools, resources and prompts over stdio or streamable HTTP.
+
+``build_server`` assembles an ``MCPServer`` around one workspace (``Runtime``);
+``serve`` is what ``codeahead serve`` runs. Logs go to stderr: on stdio, stdout
+is the protocol.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from indexer.workspace import Workspace
+from server.mcp_content import register_prompts, register_resources
+from server.mcp_output import DEFAULT_CAP
+from server.mcp_runtime import Runtime
+from server.mcp_tools import register_tools
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "CODEAHEAD_TOKEN"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_INSTRUCTIONS = (
+    "codeahead knows this workspace's code graph. Call get_context first (a query, a focus path/symbol "
+    "or a task_id) to get the relevant code within a token budget; search_code to locate; related for "
+    "callers/callees/tests; record_event to log what you do so later context follows your task."
+)
+
+
+def build_server(workspace: Workspace | None = None, *, root: str | Path | None = None,
+                 index_dir: str | Path | None = None, watch: bool = True,
+                 output_cap_tokens: int = DEFAULT_CAP) -> MCPServer:
+    """An MCP server over ``workspace`` (or ``root``; else the client's roots, else the current folder)."""
+    if output_cap_tokens < 1:
+        raise ValueError(f"output_cap_tokens must be >= 1, not {output_cap_tokens}")
+    runtime = Runtime(workspace, root=root, index_dir=index_dir, watch=watch)
+    bus = InMemorySubscriptionBus()
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[dict]:
+        runtime.attach(bus)
+        try:
+            yield {}
+        finally:
+            await anyio.to_thread.run_sync(runtime.detach)
+
+    server = MCPServer("codeahead", instructions=_INSTRUCTIONS, version=_version(), lifespan=lifespan,
+                       subscriptions=bus, log_level="WARNING")
+    register_tools(server, runtime, output_cap_tokens)
+    register_resources(server, runtime, output_cap_tokens)
+    register_prompts(server, runtime, output_cap_tokens)
+    return server
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("codeahead")
+    except PackageNotFoundError:
+        return "0+local"
+
+
+# --------------------------------------------------------------------------- #
+# HTTP: bearer token and DNS-rebinding protection
+# --------------------------------------------------------------------------- #
+
+class BearerToken:
+    """ASGI middleware: HTTP requests need ``Authorization: Bearer <token>``; lifespan passes through."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            got = dict(scope.get("headers") or ()).get(b"authorization", b"")
+            if not hmac.compare_digest(got, self._expected):
+                await _unauthorized(send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _unauthorized(send: Send) -> None:
+    body = b'{"error":"unauthorized: send Authorization: Bearer <token> (codeahead serve --token)"}'
+    await send({"type": "http.response.start", "status": 401, "headers": [
+        (b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="codeahead"'),
+        (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def transport_security(host: str) -> TransportSecuritySettings:
+    """DNS-rebinding protection always on: loopback names, plus ``host`` itself when it is another address."""
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    if host not in LOOPBACK_HOSTS:
+        hosts.append(f"{host}:*")
+        origins.append(f"http://{host}:*")
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
+                                     allowed_origins=origins)
+
+
+def http_app(server: MCPServer, *, host: str, token: str | None) -> ASGIApp:
+    """The streamable-HTTP app at ``/mcp``, behind the bearer token when one is set."""
+    app: ASGIApp = server.streamable_http_app(transport_security=transport_security(host), host=host)
+    return BearerToken(app, token) if token else app
+
+
+# --------------------------------------------------------------------------- #
+# codeahead serve
+# --------------------------------------------------------------------------- #
+
+def serve(*, workspace: str | None, index_dir: str | None, http: bool, host: str, port: int,
+          token: str | None, watch: bool) -> None:
+    """Run the server until the client disconnects (stdio) or Ctrl-C (HTTP)."""
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    root = Path(workspace).expanduser().resolve() if workspace else None
+    if root is not None and not root.is_dir():
+        raise SystemExit(f"codeahead serve: workspace {root} is not a folder: pass an existing folder")
+    server = build_server(root=root, index_dir=index_dir, watch=watch)
+    if not http:
+        server.run("stdio")
+        return
+    token = token or os.environ.get(TOKEN_ENV) or None
+    if host not in LOOPBACK_HOSTS and not token:
+        log.warning("serving on %s without a token: anyone who can reach it can read this workspace", host)
+    import uvicorn
+
+    sys.stderr.write(f"codeahead: MCP over HTTP at http://{host}:{port}/mcp"
+                     f"{' (bearer token required)' if token else ''}\n")
+    uvicorn.run(http_app(server, host=host, token=token), host=host, port=port, log_level="warning")

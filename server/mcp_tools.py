@@ -1,0 +1,173 @@
+"""The six MCP tools: thin calls on ``Workspace``, each answer capped and stamped with freshness."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import Field
+
+from indexer import tokens
+from indexer.events import UnknownTask
+from indexer.graph.query import UnknownTarget
+from indexer.types import Node
+from indexer.workspace import WorkspaceError
+from server.mcp_output import Render, json_blocks, to_json, tool_result
+from server.mcp_runtime import TASK_URI, Runtime
+
+MAX_TOP_K = 100
+MAX_DEPTH = 5
+#: Tokens of a get_context answer kept for its item list and freshness, outside the packed text.
+CONTEXT_OVERHEAD = 3_000
+
+#: Engine errors that mean "bad arguments": reported to the agent as one-line tool errors.
+BAD_ARGUMENTS = (ValueError, UnknownTarget, UnknownTask, WorkspaceError)
+
+Answer = Annotated[CallToolResult, dict[str, Any]]
+T = TypeVar("T")
+
+_READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+_APPEND_ONLY = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                               open_world_hint=False)
+
+
+def one_line(exc: BaseException) -> str:
+    """An engine error as one line, without KeyError's quotes."""
+    text = str(exc).strip().strip("'\"") or type(exc).__name__
+    return " ".join(text.split())
+
+
+async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run an engine call in a worker thread; bad arguments become a ToolError."""
+    try:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+    except BAD_ARGUMENTS as exc:
+        raise ToolError(one_line(exc)) from None
+
+
+def node_json(node: Node) -> dict[str, Any]:
+    """A node as tools show it: where it is and what it is."""
+    return {"name": node.qualname, "kind": node.kind.value, "path": node.path, "start_line": node.start_line,
+            "end_line": node.end_line, "signature": node.signature, "doc": node.doc}
+
+
+def _context_blocks(payload: dict[str, Any]) -> list[str]:
+    """get_context reads best as the packed text itself, then the item list as JSON."""
+    meta = {k: v for k, v in payload.items() if k != "text"}
+    return [payload.get("text", ""), to_json(meta)]
+
+
+def _fit_budget(budget_tokens: int | None, profile: str | None, cap: int) -> tuple[int | None, str | None]:
+    """The budget to pack with, lowered to fit the output cap; and a note when it was lowered."""
+    ceiling = max(cap - CONTEXT_OVERHEAD, 1)
+    try:
+        asked = tokens.context_budget(tokens.profile(profile or tokens.DEFAULT_PROFILE), budget_tokens)
+    except ValueError as exc:
+        raise ToolError(one_line(exc)) from None
+    if asked <= ceiling:
+        return budget_tokens, None
+    return ceiling, f"budget {asked} is over the output cap; packed within {ceiling} tokens"
+
+
+def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
+    """Add the codeahead tools to ``server``; every answer is at most ``cap`` tokens."""
+
+    def answer(payload: dict[str, Any], render: Render = json_blocks) -> CallToolResult:
+        payload["freshness"] = runtime.freshness()
+        return tool_result(payload, cap, render)
+
+    @server.tool(annotations=_READ_ONLY, description=(
+        "Packed code context for a query, a focus (path, path:line or dotted symbol) and/or a task, "
+        "within a token budget: the most relevant code first, with its callers, callees and tests."))
+    async def get_context(
+        ctx: Context,
+        query: Annotated[str | None, Field(description="what you are working on, in words or identifiers")] = None,
+        focus: Annotated[str | None, Field(description="path, path:line or dotted symbol to center on")] = None,
+        task_id: Annotated[str | None, Field(description="task whose recorded events steer the context")] = None,
+        budget_tokens: Annotated[int | None, Field(description="token budget (default: the profile's)")] = None,
+        profile: Annotated[str | None, Field(
+            description="model profile: ollama-4k (default), mistral-7b-8k, qwen3-8b-32k, custom:N...")] = None,
+    ) -> Answer:
+        if not (query or focus or task_id):
+            raise ToolError("get_context needs a query, a focus or a task_id: pass at least one")
+        budget, note = _fit_budget(budget_tokens, profile, cap)
+        ws = await runtime.workspace(ctx, ctx.report_progress)
+        packed = await call(ws.context, query, focus=focus, task_id=task_id, budget=budget, profile=profile)
+        payload = packed.to_json()
+        if note:
+            payload["note"] = note
+        return answer(payload, _context_blocks)
+
+    @server.tool(annotations=_READ_ONLY, description=(
+        "Ranked code locations for a query, each with a one-line summary. Cheap; use to find where to look."))
+    async def search_code(
+        ctx: Context,
+        query: Annotated[str, Field(description="words, identifiers or a question")],
+        top_k: Annotated[int, Field(description=f"how many hits, 1-{MAX_TOP_K}")] = 10,
+        kind: Annotated[str | None, Field(description="only nodes of this kind: module, class, function, "
+                                                      "method or test")] = None,
+    ) -> Answer:
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise ToolError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}")
+        ws = await runtime.workspace(ctx, ctx.report_progress)
+        hits = await call(ws.search, query, top_k=top_k, kind=kind)
+        return answer({"hits": [h.to_json() for h in hits]})
+
+    @server.tool(annotations=_READ_ONLY, description=(
+        "Two-way links of a node: calls/called_by, imports/imported_by, tests/tested_by, "
+        "inherits/inherited_by, contains/belongs_to."))
+    async def related(
+        ctx: Context,
+        target: Annotated[str, Field(description="path, path:line or dotted symbol")],
+        kinds: Annotated[list[str] | None, Field(description="link names to keep, e.g. [\"called_by\", "
+                                                             "\"tested_by\"] (default: all)")] = None,
+        direction: Annotated[str, Field(description="for bare stored kinds: out, in or both")] = "both",
+        depth: Annotated[int, Field(description=f"hops to follow, 1-{MAX_DEPTH}")] = 1,
+    ) -> Answer:
+        if not 1 <= depth <= MAX_DEPTH:
+            raise ToolError(f"depth must be between 1 and {MAX_DEPTH}, not {depth}")
+        ws = await runtime.workspace(ctx, ctx.report_progress)
+        node = await call(ws.node, target)
+        links = await call(ws.related, node, kinds=kinds, depth=depth, direction=direction)
+        return answer({
+            "node": node_json(node),
+            "links": [{"link": link.name, "depth": link.depth, "confidence": round(link.confidence, 3),
+                       **node_json(link.node)} for link in links],
+        })
+
+    @server.tool(annotations=_APPEND_ONLY, description=(
+        "Append an event to a task's log: task_started{title}, file_opened{path}, file_edited{path}, "
+        "test_result{test,passed,output?}, error{message?,traceback?}, iteration{summary}, note{text}, "
+        "task_status{status}, module_started/module_complete{path}."))
+    async def record_event(
+        ctx: Context,
+        type: Annotated[str, Field(description="event type, e.g. task_started, test_result, error")],
+        task_id: Annotated[str, Field(description="your task's id (any short string)")],
+        data: Annotated[dict[str, Any] | None, Field(description="the event's fields")] = None,
+    ) -> Answer:
+        ws = await runtime.workspace(ctx)
+        event = await call(ws.record, task_id, type, data)
+        await runtime.publish(TASK_URI.format(task_id))
+        return answer({"seq": event.seq, "task_id": event.task_id, "type": event.type, "data": event.data})
+
+    @server.tool(annotations=_READ_ONLY, description=(
+        "A task's state replayed from its events: status, files opened/edited, last error, failing tests, "
+        "iterations."))
+    async def task_state(
+        ctx: Context,
+        task_id: Annotated[str, Field(description="the task's id")],
+        at_seq: Annotated[int | None, Field(description="replay only events up to this sequence number")] = None,
+    ) -> Answer:
+        ws = await runtime.workspace(ctx)
+        state = await call(ws.task_state, task_id, at=at_seq)
+        return answer(state.to_json())
+
+    @server.tool(annotations=_READ_ONLY, description=(
+        "Index freshness (generation, last change, pending changes, initial indexing), counts and skipped files."))
+    async def index_status(ctx: Context) -> Answer:
+        ws = await runtime.workspace(ctx, ctx.report_progress)
+        return answer(await call(ws.status))
