@@ -26,6 +26,8 @@ MAX_DEPENDENCIES = 4
 #: Full code is offered only when it costs at most this share of the budget (else summary first).
 FULL_CODE_SHARE = 0.35
 ERROR_FRAMES = 3
+#: Below ~60 tokens per candidate a pool is larger than any packing can use; it only costs rendering time.
+TOKENS_PER_CANDIDATE = 60
 
 
 @dataclass(slots=True)
@@ -62,7 +64,7 @@ class Assembler:
             self._module(current_module, Tier.CRITICAL, "current module of the task", req.budget)
         if task is not None and getattr(task, "last_error", None):
             self._error(task.last_error, req.budget)
-        for rank, (node_id, score, why) in enumerate(req.ranked[:MEDIUM_HITS]):
+        for rank, (node_id, score, why) in enumerate(req.ranked[:self._share(MEDIUM_HITS, req.budget)]):
             tier = Tier.CRITICAL if rank < CRITICAL_HITS else Tier.HIGH if rank < HIGH_HITS else Tier.MEDIUM
             node = self._nodes([node_id]).get(node_id)
             if node is not None:
@@ -92,6 +94,11 @@ class Assembler:
         self._add(Candidate(key=f"node:{node.id}", tier=tier, score=score, kind=node.kind.value,
                             name=node.qualname, why=why, renderings=levels, path=node.path,
                             start_line=node.start_line, end_line=node.end_line))
+
+    @staticmethod
+    def _share(most: int, budget: int) -> int:
+        """How many candidates of a kind a budget can use: at least ~1 per 60 tokens is never packed."""
+        return max(4, min(most, budget // TOKENS_PER_CANDIDATE))
 
     def _nodes(self, ids) -> dict[int, Node]:
         return nodes_by_ids(self.conn, ids)
@@ -134,13 +141,14 @@ class Assembler:
         if not seeds:
             return
         scores = expand(self.conn, seeds)
-        ranked = sorted(((s, i) for i, s in scores.items() if i not in seeds), reverse=True)[:MAX_NEIGHBOURS]
+        limit = self._share(MAX_NEIGHBOURS, req.budget)
+        ranked = sorted(((s, i) for i, s in scores.items() if i not in seeds), reverse=True)[:limit]
         nodes = self._nodes([i for _, i in ranked])
         for rank, (score, node_id) in enumerate(ranked):
             node = nodes.get(node_id)
             if node is None or node.kind == NodeKind.LIBRARY:
                 continue
-            tier = Tier.MEDIUM if rank < MAX_NEIGHBOURS // 3 else Tier.LOW
+            tier = Tier.MEDIUM if rank < limit // 3 else Tier.LOW
             self._node(node, tier, score, "graph walk from the hits", req.budget, test_status)
 
     def _task(self, task) -> None:

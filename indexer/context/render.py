@@ -24,17 +24,16 @@ class SourceCache:
         self._files: OrderedDict[str, tuple[int, list[str]]] = OrderedDict()
 
     def lines(self, path: str) -> list[str]:
-        row = self.conn.execute(
-            "SELECT f.version, s.text FROM files f JOIN sources s ON s.file_id=f.id WHERE f.path=?", (path,)
-        ).fetchone()
+        row = self.conn.execute("SELECT id, version FROM files WHERE path=?", (path,)).fetchone()
         if row is None:
             return []
         cached = self._files.get(path)
-        if cached and cached[0] == row[0]:
+        if cached and cached[0] == row[1]:
             self._files.move_to_end(path)
             return cached[1]
-        lines = row[1].splitlines()
-        self._files[path] = (row[0], lines)
+        text = self.conn.execute("SELECT text FROM sources WHERE file_id=?", (row[0],)).fetchone()
+        lines = text[0].splitlines() if text else []
+        self._files[path] = (row[1], lines)
         if len(self._files) > self.size:
             self._files.popitem(last=False)
         return lines

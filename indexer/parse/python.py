@@ -1,6 +1,6 @@
 """Python extractor: one tree-sitter parse and one query pass per file into a ParsedFile.
 
-The grammar, parser and query are compiled once per process (``_grammar``); the query
+The grammar, parser and query are compiled once per process (``grammar()``); the query
 runs in C and Python only visits the nodes it captured (definitions, imports, calls,
 value names), never the whole tree.
 """
@@ -30,7 +30,6 @@ _TEST_PREFIX = "test"
 _TEST_CLASS_PREFIX = "Test"
 _UNITTEST_BASE_SUFFIX = "TestCase"
 _SELF_NAMES = frozenset({"self", "cls"})
-_DEF_TYPES = frozenset({"function_definition", "class_definition"})
 
 # Captures: @def = class/function, @import = any import statement, @call = a callee
 # that is an identifier or attribute chain, @name = an identifier or attribute chain

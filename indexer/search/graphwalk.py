@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
+
 DAMPING = 0.5  # restart probability 1 - DAMPING: stay close to the seeds
-ITERATIONS = 20
+ITERATIONS = 12  # with restart 0.5 the walk has converged to ~1e-4 by then
 HOPS = 2
-MAX_NODES = 4000
+MAX_NODES = 1200  # the walk's cost is bounded by the neighbourhood, not the repository
 #: How strongly each edge kind carries relevance (either direction).
 EDGE_WEIGHTS = {"calls": 1.0, "tests": 0.6, "inherits": 0.8, "imports": 0.3, "contains": 0.7, "depends_on": 0.0}
 
@@ -37,36 +39,46 @@ def neighbourhood(conn, seeds: list[int], hops: int = HOPS, max_nodes: int = MAX
                 weight = EDGE_WEIGHTS.get(kind, 0.0) * conf
                 if weight <= 0:
                     continue
-                adjacency[src].append((dst, weight))
-                adjacency[dst].append((src, weight))
                 for other in (src, dst):
                     if other not in seen and len(seen) < max_nodes:
                         seen.add(other)
                         nxt.append(other)
+                if src in seen and dst in seen:  # edges leaving the capped neighbourhood carry nothing back
+                    adjacency[src].append((dst, weight))
+                    adjacency[dst].append((src, weight))
         frontier = nxt
     return adjacency
 
 
 def personalized_pagerank(adjacency, seeds: dict[int, float], iterations: int = ITERATIONS,
                           damping: float = DAMPING) -> dict[int, float]:
-    """Stationary scores of a random walk that restarts at the seeds (weights normalised)."""
+    """Stationary scores of a random walk that restarts at the seeds (weights normalised).
+
+    Vectorised: each step spreads every node's rank over its weighted edges with one bincount.
+    """
+    nodes = list(dict.fromkeys([*seeds, *adjacency]))
+    index = {n: i for i, n in enumerate(nodes)}
+    src, dst, weight = [], [], []
+    for n, edges in adjacency.items():
+        i = index[n]
+        for other, w in edges:
+            src.append(i)
+            dst.append(index[other])
+            weight.append(w)
+    size = len(nodes)
+    restart = np.zeros(size)
     total = sum(seeds.values()) or 1.0
-    restart = {n: w / total for n, w in seeds.items()}
-    out_weight = {n: sum(w for _, w in edges) for n, edges in adjacency.items()}
-    rank = dict(restart)
+    for n, w in seeds.items():
+        restart[index[n]] = w / total
+    src_a = np.asarray(src, dtype=np.int64)
+    dst_a = np.asarray(dst, dtype=np.int64)
+    w_a = np.asarray(weight, dtype=np.float64)
+    out_weight = np.bincount(src_a, weights=w_a, minlength=size)
+    share = np.divide(w_a, out_weight[src_a], out=np.zeros_like(w_a), where=out_weight[src_a] > 0)
+    rank = restart.copy()
     for _ in range(iterations):
-        nxt: dict[int, float] = defaultdict(float)
-        for n, r in rank.items():
-            edges = adjacency.get(n)
-            if not edges:
-                continue
-            share = damping * r / out_weight[n]
-            for other, w in edges:
-                nxt[other] += share * w
-        for n, w in restart.items():
-            nxt[n] += (1 - damping) * w
-        rank = nxt
-    return dict(rank)
+        rank = damping * np.bincount(dst_a, weights=rank[src_a] * share, minlength=size) + (1 - damping) * restart
+    return {n: float(rank[i]) for i, n in enumerate(nodes) if rank[i] > 0}
 
 
 def expand(conn, seeds: dict[int, float], hops: int = HOPS) -> dict[int, float]:

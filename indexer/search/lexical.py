@@ -13,7 +13,7 @@ from indexer.terms import terms_of
 
 #: BM25 weight per FTS column: name, path, doc, body. A name match says most.
 COLUMN_WEIGHTS = (6.0, 2.0, 2.0, 1.0)
-MAX_QUERY_TERMS = 40
+MAX_QUERY_TERMS = 20
 #: A term in more than this share of nodes carries almost no signal.
 MAX_DOC_SHARE = 0.25
 
@@ -51,7 +51,7 @@ def query_terms(conn, query: str) -> list[tuple[str, float]]:
     by_stem: dict[str, str] = {}
     for word, stem in zip(words, stems(conn, words)):
         by_stem.setdefault(stem, word)
-    total = conn.execute("SELECT count(*) FROM nodes WHERE kind != 'library'").fetchone()[0] or 1
+    total = conn.execute("SELECT count(*) FROM nodes").fetchone()[0] or 1
     keys = list(by_stem)
     marks = ",".join("?" * len(keys))
     df = dict(conn.execute(f"SELECT term, doc FROM fts_vocab WHERE term IN ({marks})", keys).fetchall())

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS nodes (
 CREATE INDEX IF NOT EXISTS nodes_file ON nodes(file_id);
 CREATE INDEX IF NOT EXISTS nodes_qualname ON nodes(qualname);
 CREATE INDEX IF NOT EXISTS nodes_name ON nodes(name);
+CREATE INDEX IF NOT EXISTS nodes_parent ON nodes(parent_id);
 -- Each edge is stored once; the inverse direction is the (dst, kind) index.
 CREATE TABLE IF NOT EXISTS edges (
     src INTEGER NOT NULL,

@@ -1,0 +1,342 @@
+"""The next-file predictor: named signals blended by weights learned online (softmax ranking, SGD).
+
+Deterministic: the same events in the same order give the same model and the same predictions
+(ties break on the path, nothing reads the clock unless the caller passes ``at``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexer.predict import signals as sig
+from indexer.predict.cochange import CoChange, git_commits, git_head
+from indexer.predict.markov import DECAY, Markov
+
+SIGNALS = ("recent_in_task", "returns_in_task", "markov", "co_change", "imported_by_current",
+           "importers_of_current", "test_links", "same_directory", "query_match", "popular", "recent_overall")
+#: Priors for a new workspace, from the agent-trace statistics: returns to seen files lead,
+#: then habits (Markov, co-change), the task text and the import graph; folders and popularity are weak.
+PRIOR_WEIGHTS = {
+    "recent_in_task": 3.0, "returns_in_task": 1.0, "markov": 2.0, "co_change": 1.5,
+    "imported_by_current": 1.5, "importers_of_current": 1.0, "test_links": 1.0, "same_directory": 1.0,
+    "query_match": 2.0, "popular": 0.5, "recent_overall": 0.5,
+}
+LEARNING_RATE = 0.05
+#: Pull back toward the prior on each update, so a run of odd tasks cannot wreck the blend.
+PRIOR_PULL = 0.002
+DEFAULT_TASK = "_"
+#: Tasks whose trails are kept (least recently used dropped); each trail keeps its last MAX_TRAIL files.
+MAX_TASKS = 64
+MAX_TRAIL = 50
+MAX_RECENT = 100
+#: Two events of one task further apart than this (seconds, when ``at`` is given) are not a transition.
+SESSION_GAP_S = 3600.0
+#: Popularity weights are stored scaled up by GROWTH**clock and rescaled before they overflow.
+GROWTH = 1.0 / DECAY
+RESCALE_ABOVE = 1e100
+MAX_REASONS = 3
+KINDS = ("opened", "edited", "requested")
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A predicted next file, its probability-like score and why."""
+
+    path: str
+    score: float
+    reasons: list[str]
+
+
+@dataclass(slots=True)
+class Trail:
+    """One task's files in visit order (consecutive repeats collapsed) and its query."""
+
+    files: list[str] = field(default_factory=list)
+    visits: dict[str, int] = field(default_factory=dict)
+    query: str | None = None
+    last_at: float | None = None
+    hits: list[tuple[str, float]] | None = None  # query retrieval, computed once per query
+
+
+class Predictor:
+    """Observes file events and predicts the next files, online, with reasons."""
+
+    def __init__(self, graph: sig.GraphView | None = None, store=None, *,
+                 signals: Collection[str] = SIGNALS, learn_weights: bool = True) -> None:
+        unknown = set(signals) - set(SIGNALS)
+        if unknown:
+            raise ValueError(f"unknown prediction signals {sorted(unknown)}; valid: {', '.join(SIGNALS)}")
+        self.graph = graph if graph is not None else sig.StaticGraph()
+        self.store = store
+        self.signals = tuple(s for s in SIGNALS if s in signals)
+        self.learn_weights = learn_weights
+        self._lock = threading.RLock()
+        self._clear()
+        if store is not None:
+            self.load()
+
+    def _clear(self) -> None:
+        self.markov = Markov()
+        self.cochange = CoChange()
+        self.weights = {s: PRIOR_WEIGHTS[s] for s in self.signals}
+        self.trails: OrderedDict[str, Trail] = OrderedDict()
+        self.popularity: dict[str, float] = {}
+        self.visit_counts: dict[str, int] = {}
+        self.recent: list[str] = []
+        self.clock = 0
+        self.mined_head: str | None = None
+        self.online = {"predictions": 0, "scored": 0, "hit1": 0, "hit5": 0, "rr": 0.0}
+
+    # ------------------------------------------------------------------ #
+    # learning
+    # ------------------------------------------------------------------ #
+    def observe(self, path: str, *, task_id: str | None = None, kind: str = "opened",
+                at: float | None = None) -> None:
+        """Learn from one file event of a task (the model updates before the next call returns)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown event kind {kind!r} for {path}; valid: {', '.join(KINDS)}")
+        with self._lock:
+            key = task_id or DEFAULT_TASK
+            trail = self._trail(key)
+            gap = at is not None and trail.last_at is not None and at - trail.last_at > SESSION_GAP_S
+            trail.last_at = at if at is not None else trail.last_at
+            if trail.files and trail.files[-1] == path:
+                return
+            prev = trail.files[-1] if trail.files else (self.recent[0] if self.recent else None)
+            if prev is not None and not gap:
+                if self.learn_weights:
+                    self._learn_blend(key, path)
+                prev2 = trail.files[-2] if len(trail.files) >= 2 else None
+                self.markov.learn(prev2, prev, path)
+            self.cochange.add_to_open(key, path)
+            self._count_visit(path)
+            trail.files.append(path)
+            del trail.files[:-MAX_TRAIL]
+            trail.visits[path] = trail.visits.get(path, 0) + 1
+
+    def learn_commit(self, files: Iterable[str]) -> bool:
+        """Learn a set of files changed together (a commit, a finished task); False when too large."""
+        with self._lock:
+            return self.cochange.learn_set(files)
+
+    def mine_git(self, root: str | Path) -> int:
+        """Learn co-change from the git history of ``root`` not mined yet; returns the commits learned."""
+        with self._lock:
+            head = git_head(Path(root))
+            if head is None or head == self.mined_head:
+                return 0
+            commits = git_commits(Path(root), since=self.mined_head)
+            learned = sum(self.cochange.learn_set(files) for files in commits)
+            self.mined_head = head
+            return learned
+
+    def set_query(self, task_id: str | None, query: str | None) -> None:
+        """Remember a task's query or problem statement for the retrieval signal."""
+        with self._lock:
+            trail = self._trail(task_id or DEFAULT_TASK)
+            if query != trail.query:
+                trail.query, trail.hits = query, None
+
+    def _trail(self, key: str) -> Trail:
+        trail = self.trails.pop(key, None) or Trail()
+        self.trails[key] = trail
+        while len(self.trails) > MAX_TASKS:
+            self.trails.popitem(last=False)
+        return trail
+
+    def _count_visit(self, path: str) -> None:
+        self.clock += 1
+        scale = GROWTH ** self.clock
+        if scale > RESCALE_ABOVE:
+            self.popularity = {p: w / scale for p, w in self.popularity.items()}
+            self.clock, scale = 0, 1.0
+        self.popularity[path] = self.popularity.get(path, 0.0) + scale
+        self.visit_counts[path] = self.visit_counts.get(path, 0) + 1
+        self.recent = [path] + [p for p in self.recent if p != path][:MAX_RECENT - 1]
+
+    def _learn_blend(self, key: str, actual: str) -> None:
+        """One softmax-ranking gradient step toward the signals that scored ``actual``; also online stats."""
+        ranked = self._rank(key, None, ())
+        paths = [p for p, _, _ in ranked]
+        rank = paths.index(actual) + 1 if actual in paths else 0
+        self.online["scored"] += 1
+        self.online["hit1"] += rank == 1
+        self.online["hit5"] += 0 < rank <= 5
+        self.online["rr"] += 1.0 / rank if rank else 0.0
+        if not ranked:
+            return
+        probs = _softmax([z for _, z, _ in ranked])
+        grad = {s: 0.0 for s in self.weights}
+        for (path, _, feats), p in zip(ranked, probs):
+            for s, (x, _) in feats.items():
+                grad[s] -= p * x
+                if path == actual:
+                    grad[s] += x
+        for s, w in self.weights.items():
+            step = LEARNING_RATE * grad[s] - PRIOR_PULL * (w - PRIOR_WEIGHTS[s])
+            self.weights[s] = max(0.0, w + step)
+
+    # ------------------------------------------------------------------ #
+    # predicting
+    # ------------------------------------------------------------------ #
+    def predict(self, current: str | None = None, *, task_id: str | None = None, top_k: int = 10,
+                query: str | None = None, exclude: Collection[str] = ()) -> list[Prediction]:
+        """The ``top_k`` likeliest next files after ``current`` (default: the task's last file), with reasons."""
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, not {top_k}")
+        with self._lock:
+            key = task_id or DEFAULT_TASK
+            if query is not None:
+                self.set_query(key, query)
+            self.online["predictions"] += 1
+            ranked = self._rank(key, current, exclude)
+            probs = _softmax([z for _, z, _ in ranked])
+            out = []
+            for (path, _, feats), p in list(zip(ranked, probs))[:top_k]:
+                parts = sorted(((self.weights[s] * x, r) for s, (x, r) in feats.items()), key=lambda t: -t[0])
+                out.append(Prediction(path, round(p, 4), [r for c, r in parts[:MAX_REASONS] if c > 0]))
+            return out
+
+    def _rank(self, key: str, current: str | None, exclude: Collection[str]):
+        """Every candidate, best first: (path, blended logit, {signal: (score, reason)})."""
+        trail = self.trails.get(key) or Trail()
+        files = list(trail.files)
+        if current is not None and (not files or files[-1] != current):
+            files.append(current)
+        current = files[-1] if files else (self.recent[0] if self.recent else None)
+        prev2 = files[-2] if len(files) >= 2 else None
+        feats: dict[str, dict[str, tuple[float, str]]] = {}
+        for name in self.signals:
+            for path, scored in self._signal(name, trail, files, current, prev2).items():
+                feats.setdefault(path, {})[name] = scored
+        known = self.graph.files()
+        valid = set(known) if known else None
+        drop = set(exclude) | ({current} if current else set())
+        ranked = []
+        for path, f in feats.items():
+            if path in drop or (valid is not None and path not in valid):
+                continue
+            ranked.append((path, sum(self.weights[s] * x for s, (x, _) in f.items()), f))
+        ranked.sort(key=lambda t: (-t[1], t[0]))
+        return ranked
+
+    def _signal(self, name: str, trail: Trail, files: list[str], current: str | None,
+                prev2: str | None) -> sig.Scored:
+        """Run one named signal on the task's state."""
+        if name == "recent_in_task":
+            return sig.recent_in_task(files)
+        if name == "returns_in_task":
+            return sig.returns_in_task(trail.visits, current)
+        if name == "markov":
+            return sig.markov_next(self.markov.scores(prev2, current), lambda p: self.markov.reason(current, p))
+        if name == "co_change":
+            context = _recency_weights(files or self.recent[:5])
+            return sig.co_changed(self.cochange.scores(context), lambda p: self.cochange.reason(context, p))
+        if name == "imported_by_current":
+            return sig.imported_by_current(self.graph, current)
+        if name == "importers_of_current":
+            return sig.importers_of_current(self.graph, current)
+        if name == "test_links":
+            return sig.test_links(self.graph, current)
+        if name == "same_directory":
+            return sig.same_directory(self.graph.files(), current)
+        if name == "query_match":
+            if trail.query and trail.hits is None:
+                trail.hits = self.graph.search_files(trail.query, sig.QUERY_TOP_K)
+            return sig.query_match(trail.hits or [])
+        if name == "popular":
+            return sig.popular(self.popularity, self.visit_counts)
+        return sig.recent_overall(self.recent)
+
+    # ------------------------------------------------------------------ #
+    # figures and persistence
+    # ------------------------------------------------------------------ #
+    def stats(self) -> dict:
+        """Predictions made, and how well the model ranked each observed move before seeing it."""
+        with self._lock:
+            n = self.online["scored"]
+            return {
+                "predictions": self.online["predictions"],
+                "moves_scored": n,
+                "hit_at_1": round(self.online["hit1"] / n, 4) if n else None,
+                "hit_at_5": round(self.online["hit5"] / n, 4) if n else None,
+                "mrr": round(self.online["rr"] / n, 4) if n else None,
+                "weights": {s: round(w, 3) for s, w in self.weights.items()},
+                "files_known": len(self.visit_counts),
+                "transactions": self.cochange.transactions,
+            }
+
+    def to_state(self) -> dict:
+        """The whole model as JSON-ready data."""
+        with self._lock:
+            return {
+                "markov": self.markov.to_state(),
+                "cochange": self.cochange.to_state(),
+                "weights": dict(self.weights),
+                "trails": [[k, t.files, sorted(t.visits.items()), t.query, t.last_at] for k, t in self.trails.items()],
+                "popularity": sorted(self.popularity.items()),
+                "visit_counts": sorted(self.visit_counts.items()),
+                "recent": self.recent,
+                "clock": self.clock,
+                "mined_head": self.mined_head,
+                "online": dict(self.online),
+            }
+
+    def from_state(self, state: dict) -> None:
+        """Replace the model with ``to_state`` output."""
+        with self._lock:
+            self._clear()
+            self.markov = Markov.from_state(state["markov"])
+            self.cochange = CoChange.from_state(state["cochange"])
+            self.weights.update({s: w for s, w in state["weights"].items() if s in self.weights})
+            for key, files, visits, query, last_at in state["trails"]:
+                self.trails[key] = Trail(list(files), dict(visits), query, last_at)
+            self.popularity = dict(state["popularity"])
+            self.visit_counts = dict(state["visit_counts"])
+            self.recent = list(state["recent"])
+            self.clock = state["clock"]
+            self.mined_head = state["mined_head"]
+            self.online.update(state["online"])
+
+    def save(self) -> None:
+        """Write the model to the store (no-op without one)."""
+        if self.store is not None:
+            self.store.save(self.to_state())
+
+    def load(self) -> bool:
+        """Read the model back from the store; False when none was saved."""
+        state = self.store.load() if self.store is not None else None
+        if state is None:
+            return False
+        self.from_state(state)
+        return True
+
+    def reset(self) -> None:
+        """Forget everything learned, in memory and in the store."""
+        with self._lock:
+            self._clear()
+            if self.store is not None:
+                self.store.reset()
+
+
+def _softmax(logits: list[float]) -> list[float]:
+    """Probabilities over the candidates plus an 'some other file' option at logit 0."""
+    if not logits:
+        return []
+    top = max(max(logits), 0.0)
+    exps = [math.exp(z - top) for z in logits]
+    total = sum(exps) + math.exp(-top)
+    return [e / total for e in exps]
+
+
+def _recency_weights(files: list[str]) -> dict[str, float]:
+    """Each distinct file of a trail weighted by how recently it was seen (latest = 1)."""
+    out: dict[str, float] = {}
+    for steps, path in enumerate(reversed(files)):
+        out.setdefault(path, sig.RECENCY_FALLOFF ** steps)
+    return out
