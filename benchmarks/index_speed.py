@@ -28,6 +28,7 @@ DEFAULT_CORPUS = PROJECT_ROOT / "benchmarks" / ".corpora" / "django-5.2"
 DEFAULT_QUERIES = PROJECT_ROOT.parent / "shared" / "bench" / "swebench" / "lite_dev.jsonl"
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / ".results"
 PHASE_ARG = "_phase"
+sys.path.insert(0, str(PROJECT_ROOT))  # the phases import ``indexer`` from this checkout
 #: Seconds between samples of a phase's process tree; reading /proc for every process costs a few ms.
 RSS_SAMPLE_S = 0.1
 MB = 1024 * 1024
@@ -150,13 +151,15 @@ class TreeRss:
             self._stop.wait(self.interval)
 
 
-def run_measured(cmd: list[str], *, env: dict | None = None, timeout: float = 3600) -> dict:
-    """Run a command at normal priority; its stdout, exit code, wall time and process-tree peak RSS."""
+def run_measured(cmd: list[str], *, env: dict | None = None, stdin: str | None = None,
+                 timeout: float = 3600) -> dict:
+    """Run a command at normal priority; its stdout, wall time and process-tree peak RSS (raises if it fails)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(["nice", "-n", "0", *cmd], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(["nice", "-n", "0", *cmd], cwd=PROJECT_ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
     with TreeRss(proc.pid) as rss:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(stdin, timeout=timeout)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         tail = err.strip().splitlines()[-1:] or ["(no stderr)"]
@@ -166,7 +169,7 @@ def run_measured(cmd: list[str], *, env: dict | None = None, timeout: float = 36
 
 def run_phase(script: Path, phase: str, params: dict, *, python: str = sys.executable) -> dict:
     """Run one named phase of ``script`` in a fresh process; its JSON answer plus wall time and tree RSS."""
-    result = run_measured([python, str(script), PHASE_ARG, phase, json.dumps(params)])
+    result = run_measured([python, str(script), PHASE_ARG, phase], stdin=json.dumps(params))
     answer = json.loads(result["stdout"].strip().splitlines()[-1])
     answer["process_wall_s"] = result["wall_s"]
     answer["tree_peak_rss_mb"] = result["tree_peak_rss_mb"]
@@ -175,8 +178,7 @@ def run_phase(script: Path, phase: str, params: dict, *, python: str = sys.execu
 
 def phase_main(phases: dict[str, Callable[[dict], dict]]) -> None:
     """Child side of ``run_phase``: run the phase and print its answer as one JSON line."""
-    sys.path.insert(0, str(PROJECT_ROOT))
-    name, params = sys.argv[2], json.loads(sys.argv[3])
+    name, params = sys.argv[2], json.loads(sys.stdin.read())
     answer = phases[name](params)
     answer["main_peak_rss_mb"] = own_peak_mb()
     print(json.dumps(answer))

@@ -47,14 +47,14 @@ AIDER_MODEL = "gpt-4"
 AIDER_CACHE_DIR_GLOB = ".aider.tags.cache.v*"
 PLOT_PATH = bench.PROJECT_ROOT / "benchmarks" / "perf.png"
 
-# Runs inside Aider's venv. argv[1] is a JSON object of parameters; prints one JSON line.
+# Runs inside Aider's venv. stdin is a JSON object of parameters; prints one JSON line.
 AIDER_DRIVER = r'''
 import json, os, re, sys, time
 t0 = time.perf_counter()
 from aider.io import InputOutput
 from aider.models import Model
 from aider.repomap import RepoMap
-p = json.loads(sys.argv[1])
+p = json.loads(sys.stdin.read())
 io = InputOutput(pretty=False, yes=True, fancy_input=False)
 rm = RepoMap(map_tokens=p["map_tokens"], root=p["root"], main_model=Model(p["model"]), io=io)
 files = [os.path.join(p["root"], f) for f in json.load(open(p["files"]))]
@@ -210,7 +210,7 @@ def _aider_home(tmp: Path) -> Path:
 
 
 def run_aider(python: Path, params: dict, home: Path, offline: list[str]) -> dict:
-    result = bench.run_measured([*offline, str(python), "-c", AIDER_DRIVER, json.dumps(params)],
+    result = bench.run_measured([*offline, str(python), "-c", AIDER_DRIVER], stdin=json.dumps(params),
                                 env={"HOME": str(home), "AIDER_ANALYTICS": "false"})
     answer = json.loads(result["stdout"].strip().splitlines()[-1])
     answer["process_wall_s"] = result["wall_s"]

@@ -173,7 +173,7 @@ class Assembler:
         refs = list(error.refs or [])
         text = f"Error: {error.message}"
         if refs:
-            text += "\n" + "\n".join(f"  at {r['path']}:{r['line']} in {r.get('function', '')}" for r in refs[-6:])
+            text += "\n" + "\n".join(f"  at {r.path}:{r.line} in {r.function}".rstrip(" in") for r in refs[-6:])
         self._add(Candidate(key="error", tier=Tier.CRITICAL, score=99.0, kind="error", name="latest error",
                             why="latest error of the task", renderings=(Rendering("full", text),
                                                                          Rendering("summary", text.splitlines()[0]))))
@@ -182,10 +182,10 @@ class Assembler:
             row = self.conn.execute(
                 "SELECT n.id FROM nodes n JOIN files f ON f.id=n.file_id WHERE f.path=? AND n.start_line<=? "
                 "AND n.end_line>=? ORDER BY n.end_line - n.start_line LIMIT 1",
-                (ref["path"], ref["line"], ref["line"])).fetchone()
+                (ref.path, ref.line, ref.line)).fetchone()
             if row:
                 node = self._nodes([row[0]])[row[0]]
-                self._node(node, Tier.CRITICAL, 98.0, f"error points at {ref['path']}:{ref['line']}", budget, {})
+                self._node(node, Tier.CRITICAL, 98.0, f"error points at {ref.path}:{ref.line}", budget, {})
 
     def _files_of_task(self, task, budget: int) -> None:
         for age, path in enumerate(reversed(list(task.files_edited)[-5:])):

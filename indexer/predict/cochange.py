@@ -27,8 +27,9 @@ class CoChange:
         self._open: OrderedDict[str, list[str]] = OrderedDict()
 
     def _pair(self, a: str, b: str) -> None:
-        self.pairs.setdefault(a, {})[b] = self.pairs.setdefault(a, {}).get(b, 0) + 1
-        self.pairs.setdefault(b, {})[a] = self.pairs[b].get(a, 0) + 1
+        row_a, row_b = self.pairs.setdefault(a, {}), self.pairs.setdefault(b, {})
+        row_a[b] = row_a.get(b, 0) + 1
+        row_b[a] = row_b.get(a, 0) + 1
 
     def learn_set(self, files: Iterable[str]) -> bool:
         """Learn one whole transaction; False (ignored) when it is larger than MAX_SET."""

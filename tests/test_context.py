@@ -1,0 +1,148 @@
+"""Budgeted context through the whole pipeline: random workspaces, queries, focuses, tasks and budgets."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from indexer import tokens
+from indexer.events import UnknownTask
+from indexer.graph.query import UnknownTarget
+from indexer.types import Tier
+from indexer.workspace import Workspace
+
+WORDS = ["parse", "header", "invoice", "total", "render", "cache", "token", "budget", "user", "order",
+         "price", "tax", "report", "queue", "retry", "socket", "stream", "config", "loader", "merge"]
+
+
+def _random_workspace(root: Path, seed: int) -> None:
+    """A package of modules whose functions and classes call each other across modules."""
+    rng = random.Random(seed)
+    modules = [f"mod_{i}" for i in range(rng.randint(3, 6))]
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text('"""A generated package."""\n')
+    defined: list[tuple[str, str]] = []
+    for module in modules:
+        lines = [f'"""Module {module} about {rng.choice(WORDS)} and {rng.choice(WORDS)}."""']
+        for other, fn in rng.sample(defined, k=min(len(defined), 2)):
+            lines.append(f"from pkg.{other} import {fn}")
+        for j in range(rng.randint(2, 5)):
+            name = f"{rng.choice(WORDS)}_{rng.choice(WORDS)}_{j}"
+            body = [f'    """Compute the {rng.choice(WORDS)} of a {rng.choice(WORDS)}."""']
+            body += [f"    value = {rng.randint(1, 99)} * len(items)" for _ in range(rng.randint(1, 30))]
+            calls = [fn for m, fn in defined if f"import {fn}" in "\n".join(lines)]
+            if calls:
+                body.append(f"    value += {rng.choice(calls)}(items)")
+            body.append("    return value")
+            lines += ["", "", f"def {name}(items):", *body]
+            defined.append((module, name))
+        lines += ["", "", f"class {rng.choice(WORDS).title()}{rng.choice(WORDS).title()}:",
+                  '    """A class."""', "    def run(self, items):",
+                  f"        return {defined[-1][1]}(items)"]
+        (root / "pkg" / f"{module}.py").write_text("\n".join(lines) + "\n")
+    tests = ["from pkg.%s import %s" % defined[0], "", "", f"def test_{defined[0][1]}():",
+             f"    assert {defined[0][1]}([1]) > 0"]
+    (root / "tests").mkdir()
+    (root / "tests" / "test_pkg.py").write_text("\n".join(tests) + "\n")
+
+
+@pytest.fixture(scope="module")
+def workspaces(tmp_path_factory):
+    out = []
+    for seed in range(3):
+        root = tmp_path_factory.mktemp(f"ws{seed}")
+        _random_workspace(root / "src", seed)
+        ws = Workspace(root / "src", index_dir=root / "idx")
+        ws.index()
+        ws.record("T1", "task_started", {"title": "fix the invoice total", "query": "invoice total"})
+        ws.record("T1", "error", {"message": "ValueError: bad total",
+                                  "traceback": 'Traceback (most recent call last):\n'
+                                               f'  File "{root / "src" / "pkg" / "mod_0.py"}", line 5, in f\n'
+                                               "ValueError: bad total\n"})
+        ws.record("T1", "iteration", {"summary": "tried rounding", "outcome": "failure"})
+        paths = [r[0] for r in ws.reader().execute("SELECT path FROM files ORDER BY path")]
+        symbols = [r[0] for r in ws.reader().execute(
+            "SELECT qualname FROM nodes WHERE kind != 'library' ORDER BY qualname")]
+        out.append((ws, paths, symbols))
+    yield out
+    for ws, _, _ in out:
+        ws.close()
+
+
+def _check_packing(packed, budget: int) -> None:
+    assert tokens.count(packed.text) == packed.tokens <= budget
+    kept_tiers = [i.tier for i in packed.items]
+    for dropped in packed.dropped:
+        # Nothing of a lower priority is kept once an item of some tier had to go.
+        assert all(t <= dropped.tier for t in kept_tiers), (dropped, kept_tiers)
+    for item in packed.items:
+        assert f"{item.path}:{item.start_line}-{item.end_line}" in packed.text if item.path else True
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_context_never_exceeds_budget_and_respects_tiers(workspaces, data):
+    ws, paths, symbols = data.draw(st.sampled_from(workspaces))
+    budget = data.draw(st.one_of(st.integers(1, 400), st.integers(400, 8_000), st.integers(8_000, 200_000)))
+    query = data.draw(st.one_of(st.none(), st.lists(st.sampled_from(WORDS), min_size=1, max_size=6).map(" ".join)))
+    focus = data.draw(st.one_of(st.none(), st.sampled_from(paths), st.sampled_from(symbols),
+                                st.sampled_from(paths).map(lambda p: f"{p}:1")))
+    task = data.draw(st.sampled_from([None, "T1"]))
+    if not (query or focus or task):
+        query = "invoice"
+    packed = ws.context(query, focus=focus, task_id=task, budget=budget)
+    _check_packing(packed, budget)
+    if task and budget >= 200:
+        # The task itself is CRITICAL: with any room at all it is packed.
+        assert any(i.kind == "task" for i in packed.items)
+
+
+def test_large_budget_keeps_critical_items_at_full_detail(workspaces):
+    ws, paths, _ = workspaces[0]
+    packed = ws.context("invoice total", focus="pkg/mod_0.py:5", task_id="T1", budget=50_000)
+    critical = [i for i in packed.items if i.tier == Tier.CRITICAL]
+    assert {"task", "error"} <= {i.kind for i in critical}
+    assert all(i.level in ("full", "summary", "module") for i in critical)
+    assert not [d for d in packed.dropped if d.tier == Tier.CRITICAL]
+
+
+def test_small_budget_degrades_before_dropping(workspaces):
+    ws, _, symbols = workspaces[1]
+    target = next(s for s in symbols if s.count(".") == 2 and "_" in s.rsplit(".", 1)[-1])
+    rich = ws.context(focus=target, budget=50_000)
+    focus_rich = next(i for i in rich.items if i.name == target)
+    assert focus_rich.level == "full"
+    tight = ws.context(focus=target, budget=max(focus_rich.tokens - 5, 1))
+    levels = [i.level for i in tight.items if i.name == target]
+    assert levels and levels[0] != "full"  # same item, poorer level, still there
+
+
+def test_profiles_and_explicit_budget(workspaces):
+    ws, _, _ = workspaces[0]
+    assert ws.context("invoice", profile="ollama-4k").budget == 2048
+    assert ws.context("invoice", profile="qwen3-8b-32k", budget=300).budget == 300
+    with pytest.raises(ValueError, match="unknown model profile"):
+        ws.context("invoice", profile="gpt-17")
+    with pytest.raises(ValueError, match="budget"):
+        ws.context("invoice", budget=0)
+
+
+def test_bad_focus_and_task_are_clear_errors(workspaces):
+    ws, _, _ = workspaces[0]
+    with pytest.raises(UnknownTarget, match="no node matches"):
+        ws.context(focus="no.such.symbol")
+    with pytest.raises(UnknownTarget, match="outside the workspace"):
+        ws.context(focus="/etc/passwd")
+    with pytest.raises(UnknownTask):
+        ws.context("x", task_id="never-started")
+
+
+def test_error_frames_bring_their_code(workspaces):
+    ws, _, _ = workspaces[0]
+    packed = ws.context(task_id="T1", budget=4000)
+    whys = [i.why for i in packed.items]
+    assert any(w.startswith("error points at pkg/mod_0.py:5") for w in whys), whys
