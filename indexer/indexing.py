@@ -34,6 +34,7 @@ from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules, read_source, walk
 _POOL_MIN_FILES = 48
 _POOL_BATCH = 32
 _SQL_CHUNK = 500  # host parameters per IN (...) list
+_WRITE_BATCH = 256  # files written per batch: bounds the rows held in memory
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -234,6 +235,9 @@ class IndexPass:
         parsed = [l for l in loaded if l.parsed is not None]
         unchanged = [l for l in loaded if l.unchanged]
         bad = [l.skipped for l in loaded if l.skipped is not None]
+        recovered = [l.path for l in parsed if l.parsed.has_errors]
+        seen_paths = {l.path for l in loaded}
+        loaded.clear()  # parsed files are released one by one as they are written (peak memory)
         gone = list(plan.deleted) + [s.path for s in bad if s.path in known]
         replaced = {l.path for l in parsed if l.path in known}
 
@@ -273,12 +277,12 @@ class IndexPass:
         if full:
             conn.execute("DELETE FROM skipped")
         else:
-            seen_paths = {s.path for s in (*skipped, *bad)} | {l.path for l in loaded}
+            seen_paths |= {s.path for s in (*skipped, *bad)}
             self._delete_in("DELETE FROM skipped WHERE path IN ({})", sorted(seen_paths))
         conn.executemany("INSERT OR REPLACE INTO skipped(path, reason, detail) VALUES (?, ?, ?)",
                          [(s.path, s.reason.value, s.detail) for s in (*skipped, *bad)])
         conn.executemany("INSERT OR REPLACE INTO skipped(path, reason, detail) VALUES (?, ?, 'recovered')",
-                         [(l.path, SkipReason.SYNTAX_ERROR.value) for l in parsed if l.parsed.has_errors])
+                         [(path, SkipReason.SYNTAX_ERROR.value) for path in recovered])
 
         # 5. Resolve changed files and every file whose recorded lookups meet a changed key.
         if progress:
@@ -337,7 +341,22 @@ class IndexPass:
         next_file = (conn.execute("SELECT max(id) FROM files").fetchone()[0] or 0) + 1
         file_rows, source_rows, node_rows, edge_rows, fts_rows, fact_rows = [], [], [], [], [], []
         out: list[FileFacts] = []
-        for item in parsed:
+
+        def flush() -> None:
+            conn.executemany("INSERT INTO files(id, path, module, hash, size, mtime, language, version, lines,"
+                             " has_errors, indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", file_rows)
+            conn.executemany("INSERT OR REPLACE INTO sources(file_id, text) VALUES (?, ?)", source_rows)
+            conn.executemany("INSERT INTO nodes(id, file_id, kind, name, qualname, parent_id, start_line, end_line,"
+                             " signature, doc) VALUES (?,?,?,?,?,?,?,?,?,?)", node_rows)
+            conn.executemany("INSERT INTO edges(src, kind, dst, confidence) VALUES (?,?,?,?)", edge_rows)
+            conn.executemany("INSERT INTO fts(rowid, name, path, doc, body) VALUES (?,?,?,?,?)", fts_rows)
+            conn.executemany("INSERT OR REPLACE INTO file_facts(file_id, blob, node_ids) VALUES (?, ?, ?)",
+                             fact_rows)
+            for rows in (file_rows, source_rows, node_rows, edge_rows, fts_rows, fact_rows):
+                rows.clear()
+
+        for position, item in enumerate(parsed):
+            parsed[position] = None  # written below; nothing else holds the text and terms
             p: ParsedFile = item.parsed
             f = current[item.path]
             module = modules[item.path]
@@ -384,14 +403,9 @@ class IndexPass:
             symbols.set_module_imports(facts)
             fact_rows.append((file_id, facts.to_blob(), msgpack.packb([module_id, *def_ids])))
             out.append(facts)
-        conn.executemany("INSERT INTO files(id, path, module, hash, size, mtime, language, version, lines,"
-                         " has_errors, indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", file_rows)
-        conn.executemany("INSERT OR REPLACE INTO sources(file_id, text) VALUES (?, ?)", source_rows)
-        conn.executemany("INSERT INTO nodes(id, file_id, kind, name, qualname, parent_id, start_line, end_line,"
-                         " signature, doc) VALUES (?,?,?,?,?,?,?,?,?,?)", node_rows)
-        conn.executemany("INSERT INTO edges(src, kind, dst, confidence) VALUES (?,?,?,?)", edge_rows)
-        conn.executemany("INSERT INTO fts(rowid, name, path, doc, body) VALUES (?,?,?,?,?)", fts_rows)
-        conn.executemany("INSERT OR REPLACE INTO file_facts(file_id, blob, node_ids) VALUES (?, ?, ?)", fact_rows)
+            if len(source_rows) >= _WRITE_BATCH:
+                flush()
+        flush()
         return out
 
     def _remove_old(self, old_facts: list[FileFacts], symbols: Symbols, *, keep_rows: set[int]) -> None:
@@ -445,9 +459,16 @@ class IndexPass:
 
         # Phase 2: everything else, against the complete bases table.
         resolver.invalidate()
-        for facts in dirty.values():
-            resolver.resolve_links(facts, results[facts.file_id])
-        self._write_resolutions(results)
+        batch: dict[int, Resolution] = {}
+        for file_id in list(dirty):
+            facts = dirty.pop(file_id)  # released once resolved (peak memory)
+            batch[facts.file_id] = results.pop(facts.file_id)
+            resolver.resolve_links(facts, batch[facts.file_id])
+            if len(batch) >= _WRITE_BATCH:
+                self._write_resolutions(batch)
+                batch.clear()
+        self._write_resolutions(batch)
+        self._collect_libraries()
 
     def _add_dependents(self, dirty: dict[int, FileFacts], keys: set[str]) -> None:
         """Add to ``dirty`` every stored file whose resolution made one of the lookups in ``keys``."""
@@ -487,9 +508,11 @@ class IndexPass:
                          " signature, doc) VALUES (?,?,?,?,?,?,?,?,?,?)", new_libs)
         conn.executemany("INSERT OR REPLACE INTO edges(src, kind, dst, confidence) VALUES (?,?,?,?)", edge_rows)
         conn.executemany("INSERT OR IGNORE INTO deps(name, file_id) VALUES (?, ?)", dep_rows)
-        # Libraries nobody uses any more.
-        conn.execute("DELETE FROM nodes WHERE kind='library' AND NOT EXISTS "
-                     "(SELECT 1 FROM edges WHERE edges.dst = nodes.id)")
+
+    def _collect_libraries(self) -> None:
+        """Drop library nodes nobody uses any more."""
+        self.conn.execute("DELETE FROM nodes WHERE kind='library' AND NOT EXISTS "
+                          "(SELECT 1 FROM edges WHERE edges.dst = nodes.id)")
 
     # -- stored state --------------------------------------------------------- #
     def _stored_facts(self, file_ids: list[int]) -> list[FileFacts]:

@@ -32,6 +32,7 @@ _BUILTINS = frozenset(dir(builtins))
 _STDLIB = frozenset(sys.stdlib_module_names)
 _MAX_AMBIGUOUS = 3  # more same-named candidates than this carry no signal
 _MAX_BASE_DEPTH = 8
+_MEMO_LIMIT = 50_000  # cached lookups per resolver
 _MAX_REEXPORT_HOPS = 3
 _CALLABLE_KINDS = frozenset({"function", "class"})
 _ATTRIBUTE_KINDS = frozenset({"method", "function"})
@@ -143,6 +144,8 @@ class Resolver:
             deps: set[str] = set()
             result = compute(Resolution(deps=deps))
             hit = (result, frozenset(deps))
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()  # bounded memory; answers are recomputed identically
             self._memo[key] = hit
         out.deps.update(hit[1])
         return hit[0]

@@ -14,7 +14,7 @@ MAX_COMMITS = 5000
 GIT_TIMEOUT_S = 60
 #: Open task sets kept for incremental learning; the least recently used is dropped.
 MAX_OPEN_SETS = 64
-_COMMIT_MARK = "\x00commit"
+_COMMIT_MARK = "\x00"  # git prints it for %x00 in the format
 
 
 class CoChange:
@@ -69,6 +69,17 @@ class CoChange:
             for b, both in self.pairs.get(a, {}).items():
                 out[b] = out.get(b, 0.0) + weight * both / n
         return out
+
+    def noisy_or(self, context: Mapping[str, float]) -> dict[str, float]:
+        """1 - prod(1 - weight * conf): each context file is independent evidence; stays in [0, 1]."""
+        miss: dict[str, float] = {}
+        for a, weight in context.items():
+            n = self.count.get(a)
+            if not n:
+                continue
+            for b, both in self.pairs.get(a, {}).items():
+                miss[b] = miss.get(b, 1.0) * (1.0 - weight * both / n)
+        return {b: 1.0 - m for b, m in miss.items()}
 
     def reason(self, context: Iterable[str], candidate: str) -> str | None:
         """'changed with X in N of M sets' for the context file that supports ``candidate`` most."""
@@ -125,7 +136,7 @@ def git_commits(root: Path, since: str | None = None, max_commits: int = MAX_COM
     """
     span = [f"{since}..HEAD"] if since else ["HEAD"]
     out = _git(root, "log", "--no-merges", "--name-only", "--no-renames", f"--max-count={max_commits}",
-               f"--pretty=format:{_COMMIT_MARK}", *span)
+               "--pretty=format:%x00", *span)
     if out is None and since:  # history rewritten under us: mine from scratch
         return git_commits(root, None, max_commits)
     if out is None:

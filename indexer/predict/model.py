@@ -26,7 +26,7 @@ PRIOR_WEIGHTS = {
     "imported_by_current": 1.5, "importers_of_current": 1.0, "test_links": 1.0, "same_directory": 1.0,
     "query_match": 2.0, "popular": 0.5, "recent_overall": 0.5,
 }
-LEARNING_RATE = 0.05
+LEARNING_RATE = float(__import__("os").environ.get("LR", "0.05"))
 #: Pull back toward the prior on each update, so a run of odd tasks cannot wreck the blend.
 PRIOR_PULL = 0.002
 DEFAULT_TASK = "_"
@@ -40,6 +40,10 @@ SESSION_GAP_S = 3600.0
 GROWTH = 1.0 / DECAY
 RESCALE_ABOVE = 1e100
 MAX_REASONS = 3
+#: Co-change evidence from a task's earlier files fades slowly (commits are sets, not sequences).
+COCHANGE_FALLOFF = float(__import__("os").environ.get("CF", "0.9"))
+#: A task with no files yet borrows this many of the latest files overall as its co-change context.
+CONTEXT_RECENT = 5
 KINDS = ("opened", "edited", "requested")
 
 
@@ -90,6 +94,7 @@ class Predictor:
         self.recent: list[str] = []
         self.clock = 0
         self.mined_head: str | None = None
+        self.gone: set[str] = set()
         self.online = {"predictions": 0, "scored": 0, "hit1": 0, "hit5": 0, "rr": 0.0}
 
     # ------------------------------------------------------------------ #
@@ -114,6 +119,7 @@ class Predictor:
                 prev2 = trail.files[-2] if len(trail.files) >= 2 else None
                 self.markov.learn(prev2, prev, path)
             self.cochange.add_to_open(key, path)
+            self.gone.discard(path)
             self._count_visit(path)
             trail.files.append(path)
             del trail.files[:-MAX_TRAIL]
@@ -134,6 +140,11 @@ class Predictor:
             learned = sum(self.cochange.learn_set(files) for files in commits)
             self.mined_head = head
             return learned
+
+    def forget(self, paths: Iterable[str]) -> None:
+        """Files deleted (or renamed away): never predict them again unless they come back."""
+        with self._lock:
+            self.gone.update(paths)
 
     def set_query(self, task_id: str | None, query: str | None) -> None:
         """Remember a task's query or problem statement for the retrieval signal."""
@@ -216,7 +227,7 @@ class Predictor:
                 feats.setdefault(path, {})[name] = scored
         known = self.graph.files()
         valid = set(known) if known else None
-        drop = set(exclude) | ({current} if current else set())
+        drop = set(exclude) | self.gone | ({current} if current else set())
         ranked = []
         for path, f in feats.items():
             if path in drop or (valid is not None and path not in valid):
@@ -235,8 +246,8 @@ class Predictor:
         if name == "markov":
             return sig.markov_next(self.markov.scores(prev2, current), lambda p: self.markov.reason(current, p))
         if name == "co_change":
-            context = _recency_weights(files or self.recent[:5])
-            return sig.co_changed(self.cochange.scores(context), lambda p: self.cochange.reason(context, p))
+            context = _recency_weights(files or self.recent[:CONTEXT_RECENT], COCHANGE_FALLOFF)
+            return sig.co_changed(self.cochange.noisy_or(context), lambda p: self.cochange.reason(context, p))
         if name == "imported_by_current":
             return sig.imported_by_current(self.graph, current)
         if name == "importers_of_current":
@@ -284,6 +295,7 @@ class Predictor:
                 "recent": self.recent,
                 "clock": self.clock,
                 "mined_head": self.mined_head,
+                "gone": sorted(self.gone),
                 "online": dict(self.online),
             }
 
@@ -301,6 +313,7 @@ class Predictor:
             self.recent = list(state["recent"])
             self.clock = state["clock"]
             self.mined_head = state["mined_head"]
+            self.gone = set(state["gone"])
             self.online.update(state["online"])
 
     def save(self) -> None:
@@ -334,9 +347,9 @@ def _softmax(logits: list[float]) -> list[float]:
     return [e / total for e in exps]
 
 
-def _recency_weights(files: list[str]) -> dict[str, float]:
+def _recency_weights(files: list[str], falloff: float) -> dict[str, float]:
     """Each distinct file of a trail weighted by how recently it was seen (latest = 1)."""
     out: dict[str, float] = {}
     for steps, path in enumerate(reversed(files)):
-        out.setdefault(path, sig.RECENCY_FALLOFF ** steps)
+        out.setdefault(path, falloff ** steps)
     return out

@@ -71,6 +71,16 @@ class StaticGraph:
         return self.search(query, k) if self.search else []
 
 
+import os
+SQUASH = float(os.environ.get("SQ", "0"))
+
+
+def _squash(v: float) -> float:
+    if not SQUASH:
+        return v
+    return math.log1p(v / SQUASH) / math.log1p(1 / SQUASH)
+
+
 def _spread(paths: Iterable[str], reason: str, exclude: str | None = None) -> Scored:
     """Score each of n linked files 1/sqrt(n): one link of two means more than one of a hundred."""
     found = sorted(p for p in set(paths) if p != exclude)[:MAX_PER_SIGNAL]
@@ -136,21 +146,15 @@ def query_match(hits: Sequence[tuple[str, float]]) -> Scored:
 
 
 def markov_next(probs: Mapping[str, float], reason_of: Callable[[str], str | None]) -> Scored:
-    """Files that followed the current one before, by transition probability."""
+    """Files that followed the current one before, by transition probability (not rescaled: certainty counts)."""
     best = sorted(probs.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_PER_SIGNAL]
-    if not best:
-        return {}
-    top = best[0][1]
-    return {p: (v / top, reason_of(p) or "followed it before") for p, v in best}
+    return {p: (_squash(v), reason_of(p) or "followed it before") for p, v in best}
 
 
 def co_changed(confidence: Mapping[str, float], reason_of: Callable[[str], str | None]) -> Scored:
-    """Files that changed (or were visited) together with the task's files, by ROSE confidence."""
+    """Files that changed (or were visited) together with the task's files, by combined ROSE confidence in [0, 1]."""
     best = sorted(confidence.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_PER_SIGNAL]
-    if not best:
-        return {}
-    top = best[0][1]
-    return {p: (v / top, reason_of(p) or "changed together before") for p, v in best}
+    return {p: (_squash(v), reason_of(p) or "changed together before") for p, v in best}
 
 
 def popular(weights: Mapping[str, float], counts: Mapping[str, int]) -> Scored:
