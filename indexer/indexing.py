@@ -248,7 +248,8 @@ class IndexPass:
         tracker = ChangeTracker(symbols)
         new_names = {d.name for l in parsed for d in l.parsed.definitions} | \
                     {modules[l.path].rsplit(".", 1)[-1] for l in parsed}
-        if old_facts:
+        had_files = bool(known)
+        if had_files:
             tracker.before([self._shape(f) for f in old_facts], new_names)
         prior_bases = {cid: list(symbols.bases.get(cid, ())) for f in old_facts for cid in f.def_ids}
         reuse = {f.file_id: self._reusable_ids(f) for f in old_facts if f.path in replaced}
@@ -271,7 +272,7 @@ class IndexPass:
         self._delete_in("DELETE FROM edges WHERE dst IN ({})", lost)
         symbols.rebuild_top_packages()
         # An index that started empty has no dependents to find: every file is resolved anyway.
-        changed_keys = tracker.after([self._shape(f) for f in new_facts]) if old_facts else set()
+        changed_keys = tracker.after([self._shape(f) for f in new_facts]) if had_files else set()
 
         # 4. Skips: a full pass replaces the list; a partial one updates the paths it saw.
         if full:
@@ -386,7 +387,7 @@ class IndexPass:
             module_name = module.rsplit(".", 1)[-1]
             module_id = node_id_for("module", module)
             node_rows.append((module_id, file_id, "module", module_name, module, None, 1, max(p.lines, 1), "", p.doc))
-            symbols.add_node(NodeInfo(module_id, "module", module_name, module, None, file_id, in_test))
+            symbols.add_node(NodeInfo(module_id, "module", module_name, module, None, file_id, in_test, item.path))
             fts_rows.append((module_id, *item.search_terms[0]))
             def_ids: list[int] = []
             for d, terms in zip(p.definitions, item.search_terms[1:]):
@@ -396,7 +397,8 @@ class IndexPass:
                 parent = def_ids[d.parent] if d.parent >= 0 else module_id
                 node_rows.append((node_id, file_id, d.kind.value, d.name, qualname, parent, d.start_line,
                                   d.end_line, d.signature, d.doc))
-                symbols.add_node(NodeInfo(node_id, d.kind.value, d.name, qualname, parent, file_id, in_test))
+                symbols.add_node(NodeInfo(node_id, d.kind.value, d.name, qualname, parent, file_id, in_test,
+                                          item.path))
                 edge_rows.append((parent, "contains", node_id, 1.0))
                 fts_rows.append((node_id, *terms))
             facts = facts_of(p, file_id=file_id, module=module, module_node=module_id, def_ids=tuple(def_ids))
@@ -533,13 +535,16 @@ class IndexPass:
         if self._symbols is not None:
             return self._symbols
         symbols = Symbols()
-        test_files = {fid for fid, path in self.conn.execute("SELECT id, path FROM files") if is_test_path(path)}
+        paths = dict(self.conn.execute("SELECT id, path FROM files"))
         for node_id, kind, name, qualname, parent, file_id in self.conn.execute(
                 "SELECT id, kind, name, qualname, parent_id, file_id FROM nodes"):
-            symbols.add_node(NodeInfo(node_id, kind, name, qualname, parent, file_id, file_id in test_files))
-        for file_id, module, blob in self.conn.execute(
-                "SELECT f.id, f.module, ff.blob FROM files f JOIN file_facts ff ON ff.file_id=f.id"):
-            facts = FileFacts.from_blob(blob, file_id=file_id, path="", module=module, module_node=0, def_ids=())
+            path = paths.get(file_id, "")
+            symbols.add_node(NodeInfo(node_id, kind, name, qualname, parent, file_id,
+                                      bool(path) and is_test_path(path), path))
+        for file_id, module, blob, ids in self.conn.execute(
+                "SELECT f.id, f.module, ff.blob, ff.node_ids FROM files f JOIN file_facts ff ON ff.file_id=f.id"):
+            facts = FileFacts.from_blob(blob, file_id=file_id, path="", module=module,
+                                        module_node=msgpack.unpackb(ids)[0], def_ids=())
             symbols.set_module_imports(facts)
         for src, dst in self.conn.execute("SELECT src, dst FROM edges WHERE kind='inherits' ORDER BY src, dst"):
             symbols.bases.setdefault(src, []).append(dst)

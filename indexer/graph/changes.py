@@ -39,7 +39,7 @@ class ChangeTracker:
         self.old: list[FileShape] = []
         self.new: list[FileShape] = []
         self._names: set[str] = set()
-        self._answers_before: dict[str, frozenset[str]] = {}
+        self._answers_before: dict[str, tuple[str, ...]] = {}
         self._tops_before: set[str] = set()
 
     def before(self, old: list[FileShape], new_names: set[str]) -> None:

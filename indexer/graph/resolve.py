@@ -58,6 +58,7 @@ class NodeInfo:
     parent: int | None
     file_id: int | None
     in_test: bool = False  # defined in a test file (see facts.is_test_path)
+    path: str = ""  # the file's path: picks one of several same-named modules, the same way every time
 
 
 @dataclass(slots=True)
@@ -67,9 +68,10 @@ class Symbols:
     nodes: dict[int, NodeInfo] = field(default_factory=dict)
     by_qualname: dict[str, list[int]] = field(default_factory=dict)
     by_name: dict[str, list[int]] = field(default_factory=dict)
-    modules: dict[str, int] = field(default_factory=dict)
-    #: module name -> alias -> (absolute module, imported name or None), module-level imports only
-    module_imports: dict[str, dict[str, tuple[str, str | None]]] = field(default_factory=dict)
+    #: module name -> module node ids (folders without __init__.py can hold same-named modules)
+    modules: dict[str, list[int]] = field(default_factory=dict)
+    #: module node id -> alias -> (absolute module, imported name or None), module-level imports only
+    module_imports: dict[int, dict[str, tuple[str, str | None]]] = field(default_factory=dict)
     #: class id -> resolved base class ids (from inherits edges)
     bases: dict[int, list[int]] = field(default_factory=dict)
     top_packages: set[str] = field(default_factory=set)
@@ -78,7 +80,7 @@ class Symbols:
         self.nodes[info.id] = info
         self.by_qualname.setdefault(info.qualname, []).append(info.id)
         if info.kind == "module":
-            self.modules[info.qualname] = info.id
+            self.modules.setdefault(info.qualname, []).append(info.id)
             self.top_packages.add(info.qualname.split(".", 1)[0])
         elif info.kind != "library":
             self.by_name.setdefault(info.name, []).append(info.id)
@@ -89,9 +91,8 @@ class Symbols:
             return
         _remove(self.by_qualname, info.qualname, node_id)
         if info.kind == "module":
-            if self.modules.get(info.qualname) == node_id:
-                del self.modules[info.qualname]
-            self.module_imports.pop(info.qualname, None)
+            _remove(self.modules, info.qualname, node_id)
+            self.module_imports.pop(node_id, None)
         elif info.kind != "library":
             _remove(self.by_name, info.name, node_id)
         self.bases.pop(node_id, None)
@@ -101,7 +102,14 @@ class Symbols:
         for module, name, alias, _line, scope in facts.imports:
             if scope == -1 and alias != "*":
                 table[alias] = (module, name)
-        self.module_imports[facts.module] = table
+        self.module_imports[facts.module_node] = table
+
+    def module(self, qualname: str) -> int | None:
+        """The module of that name; among same-named ones (no __init__.py), the one with the smallest path."""
+        ids = self.modules.get(qualname)
+        if not ids:
+            return None
+        return ids[0] if len(ids) == 1 else min(ids, key=lambda i: self.nodes[i].path)
 
     def rebuild_top_packages(self) -> None:
         self.top_packages = {q.split(".", 1)[0] for q in self.modules}
@@ -226,7 +234,7 @@ class Resolver:
         while parts:
             prefix = ".".join(parts)
             out.deps.add("q:" + prefix)
-            node = self.symbols.modules.get(prefix)
+            node = self.symbols.module(prefix)
             if node is not None:
                 return node
             parts.pop()
@@ -263,8 +271,8 @@ class Resolver:
         """Module ids by the last part of their dotted name (built once per resolver)."""
         if self._by_last is None:
             self._by_last = {}
-            for qualname, node_id in self.symbols.modules.items():
-                self._by_last.setdefault(qualname.rsplit(".", 1)[-1], []).append(node_id)
+            for qualname, node_ids in self.symbols.modules.items():
+                self._by_last.setdefault(qualname.rsplit(".", 1)[-1], []).extend(node_ids)
         return self._by_last
 
     def _convention_targets(self, subject: str, kinds: tuple[str, ...], out: Resolution) -> list[int]:
@@ -352,7 +360,7 @@ class Resolver:
         for cut in range(len(parts) - 1, 0, -1):
             module = ".".join(parts[:cut])
             out.deps.add("q:" + module)
-            module_id = self.symbols.modules.get(module)
+            module_id = self.symbols.module(module)
             if module_id is None:
                 continue
             rest = parts[cut:]
@@ -366,7 +374,7 @@ class Resolver:
                 if found:
                     return [(i, Confidence.IMPORT) for i in found]
             out.deps.add("i:" + module)
-            reexport = self.symbols.module_imports.get(module, {}).get(rest[0])
+            reexport = self.symbols.module_imports.get(module_id, {}).get(rest[0])
             if reexport is not None and hops < _MAX_REEXPORT_HOPS:
                 src_module, src_name = reexport
                 head = f"{src_module}.{src_name}" if src_name else src_module
@@ -505,14 +513,15 @@ def global_candidates(symbols: Symbols, name: str, key: str) -> tuple[list[int],
     return (found, False) if len(found) <= _MAX_AMBIGUOUS else ([], True)
 
 
-_MANY = frozenset({"<many>"})
+_MANY = ("<many>",)
 
 
-def global_answers(symbols: Symbols, names) -> dict[str, frozenset[str]]:
+def global_answers(symbols: Symbols, names) -> dict[str, tuple[str, ...]]:
     """``g:`` dependency keys of ``names`` with their current answers (as qualified names, id-free)."""
     out: dict[str, frozenset[str]] = {}
     for name in names:
         for key in _KINDS_BY_KEY:
             found, many = global_candidates(symbols, name, key)
-            out[f"g:{name}:{key}"] = _MANY if many else frozenset(symbols.nodes[i].qualname for i in found)
+            # A sorted tuple, not a set: a second definition with the same name changes the answer.
+            out[f"g:{name}:{key}"] = _MANY if many else tuple(sorted(symbols.nodes[i].qualname for i in found))
     return out
