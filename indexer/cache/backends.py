@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -16,8 +17,9 @@ import msgpack
 
 from indexer.cache.entry import Entry
 
-#: Access counters (hits, last access) are written back in batches of this many, off the hit path.
-_TOUCH_BATCH = 64
+#: Access counters (hits, last access) are written back with the next put, or when this many are waiting:
+#: a hit then costs no write (the counters only steer eviction, so a crash losing a few is harmless).
+_TOUCH_BATCH = 1024
 #: Separator between tier and key in Redis dependency sets (never appears in a key).
 _SEP = "\x1f"
 #: Extra seconds Redis keeps an entry past its TTL, so the cache's own clock decides expiry.
@@ -36,15 +38,32 @@ class Meta(NamedTuple):
 class Backend(Protocol):
     """Storage for entries of all tiers plus the path -> entries dependency index."""
 
-    def get(self, tier: str, key: str) -> Entry | None: """The entry, or None."""
-    def put(self, tier: str, entry: Entry) -> int: """Store ``entry``; returns the size of the one it replaced (0 if none)."""
-    def delete(self, tier: str, keys: Iterable[str]) -> tuple[int, int]: """Remove keys; returns (entries, bytes) removed."""
-    def touch(self, tier: str, entry: Entry) -> None: """Record the entry's new hits / last access (may be batched)."""
-    def dependents(self, paths: Iterable[str]) -> set[tuple[str, str]]: """(tier, key) of entries built from any path."""
-    def meta(self, tier: str) -> list[Meta]: """Every entry of a tier, without payloads, for eviction."""
-    def usage(self, tier: str) -> tuple[int, int]: """(entries, bytes) of a tier."""
-    def flush(self) -> None: """Write batched access counters."""
-    def close(self) -> None: """Flush and release resources."""
+    def get(self, tier: str, key: str) -> Entry | None:
+        """The entry, or None."""
+
+    def put(self, tier: str, entry: Entry) -> int:
+        """Store ``entry``; returns the size of the one it replaced (0 if none)."""
+
+    def delete(self, tier: str, keys: Iterable[str]) -> tuple[int, int]:
+        """Remove keys; returns (entries, bytes) removed."""
+
+    def touch(self, tier: str, entry: Entry) -> None:
+        """Record the entry's new hits / last access (may be batched)."""
+
+    def dependents(self, paths: Iterable[str]) -> set[tuple[str, str]]:
+        """(tier, key) of entries built from any of the paths."""
+
+    def meta(self, tier: str) -> list[Meta]:
+        """Every entry of a tier, without payloads, for eviction."""
+
+    def usage(self, tier: str) -> tuple[int, int]:
+        """(entries, bytes) of a tier."""
+
+    def flush(self) -> None:
+        """Write batched access counters."""
+
+    def close(self) -> None:
+        """Flush and release resources."""
 
 
 class MemoryBackend:
@@ -151,8 +170,8 @@ class SqliteBackend:
         self._lock = threading.RLock()
         self._touches: dict[tuple[str, str], tuple[int, float]] = {}
         with self._lock, self._conn:
-            self._conn.executescript(_SCHEMA) if self._owned else [self._conn.execute(s) for s in
-                                                                    _split(_SCHEMA)]
+            for statement in _statements(_SCHEMA):
+                self._conn.execute(statement)
 
     def get(self, tier: str, key: str) -> Entry | None:
         """The entry, or None (batched access counters applied)."""
@@ -168,7 +187,8 @@ class SqliteBackend:
                          msgpack.unpackb(deps, raw=False, strict_map_key=False), hits, last)
 
     def put(self, tier: str, entry: Entry) -> int:
-        """Store ``entry`` and its dependency rows in one transaction."""
+        """Store ``entry`` and its dependency rows in one transaction (batched counters written first)."""
+        self.flush()
         with self._lock, self._conn:
             old = self._conn.execute("SELECT size FROM cache_entries WHERE tier=? AND key=?",
                                      (tier, entry.key)).fetchone()
@@ -242,8 +262,8 @@ class SqliteBackend:
             self._conn.close()
 
 
-def _split(script: str) -> list[str]:
-    """The statements of a schema script (executescript would commit a caller's open transaction)."""
+def _statements(script: str) -> list[str]:
+    """The statements of a schema script, run one by one (executescript would commit a caller's transaction)."""
     lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
@@ -282,6 +302,7 @@ class RedisBackend:
 
     def put(self, tier: str, entry: Entry) -> int:
         """Store ``entry`` with a Redis TTL, its eviction metadata and dependency set members."""
+        self.flush()
         old = self._r.hget(self._m(tier), entry.key)
         seconds = int(entry.ttl) + _REDIS_TTL_MARGIN
         pipe = self._r.pipeline(transaction=True)
@@ -310,7 +331,7 @@ class RedisBackend:
         return removed, sum(msgpack.unpackb(m)[0] for m in metas if m)
 
     def touch(self, tier: str, entry: Entry) -> None:
-        """Remember the new counters; written in batches so a hit costs one round trip, not two."""
+        """Remember the new counters; written in batches so a hit costs one round trip."""
         self._touches[(tier, entry.key)] = (entry.hits, entry.last_access)
         if len(self._touches) >= _TOUCH_BATCH:
             self.flush()
@@ -368,6 +389,4 @@ class RedisBackend:
 
 def _pack_meta(entry: Entry) -> bytes:
     """Eviction metadata; expiry in server-comparable wall seconds (Redis TTL margin included)."""
-    import time
-
     return msgpack.packb([entry.size, entry.hits, entry.last_access, time.time() + entry.ttl + _REDIS_TTL_MARGIN])

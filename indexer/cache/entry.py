@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,34 @@ TASK_PREFIX = "task:"
 
 #: A file version (``files.version``) or content hash (``files.hash``); compared for equality only.
 Version = int | str
+
+
+#: Dependency name standing for the index generation: entries that depend on the whole index
+#: (search results, overviews) record it, so any index pass that changed something retires them.
+INDEX_DEP = "index:generation"
+#: Paths per ``IN (...)`` query (below SQLite's default variable limit).
+_SQL_CHUNK = 500
+
+
+def index_versions(conn, paths: Iterable[str], *, column: str = "version") -> dict[str, Version]:
+    """Current {path: files.<column>} of ``paths`` in an index database (``INDEX_DEP``: the generation).
+
+    ``column="hash"`` (the content hash) stays exact across processes with separate
+    indexes and across delete/re-create; ``"version"`` is a per-index counter.
+    """
+    if column not in ("version", "hash"):
+        raise ValueError(f"cannot read file versions from column {column!r}: use 'version' or 'hash'")
+    wanted = list(dict.fromkeys(paths))
+    found: dict[str, Version] = {}
+    if INDEX_DEP in wanted:
+        row = conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        found[INDEX_DEP] = int(row[0]) if row else 0
+    files = [p for p in wanted if p != INDEX_DEP and not p.startswith(TASK_PREFIX)]
+    for start in range(0, len(files), _SQL_CHUNK):
+        chunk = files[start:start + _SQL_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        found.update(conn.execute(f"SELECT path, {column} FROM files WHERE path IN ({marks})", chunk))
+    return found
 
 
 def task_dep(task_id: str) -> str:
