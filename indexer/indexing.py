@@ -236,6 +236,7 @@ class IndexPass:
         unchanged = [l for l in loaded if l.unchanged]
         bad = [l.skipped for l in loaded if l.skipped is not None]
         recovered = [l.path for l in parsed if l.parsed.has_errors]
+        new_paths = [l.path for l in parsed]
         seen_paths = {l.path for l in loaded}
         loaded.clear()  # parsed files are released one by one as they are written (peak memory)
         gone = list(plan.deleted) + [s.path for s in bad if s.path in known]
@@ -307,6 +308,7 @@ class IndexPass:
                     "SELECT reason, count(*) FROM skipped GROUP BY reason").fetchall()),
             }
         return {
+            "changed_paths": tuple(sorted({*(p for p in replaced), *gone, *new_paths})),
             "files_seen": plan.seen,
             "files_parsed": len(parsed),
             "files_deleted": len(gone),

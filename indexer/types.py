@@ -227,6 +227,7 @@ class IndexStats:
     edges_by_kind: dict[str, int] = field(default_factory=dict)
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     generation: int = 0
+    changed_paths: tuple[str, ...] = ()  # files parsed anew or deleted by this pass
 
 
 # --------------------------------------------------------------------------- #
@@ -338,6 +339,19 @@ class PackedContext:
             "items": [i.to_json() for i in self.items],
             "dropped": [d.to_json() for d in self.dropped],
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "PackedContext":
+        """The inverse of ``to_json`` (a cached answer); item keys become ``path:start`` or the name."""
+        def key(d: dict) -> str:
+            return f"{d['path']}:{d.get('start_line', 0)}" if d.get("path") else d["name"]
+
+        items = tuple(PackedItem(key=key(i), tier=Tier[i["tier"]], level=i["level"], tokens=i["tokens"],
+                                 score=i["score"], kind=i["kind"], name=i["name"], why=i["why"], path=i["path"],
+                                 start_line=i["start_line"], end_line=i["end_line"]) for i in data["items"])
+        dropped = tuple(Dropped(key=key(d), tier=Tier[d["tier"]], name=d["name"], path=d["path"],
+                                reason=d["reason"]) for d in data["dropped"])
+        return cls(text=data["text"], tokens=data["tokens"], budget=data["budget"], items=items, dropped=dropped)
 
 
 # --------------------------------------------------------------------------- #

@@ -14,6 +14,8 @@ from pathlib import Path
 import logging
 
 from indexer import sqlite, tokens
+from indexer.cache import INDEX_DEP, MISSING, SqliteBackend, TieredCache, index_versions, make_key, task_dep
+from indexer.cache import workspace_id
 from indexer.config import DB_NAME, default_index_dir
 from indexer.context.assemble import Assembler, Request
 from indexer.context.overview import overview as build_overview
@@ -61,6 +63,8 @@ class Workspace:
         self._vector_job = None
         self._embedder_name = embedder
         self.indexing = False  # an index pass is running (answers come from the last snapshot)
+        self._cache: TieredCache | None = None
+        self._id = workspace_id(self.root)
 
     # ------------------------------------------------------------------ #
     # lifecycle
@@ -73,6 +77,8 @@ class Workspace:
         self.stop_watching()
         if self._vector_job is not None:
             self._vector_job.stop()
+        if self._cache is not None:
+            self._cache.close()
         for conn in self._readers:
             conn.close()
         self.conn.close()
@@ -118,9 +124,26 @@ class Workspace:
                 stats = self._pass.run(paths=paths, deleted_dirs=deleted_dirs, progress=progress)
             finally:
                 self.indexing = False
-        if self._vector_job is not None and (stats.files_parsed or stats.files_deleted):
-            self._vector_job.poke()
+        if stats.files_parsed or stats.files_deleted:
+            if self._vector_job is not None:
+                self._vector_job.poke()
+            if self._cache is not None:  # exactly the entries built from what changed
+                self._cache.invalidate_paths([*stats.changed_paths, *self._linked_from(stats.changed_paths),
+                                              INDEX_DEP])
         return stats
+
+    def _linked_from(self, paths) -> list[str]:
+        """Files that changed files now import or test: their summaries list the changed files."""
+        paths = list(paths)
+        out: set[str] = set()
+        conn = self.reader()
+        for i in range(0, len(paths), 400):
+            chunk = paths[i : i + 400]
+            out.update(r[0] for r in conn.execute(
+                "SELECT DISTINCT f2.path FROM files f JOIN nodes n ON n.file_id=f.id JOIN edges e ON e.src=n.id "
+                "JOIN nodes n2 ON n2.id=e.dst JOIN files f2 ON f2.id=n2.file_id "
+                f"WHERE e.kind IN ('imports', 'tests') AND f.path IN ({','.join('?' * len(chunk))})", chunk))
+        return sorted(out)
 
     def freshness(self) -> dict:
         """Index generation and time of the last applied change: every answer carries these."""
@@ -151,6 +174,7 @@ class Workspace:
             "skipped": skipped,
             "freshness": self.freshness(),
             "vectors": self._vector_job.progress() if self._vector_job is not None else None,
+            "cache": self.cache.stats(),
             "watching": self._watcher is not None,
         }
 
@@ -221,9 +245,21 @@ class Workspace:
                options: hybrid.SearchOptions = hybrid.SearchOptions()) -> list[SearchHit]:
         """Ranked code locations for a query: BM25 + vectors, re-ranked with code-aware signals."""
         conn = self.reader()
-        sources = SourceCache(conn)
-        return hybrid.search(conn, query_text, top_k=top_k, kind=kind, dense=self._dense(), options=options,
-                             count_tokens=tokens.count, code_of=sources.code)
+        key = make_key(self._id, "search", {"query": query_text, "top_k": top_k, "kind": kind,
+                                            "options": repr(options), "dense": self._dense_state()})
+        cached = self.cache.get("results", key)
+        if cached is not MISSING:
+            return [hybrid.hit_from_json(h) for h in cached]
+        conn.execute("BEGIN")  # one snapshot: the generation recorded is the one searched
+        try:
+            hits = hybrid.search(conn, query_text, top_k=top_k, kind=kind, dense=self._dense(), options=options,
+                                 count_tokens=tokens.count, code_of=SourceCache(conn).code)
+            deps = index_versions(conn, [INDEX_DEP])
+        finally:
+            conn.rollback()
+        self.cache.put("results", key, [h.to_json() | {"id": h.node.id, "signature": h.node.signature,
+                                                       "doc": h.node.doc} for h in hits], deps)
+        return hits
 
     def ranked(self, query_text: str, options: hybrid.SearchOptions = hybrid.SearchOptions()):
         """Every candidate node id for a query, best first: (id, score, why)."""
@@ -236,6 +272,12 @@ class Workspace:
         prof = tokens.profile(profile or tokens.DEFAULT_PROFILE)
         limit = tokens.context_budget(prof, budget)
         counter = tokens.tokenizer_for(prof)
+        key = make_key(self._id, "context", {"query": query_text, "focus": focus, "task": task_id, "budget": limit,
+                                             "tokenizer": counter.name, "options": repr(options),
+                                             "dense": self._dense_state()})
+        cached = self.cache.get("context", key)
+        if cached is not MISSING:
+            return PackedContext.from_json(cached)
         conn = self.reader()
         conn.execute("BEGIN")  # one snapshot for the whole request
         try:
@@ -247,9 +289,15 @@ class Workspace:
                 if text.strip() else []
             assembler = Assembler(conn, SourceCache(conn), counter.count)
             cands = assembler.candidates(Request(query_text, focus_nodes[:1], task, ranked, limit))
-            return pack(cands, limit, counter)
+            packed = pack(cands, limit, counter)
+            # Built from every candidate's file (kept or dropped), read in this same snapshot.
+            deps = index_versions(conn, {c.path for c in cands if c.path})
+            if task is not None:
+                deps[task_dep(task_id)] = task.seq
         finally:
             conn.rollback()
+        self.cache.put("context", key, packed.to_json(), deps)
+        return packed
 
     # ------------------------------------------------------------------ #
     # task events
@@ -257,7 +305,10 @@ class Workspace:
     def record(self, task_id: str, type: str, data: dict | None = None) -> Event:
         """Append an event to a task's log (never updates anything in place)."""
         with self._write_lock:
-            return self._events.append(task_id, type, data)
+            event = self._events.append(task_id, type, data)
+        if self._cache is not None:
+            self._cache.invalidate_paths([task_dep(task_id)])
+        return event
 
     def task_state(self, task_id: str, at: int | None = None) -> TaskState:
         """A task's state replayed from its events (up to sequence ``at``)."""
@@ -276,10 +327,52 @@ class Workspace:
     def module_summary(self, path: str) -> str:
         """A module's classes and functions with signatures, imports, importers and tests."""
         rel = self._relative(path)
-        text = module_summary(self.reader(), rel)
+        key = make_key(self._id, "module_summary", {"path": rel})
+        cached = self.cache.get("module", key)
+        if cached is not MISSING:
+            return cached
+        conn = self.reader()
+        conn.execute("BEGIN")
+        try:
+            text = module_summary(conn, rel)
+            # The summary lists importers and tests: it is built from their files too.
+            linked = [r[0] for r in conn.execute(
+                "SELECT DISTINCT f2.path FROM files f JOIN nodes n ON n.file_id=f.id JOIN edges e "
+                "ON e.dst=n.id JOIN nodes n2 ON n2.id=e.src JOIN files f2 ON f2.id=n2.file_id "
+                "WHERE f.path=? AND e.kind IN ('imports', 'tests')", (rel,))]
+            deps = index_versions(conn, [rel, *linked])
+        finally:
+            conn.rollback()
         if not text:
             raise query.UnknownTarget(f"{path} is not an indexed module of {self.root}")
+        self.cache.put("module", key, text, deps)
         return text
+
+    # ------------------------------------------------------------------ #
+    # cache
+    # ------------------------------------------------------------------ #
+    @property
+    def cache(self) -> TieredCache:
+        """The tiered answer cache (SQLite beside the index: survives restarts)."""
+        if self._cache is None:
+            self._cache = TieredCache(SqliteBackend(self.index_dir / "cache.db"), versions=self._versions)
+        return self._cache
+
+    def _versions(self, deps) -> dict:
+        """Current versions of cache dependencies: files, the index generation, task event sequences."""
+        deps = list(deps)
+        conn = self.reader()
+        current = dict(index_versions(conn, [d for d in deps if not d.startswith(task_dep(""))]))
+        for dep in deps:
+            if dep.startswith(task_dep("")):
+                row = conn.execute("SELECT max(seq) FROM events WHERE task_id=?", (dep[len(task_dep("")):],)).fetchone()
+                current[dep] = row[0] if row and row[0] is not None else 0
+        return current
+
+    def _dense_state(self) -> str:
+        """Part of cache keys: answers with and without vectors differ."""
+        job = self._vector_job
+        return "none" if job is None or job.done == 0 else f"{job.embedder.name}:{job.done >= job.total}"
 
     # ------------------------------------------------------------------ #
     # live index

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from indexer.graph.query import nodes_by_ids
 from indexer.search import rerank
 from indexer.search.lexical import bm25_search, query_terms
-from indexer.types import NodeKind, SearchHit
+from indexer.types import Node, NodeKind, SearchHit
 
 #: Lexical share of the fused score; the rest is the dense similarity (when vectors exist).
 DEFAULT_ALPHA = 0.6
@@ -105,3 +105,11 @@ def _kinds(conn, ids: list[int]):
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         yield from conn.execute(f"SELECT id, kind FROM nodes WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+
+
+def hit_from_json(data: dict) -> SearchHit:
+    """A SearchHit back from its cached JSON form."""
+    node = Node(id=data["id"], kind=NodeKind(data["kind"]), name=data["name"].rsplit(".", 1)[-1],
+                qualname=data["name"], path=data["path"], start_line=data["start_line"],
+                end_line=data["end_line"], signature=data.get("signature", ""), doc=data.get("doc", ""))
+    return SearchHit(node=node, score=data["score"], tokens=data["tokens"], why=data["why"])

@@ -1,0 +1,63 @@
+"""The workspace's answer cache: hits when nothing changed, never stale after an edit or a task event."""
+
+from __future__ import annotations
+
+from conftest import write_tree
+
+from indexer.workspace import Workspace
+
+
+def _hits(ws: Workspace, tier: str) -> int:
+    return ws.cache.stats()["tiers"][tier]["hits"]
+
+
+def test_context_is_served_from_cache_until_a_file_it_was_built_from_changes(tmp_path):
+    root = write_tree(tmp_path / "ws", {
+        "shop/cart.py": "def cart_total(items):\n    return sum(items)\n",
+        "shop/tax.py": "def tax_rate():\n    return 0.2\n",
+    })
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        first = ws.context("cart total", budget=500)
+        again = ws.context("cart total", budget=500)
+        assert again.text == first.text
+        assert _hits(ws, "context") == 1
+        (root / "shop/cart.py").write_text("def cart_total(items):\n    return round(sum(items), 2)\n")
+        ws.index()
+        fresh = ws.context("cart total", budget=500)
+        assert "round(sum(items), 2)" in fresh.text  # never the stale body
+        assert _hits(ws, "context") == 1
+
+
+def test_search_results_follow_the_index_generation(tmp_path):
+    root = write_tree(tmp_path / "ws", {"a.py": "def alpha_parser():\n    pass\n"})
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        assert [h.node.qualname for h in ws.search("alpha parser")] == ["a.alpha_parser"]
+        assert ws.search("alpha parser")[0].to_json()["summary"] == "def alpha_parser()"
+        assert _hits(ws, "results") == 1
+        (root / "b.py").write_text("def alpha_parser_two():\n    pass\n")
+        ws.index()
+        assert "b.alpha_parser_two" in {h.node.qualname for h in ws.search("alpha parser")}
+
+
+def test_task_context_is_rebuilt_after_a_new_event(tmp_path):
+    root = write_tree(tmp_path / "ws", {"m.py": "def run_job():\n    pass\n"})
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        ws.record("T", "task_started", {"title": "speed up run_job"})
+        before = ws.context(task_id="T", budget=400)
+        ws.record("T", "note", {"text": "profiled"})
+        ws.record("T", "task_status", {"status": "blocked"})
+        after = ws.context(task_id="T", budget=400)
+        assert "[active]" in before.text and "[blocked]" in after.text
+
+
+def test_module_summary_is_rebuilt_when_an_importer_appears(tmp_path):
+    root = write_tree(tmp_path / "ws", {"lib.py": "def helper():\n    pass\n", "app.py": "x = 1\n"})
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        assert "imported by" not in ws.module_summary("lib.py")
+        (root / "app.py").write_text("from lib import helper\n")
+        ws.index()
+        assert "imported by: app" in ws.module_summary("lib.py")
