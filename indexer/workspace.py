@@ -33,6 +33,12 @@ from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules
 log = logging.getLogger(__name__)
 #: Search results the context packer draws from.
 _CONTEXT_POOL = 60
+#: Task events that name a file the agent moved to.
+_FILE_EVENTS = ("file_opened", "file_edited", "module_started")
+#: A watcher batch of at most this many saved files counts as navigation (more is a checkout or a formatter).
+_EDITS_AS_NAVIGATION = 3
+_SAVE_EVERY = 20  # observations between saves of the prediction model
+PREFETCH_TOP_K = 5
 
 
 class WorkspaceError(Exception):
@@ -65,6 +71,10 @@ class Workspace:
         self.indexing = False  # an index pass is running (answers come from the last snapshot)
         self._cache: TieredCache | None = None
         self._id = workspace_id(self.root)
+        self._predictor = None
+        self._prefetcher = None
+        self._accuracy: list[tuple[float, float | None]] = []  # (time, online hit@5) for the dashboard
+        self._observed = 0
 
     # ------------------------------------------------------------------ #
     # lifecycle
@@ -75,6 +85,10 @@ class Workspace:
             return
         self._closed = True
         self.stop_watching()
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+        if self._predictor is not None:
+            self.save_predictions()
         if self._vector_job is not None:
             self._vector_job.stop()
         if self._cache is not None:
@@ -175,6 +189,8 @@ class Workspace:
             "freshness": self.freshness(),
             "vectors": self._vector_job.progress() if self._vector_job is not None else None,
             "cache": self.cache.stats(),
+            "prediction": self._predictor.stats() if self._predictor is not None else None,
+            "prefetch": self._prefetcher.stats() if self._prefetcher is not None else None,
             "watching": self._watcher is not None,
         }
 
@@ -199,6 +215,8 @@ class Workspace:
                 limit: int = 500) -> list[Link]:
         """Two-way links of a node: callers and callees, tests, importers, parents..."""
         node = target if isinstance(target, Node) else self.node(target)
+        if node.path:
+            self._requested(node.path, None)
         return query.related(self.reader(), node.id, kinds=kinds, depth=depth, direction=direction, limit=limit)
 
     def _relative(self, target: str) -> str:
@@ -275,6 +293,8 @@ class Workspace:
         key = make_key(self._id, "context", {"query": query_text, "focus": focus, "task": task_id, "budget": limit,
                                              "tokenizer": counter.name, "options": repr(options),
                                              "dense": self._dense_state()})
+        if focus:
+            self._requested(focus, task_id)
         cached = self.cache.get("context", key)
         if cached is not MISSING:
             return PackedContext.from_json(cached)
@@ -308,6 +328,11 @@ class Workspace:
             event = self._events.append(task_id, type, data)
         if self._cache is not None:
             self._cache.invalidate_paths([task_dep(task_id)])
+        path = event.data.get("path")
+        if type in _FILE_EVENTS and path:
+            self.observe(path, task_id=task_id, kind="edited" if type == "file_edited" else "opened")
+        elif type == "task_started" and self._predictor is not None:
+            self._predictor.set_query(task_id, event.data.get("query") or event.data.get("title"))
         return event
 
     def task_state(self, task_id: str, at: int | None = None) -> TaskState:
@@ -327,6 +352,7 @@ class Workspace:
     def module_summary(self, path: str) -> str:
         """A module's classes and functions with signatures, imports, importers and tests."""
         rel = self._relative(path)
+        self._requested(rel, None)
         key = make_key(self._id, "module_summary", {"path": rel})
         cached = self.cache.get("module", key)
         if cached is not MISSING:
@@ -389,6 +415,9 @@ class Workspace:
                 result = self.index()  # ignore rules changed: a full pass re-reads them
             else:
                 result = self.index(paths=sorted(batch.changed | batch.deleted), deleted_dirs=sorted(batch.deleted_dirs))
+            if self._predictor is not None and len(batch.changed) <= _EDITS_AS_NAVIGATION:
+                for path in sorted(batch.changed):  # a save is a step of the developer; a burst is not
+                    self.observe(path, kind="edited")
             if on_applied is not None:
                 on_applied(batch, result)
 
@@ -404,3 +433,86 @@ class Workspace:
     @property
     def watcher(self):
         return self._watcher
+
+    # ------------------------------------------------------------------ #
+    # prediction and prefetch
+    # ------------------------------------------------------------------ #
+    @property
+    def predictor(self):
+        """The next-file model of this workspace (persisted in the index database)."""
+        if self._predictor is None:
+            from indexer.predict import Predictor, PredictStore, SqliteGraphView
+
+            with self._write_lock:
+                store = PredictStore(self.conn)
+                self._predictor = Predictor(SqliteGraphView(self.reader, ranked=self.ranked), store)
+        return self._predictor
+
+    def enable_prefetch(self, top_k: int = PREFETCH_TOP_K) -> None:
+        """After each observed move, build the likely next files' summaries and contexts into the cache."""
+        from indexer.predict import Prefetcher
+
+        if self._prefetcher is None:
+            self._prefetch_top_k = top_k
+            self._prefetcher = Prefetcher(self._prefetch_one)
+
+    def _prefetch_one(self, path: str) -> bool:
+        self._local.prefetching = True  # the prefetch thread's own requests are neither hits nor moves
+        self.module_summary(path)
+        self.context(focus=path)
+        return True
+
+    def observe(self, path: str, *, task_id: str | None = None, kind: str = "opened") -> None:
+        """Learn one move of the agent or developer; then prefetch what it predicts next."""
+        rel = self._relative(path)
+        predictor = self.predictor
+        predictor.observe(rel, task_id=task_id, kind=kind)
+        self._observed += 1
+        if self._observed % _SAVE_EVERY == 0:
+            self.save_predictions()
+        stats = predictor.stats()
+        self._accuracy.append((time.time(), stats["hit_at_5"]))
+        del self._accuracy[:-1440]
+        if self._prefetcher is not None:
+            self._prefetcher.after_event(predictor, task_id=task_id, top_k=self._prefetch_top_k)
+
+    def _requested(self, target: str, task_id: str | None) -> None:
+        """A request named a file: count a prefetch hit or miss, and learn the move."""
+        if self._predictor is None and self._prefetcher is None:
+            return
+        path = self._path_of(target)
+        if path is None:
+            return
+        if self._prefetcher is not None and not getattr(self._local, "prefetching", False):
+            self._prefetcher.record_request(path)
+        if not getattr(self._local, "prefetching", False):
+            self.observe(path, task_id=task_id, kind="requested")
+
+    def _path_of(self, target: str) -> str | None:
+        try:
+            return self.node(target).path
+        except query.UnknownTarget:
+            return None
+
+    def predict(self, current: str | None = None, *, task_id: str | None = None, top_k: int = 10,
+                query_text: str | None = None):
+        """The files likely needed next, each with a score and its reasons."""
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, not {top_k}")
+        rel = self._relative(current) if current else None
+        if task_id is not None:
+            self.task_state(task_id)  # unknown task: a clear error
+        return self.predictor.predict(rel, task_id=task_id, top_k=top_k, query=query_text)
+
+    def save_predictions(self) -> None:
+        with self._write_lock:
+            self.predictor.save()
+
+    def reset_predictions(self) -> None:
+        """Forget what the model learned (memory and database)."""
+        with self._write_lock:
+            self.predictor.reset()
+
+    def prediction_history(self) -> list[tuple[float, float | None]]:
+        """(time, online hit@5) after each observed move, for the dashboard."""
+        return list(self._accuracy)

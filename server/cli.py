@@ -83,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", default=None, help="workspace folder (same as --workspace)")
     _common(p)
 
+    p = sub.add_parser("predict", help="the files likely needed next, with reasons")
+    p.add_argument("--after", default=None, help="the current file (default: the task's last file)")
+    p.add_argument("--task", default=None, help="task id of the event log")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--reset", action="store_true", help="forget everything the model learned")
+    _common(p)
+
+    p = sub.add_parser("stats", help="cache hit rates per tier, prediction accuracy and prefetch hits")
+    _common(p)
+
     p = sub.add_parser("serve", help="run the MCP server (stdio by default)")
     p.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     p.add_argument("--host", default="127.0.0.1")
@@ -310,6 +320,42 @@ def cmd_watch(args) -> None:
             ws.stop_watching()
 
 
+def cmd_predict(args) -> None:
+    from indexer.events import UnknownTask
+    from indexer.graph.query import UnknownTarget
+
+    with _workspace(args) as ws:
+        if args.reset:
+            ws.reset_predictions()
+            _emit(args, {"reset": True}, "prediction model reset")
+            return
+        if args.top_k < 1:
+            raise CliError(f"--top-k must be >= 1, not {args.top_k}")
+        _ensure_indexed(ws, args)
+        try:
+            predictions = ws.predict(args.after, task_id=args.task, top_k=args.top_k)
+        except (UnknownTask, UnknownTarget, ValueError) as exc:
+            raise CliError(str(exc).strip("'\"")) from None
+        payload = {"predictions": [{"path": p.path, "score": p.score, "reasons": p.reasons} for p in predictions],
+                   "model": ws.predictor.stats(), "freshness": ws.freshness()}
+        lines = [f"{p.score:6.3f}  {p.path}  ({'; '.join(p.reasons)})" for p in predictions]
+        _emit(args, payload, "\n".join(lines) or "no prediction yet: record file events (codeahead event file_opened)")
+
+
+def cmd_stats(args) -> None:
+    with _workspace(args) as ws:
+        status = ws.status()
+        payload = {"cache": status["cache"], "prediction": ws.predictor.stats(), "freshness": status["freshness"]}
+        lines = ["tier      hits  misses  hit rate  entries  bytes"]
+        for tier, t in status["cache"]["tiers"].items():
+            rate = "-" if t["hit_rate"] is None else f"{t['hit_rate']:.1%}"
+            lines.append(f"{tier:<8} {t['hits']:>5} {t['misses']:>7} {rate:>9} {t['entries']:>8} {t['bytes']:>6}")
+        model = payload["prediction"]
+        lines.append(f"prediction: {model['moves_scored']} moves scored, hit@5 {model['hit_at_5']}, "
+                     f"mrr {model['mrr']}, {model['files_known']} files known")
+        _emit(args, payload, "\n".join(lines))
+
+
 def cmd_serve(args) -> None:
     from server.mcp_server import serve
 
@@ -319,7 +365,8 @@ def cmd_serve(args) -> None:
 
 COMMANDS = {
     "index": cmd_index, "status": cmd_status, "graph": cmd_graph, "search": cmd_search, "context": cmd_context,
-    "event": cmd_event, "task": cmd_task, "watch": cmd_watch, "serve": cmd_serve,
+    "event": cmd_event, "task": cmd_task, "watch": cmd_watch, "serve": cmd_serve, "predict": cmd_predict,
+    "stats": cmd_stats,
 }
 
 

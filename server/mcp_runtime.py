@@ -65,6 +65,10 @@ class Runtime:
         self._token = None
         self._users = 0
 
+    def current(self) -> Workspace | None:
+        """The open workspace, or None before the first request picked one."""
+        return self._ws
+
     # ------------------------------------------------------------------ lifecycle
     def attach(self, bus: SubscriptionBus) -> None:
         """Called from the server's lifespan: remember where to publish, open the workspace if known."""
@@ -124,7 +128,11 @@ class Runtime:
         finally:
             self._ready.set()
         self._publish([OVERVIEW_URI])
-        if self._watch and not self._stopping.is_set():
+        if self._stopping.is_set():
+            return
+        ws.enable_vectors()  # in the background: search improves when vectors land
+        ws.enable_prefetch()
+        if self._watch:
             ws.start_watching(on_applied=self._on_applied)
 
     def _on_progress(self, phase: str, done: int, total: int) -> None:

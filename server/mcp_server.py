@@ -11,6 +11,7 @@ import hmac
 import logging
 import os
 import sys
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,8 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from indexer.cache.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from indexer.cache.metrics import dashboard_html, render_prometheus
 from indexer.workspace import Workspace
 from server.mcp_content import register_prompts, register_resources
 from server.mcp_output import DEFAULT_CAP
@@ -30,6 +33,8 @@ from server.mcp_tools import register_tools
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "CODEAHEAD_TOKEN"
+#: The runtime behind each server built here (the HTTP app's /metrics and /dashboard read it).
+_RUNTIMES: "weakref.WeakKeyDictionary[MCPServer, Runtime]" = weakref.WeakKeyDictionary()
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _INSTRUCTIONS = (
     "codeahead knows this workspace's code graph. Call get_context first (a query, a focus path/symbol "
@@ -57,6 +62,7 @@ def build_server(workspace: Workspace | None = None, *, root: str | Path | None 
 
     server = MCPServer("codeahead", instructions=_INSTRUCTIONS, version=_version(), lifespan=lifespan,
                        subscriptions=bus, log_level="WARNING")
+    _RUNTIMES[server] = runtime
     register_tools(server, runtime, output_cap_tokens)
     register_resources(server, runtime, output_cap_tokens)
     register_prompts(server, runtime, output_cap_tokens)
@@ -111,9 +117,35 @@ def transport_security(host: str) -> TransportSecuritySettings:
                                      allowed_origins=origins)
 
 
+class Observability:
+    """ASGI routes beside ``/mcp``: ``GET /metrics`` (Prometheus text) and ``GET /dashboard`` (HTML plots)."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path") if scope["type"] == "http" else None
+        if path in ("/metrics", "/dashboard") and scope.get("method") == "GET":
+            ws = self.runtime.current()
+            if path == "/metrics":
+                body = render_prometheus(ws.cache.stats() if ws else {"tiers": {}}).encode()
+                content_type = METRICS_CONTENT_TYPE
+            else:
+                body = dashboard_html(ws.cache.history() if ws else [], ws.prediction_history() if ws else [],
+                                      refresh_seconds=30).encode()
+                content_type = "text/html; charset=utf-8"
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
 def http_app(server: MCPServer, *, host: str, token: str | None) -> ASGIApp:
-    """The streamable-HTTP app at ``/mcp``, behind the bearer token when one is set."""
+    """The streamable-HTTP app at ``/mcp`` with ``/metrics`` and ``/dashboard``, behind the bearer token if set."""
     app: ASGIApp = server.streamable_http_app(transport_security=transport_security(host), host=host)
+    app = Observability(app, _RUNTIMES[server])
     return BearerToken(app, token) if token else app
 
 

@@ -1,4 +1,4 @@
-"""The six MCP tools: thin calls on ``Workspace``, each answer capped and stamped with freshness."""
+"""The MCP tools: thin calls on ``Workspace``, each answer capped and stamped with freshness."""
 
 from __future__ import annotations
 
@@ -165,6 +165,22 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
         ws = await runtime.workspace(ctx)
         state = await call(ws.task_state, task_id, at=at_seq)
         return answer(state.to_json())
+
+    @server.tool(annotations=_READ_ONLY, description=(
+        "The files you will likely need next, each with a score and its reasons (your recent moves, imports, "
+        "tests, habits of this workspace). Their context is prefetched."))
+    async def predict_next(
+        ctx: Context,
+        current: Annotated[str | None, Field(description="the file you are on (default: the task's last file)")] = None,
+        task_id: Annotated[str | None, Field(description="your task's id, to use its recorded moves")] = None,
+        top_k: Annotated[int, Field(description=f"how many files, 1-{MAX_TOP_K}")] = 5,
+    ) -> Answer:
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise ToolError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}")
+        ws = await runtime.workspace(ctx)
+        predictions = await call(ws.predict, current, task_id=task_id, top_k=top_k)
+        return answer({"predictions": [{"path": p.path, "score": p.score, "reasons": p.reasons}
+                                       for p in predictions]})
 
     @server.tool(annotations=_READ_ONLY, description=(
         "Index freshness (generation, last change, pending changes, initial indexing), counts and skipped files."))

@@ -34,7 +34,7 @@ SHOP = {
 #: Enough functions that a top-100 search answer is far over a 400-token cap.
 MANY = {f"pkg/gen{i}.py": "".join(f'def shipping_rule_{i}_{j}(parcel):\n    """Shipping rule {j} for a parcel."""\n'
                                   f"    return parcel\n\n\n" for j in range(10)) for i in range(15)}
-TOOLS = {"get_context", "search_code", "related", "record_event", "task_state", "index_status"}
+TOOLS = {"get_context", "search_code", "related", "record_event", "task_state", "index_status", "predict_next"}
 SMALL_CAP = 400
 
 
@@ -68,7 +68,7 @@ def error_text(result) -> str:
     return text
 
 
-async def test_lists_six_tools_with_described_parameters(ws):
+async def test_lists_the_tools_with_described_parameters(ws):
     async with Client(build_server(ws, watch=False)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert set(tools) == TOOLS
@@ -129,6 +129,9 @@ async def test_get_context_text_block_is_the_packed_text(ws):
     ("record_event", {"type": "dance", "task_id": "T1"}, "unknown event type"),
     ("record_event", {"type": "test_result", "task_id": "T1", "data": {"test": "t"}}, "passed"),
     ("task_state", {"task_id": "NOPE"}, "no events for task"),
+    ("predict_next", {"task_id": "NOPE"}, "no events for task"),
+    ("predict_next", {"current": "/etc/passwd"}, "outside the workspace"),
+    ("predict_next", {"top_k": 0}, "top_k must be between"),
 ])
 async def test_bad_arguments_are_one_line_tool_errors_and_the_server_keeps_running(ws, tool, args, message):
     async with Client(build_server(ws, watch=False)) as client:
@@ -285,3 +288,15 @@ async def test_workspace_comes_from_the_client_roots(shop, tmp_path):
 def test_build_server_refuses_a_zero_cap(ws):
     with pytest.raises(ValueError, match="output_cap_tokens"):
         build_server(ws, output_cap_tokens=0)
+
+
+async def test_predict_next_learns_moves_and_says_why(ws):
+    async with Client(build_server(ws, watch=False)) as client:
+        for path in ("pkg/cart.py", "pkg/prices.py", "pkg/cart.py"):
+            payload(await client.call_tool("record_event", {"type": "file_opened", "task_id": "T9",
+                                                            "data": {"path": path}}))
+        answer = payload(await client.call_tool("predict_next", {"task_id": "T9", "top_k": 3}))
+        first = answer["predictions"][0]
+        assert first["path"] == "pkg/prices.py"
+        assert any("imported by the current file" in r for r in first["reasons"])
+        assert "freshness" in answer

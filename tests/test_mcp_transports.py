@@ -25,7 +25,7 @@ pytestmark = pytest.mark.anyio
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token"
 START_TIMEOUT = 30.0
-TOOLS = {"get_context", "search_code", "related", "record_event", "task_state", "index_status"}
+TOOLS = {"get_context", "search_code", "related", "record_event", "task_state", "index_status", "predict_next"}
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ MAX_COMMITS = 5000
 GIT_TIMEOUT_S = 60
 #: Open task sets kept for incremental learning; the least recently used is dropped.
 MAX_OPEN_SETS = 64
+#: Pseudo-count against a rule seen in few transactions (ROSE needs support for the same reason).
+SHRINK = 1.0
 _COMMIT_MARK = "\x00"  # git prints it for %x00 in the format
 
 
@@ -78,7 +80,7 @@ class CoChange:
             if not n:
                 continue
             for b, both in self.pairs.get(a, {}).items():
-                miss[b] = miss.get(b, 1.0) * (1.0 - weight * both / n)
+                miss[b] = miss.get(b, 1.0) * (1.0 - weight * both / (n + SHRINK))
         return {b: 1.0 - m for b, m in miss.items()}
 
     def reason(self, context: Iterable[str], candidate: str) -> str | None:

@@ -9,6 +9,8 @@ HALF_LIFE = 2000
 DECAY = 0.5 ** (1.0 / HALF_LIFE)
 #: Second-order evidence outweighs first-order once its row holds about this many (decayed) counts.
 BACKOFF_K = 2.0
+#: Pseudo-count for "somewhere else": one sighting of a move is weak evidence (1 of 1 -> 0.5, 9 of 9 -> 0.9).
+SHRINK = 1.0
 
 
 @dataclass(slots=True)
@@ -73,7 +75,7 @@ class Markov:
             return {}
         row1 = self.first[prev]
         row1.decay_to(self.clock)
-        mass1 = row1.mass() or 1.0
+        mass1 = row1.mass() + SHRINK
         probs = {k: w / mass1 for k, w in row1.weights.items()}
         row2 = self.second.get(f"{prev2}\0{prev}") if prev2 is not None else None
         if row2 is not None:

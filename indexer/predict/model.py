@@ -18,15 +18,16 @@ from indexer.predict.cochange import CoChange, git_commits, git_head
 from indexer.predict.markov import DECAY, Markov
 
 SIGNALS = ("recent_in_task", "returns_in_task", "markov", "co_change", "imported_by_current",
-           "importers_of_current", "test_links", "same_directory", "query_match", "popular", "recent_overall")
+           "importers_of_current", "linked_to_task", "test_links", "same_directory", "query_match", "popular",
+           "recent_overall")
 #: Priors for a new workspace, from the agent-trace statistics: returns to seen files lead,
 #: then habits (Markov, co-change), the task text and the import graph; folders and popularity are weak.
 PRIOR_WEIGHTS = {
     "recent_in_task": 3.0, "returns_in_task": 1.0, "markov": 2.0, "co_change": 1.5,
-    "imported_by_current": 1.5, "importers_of_current": 1.0, "test_links": 1.0, "same_directory": 1.0,
+    "imported_by_current": 1.5, "importers_of_current": 1.0, "linked_to_task": 0.5, "test_links": 1.0, "same_directory": 1.0,
     "query_match": 2.0, "popular": 0.5, "recent_overall": 0.5,
 }
-LEARNING_RATE = float(__import__("os").environ.get("LR", "0.05"))
+LEARNING_RATE = 0.05
 #: Pull back toward the prior on each update, so a run of odd tasks cannot wreck the blend.
 PRIOR_PULL = 0.002
 DEFAULT_TASK = "_"
@@ -41,7 +42,7 @@ GROWTH = 1.0 / DECAY
 RESCALE_ABOVE = 1e100
 MAX_REASONS = 3
 #: Co-change evidence from a task's earlier files fades slowly (commits are sets, not sequences).
-COCHANGE_FALLOFF = float(__import__("os").environ.get("CF", "0.9"))
+COCHANGE_FALLOFF = 0.9
 #: A task with no files yet borrows this many of the latest files overall as its co-change context.
 CONTEXT_RECENT = 5
 KINDS = ("opened", "edited", "requested")
@@ -75,7 +76,7 @@ class Predictor:
         unknown = set(signals) - set(SIGNALS)
         if unknown:
             raise ValueError(f"unknown prediction signals {sorted(unknown)}; valid: {', '.join(SIGNALS)}")
-        self.graph = graph if graph is not None else sig.StaticGraph()
+        self._graph = graph if graph is not None else sig.StaticGraph()
         self.store = store
         self.signals = tuple(s for s in SIGNALS if s in signals)
         self.learn_weights = learn_weights
@@ -84,7 +85,24 @@ class Predictor:
         if store is not None:
             self.load()
 
+    @property
+    def graph(self) -> sig.GraphView:
+        """The index view the structure signals read."""
+        return self._graph
+
+    @graph.setter
+    def graph(self, graph: sig.GraphView) -> None:
+        self._graph = graph
+        self._changed()
+
+    def _changed(self) -> None:
+        """Any change to the model or its inputs invalidates the cached ranking."""
+        self._version += 1
+        self._cached = None
+
     def _clear(self) -> None:
+        self._version = 0
+        self._cached: tuple[str, int, list] | None = None  # (task, version, ranking) of the last plain _rank
         self.markov = Markov()
         self.cochange = CoChange()
         self.weights = {s: PRIOR_WEIGHTS[s] for s in self.signals}
@@ -118,6 +136,7 @@ class Predictor:
                     self._learn_blend(key, path)
                 prev2 = trail.files[-2] if len(trail.files) >= 2 else None
                 self.markov.learn(prev2, prev, path)
+            self._changed()
             self.cochange.add_to_open(key, path)
             self.gone.discard(path)
             self._count_visit(path)
@@ -128,6 +147,7 @@ class Predictor:
     def learn_commit(self, files: Iterable[str]) -> bool:
         """Learn a set of files changed together (a commit, a finished task); False when too large."""
         with self._lock:
+            self._changed()
             return self.cochange.learn_set(files)
 
     def mine_git(self, root: str | Path) -> int:
@@ -138,6 +158,7 @@ class Predictor:
                 return 0
             commits = git_commits(Path(root), since=self.mined_head)
             learned = sum(self.cochange.learn_set(files) for files in commits)
+            self._changed()
             self.mined_head = head
             return learned
 
@@ -145,6 +166,7 @@ class Predictor:
         """Files deleted (or renamed away): never predict them again unless they come back."""
         with self._lock:
             self.gone.update(paths)
+            self._changed()
 
     def set_query(self, task_id: str | None, query: str | None) -> None:
         """Remember a task's query or problem statement for the retrieval signal."""
@@ -152,6 +174,7 @@ class Predictor:
             trail = self._trail(task_id or DEFAULT_TASK)
             if query != trail.query:
                 trail.query, trail.hits = query, None
+                self._changed()
 
     def _trail(self, key: str) -> Trail:
         trail = self.trails.pop(key, None) or Trail()
@@ -214,7 +237,16 @@ class Predictor:
             return out
 
     def _rank(self, key: str, current: str | None, exclude: Collection[str]):
-        """Every candidate, best first: (path, blended logit, {signal: (score, reason)})."""
+        """Every candidate, best first: (path, blended logit, {signal: (score, reason)}); cached per state."""
+        plain = current is None and not exclude
+        if plain and self._cached is not None and self._cached[:2] == (key, self._version):
+            return self._cached[2]
+        ranked = self._rank_fresh(key, current, exclude)
+        if plain:
+            self._cached = (key, self._version, ranked)
+        return ranked
+
+    def _rank_fresh(self, key: str, current: str | None, exclude: Collection[str]):
         trail = self.trails.get(key) or Trail()
         files = list(trail.files)
         if current is not None and (not files or files[-1] != current):
@@ -252,6 +284,8 @@ class Predictor:
             return sig.imported_by_current(self.graph, current)
         if name == "importers_of_current":
             return sig.importers_of_current(self.graph, current)
+        if name == "linked_to_task":
+            return sig.linked_to_task(self.graph, files)
         if name == "test_links":
             return sig.test_links(self.graph, current)
         if name == "same_directory":

@@ -20,6 +20,8 @@ RECENCY_FALLOFF = 0.7
 #: Signals listing many files cap their candidates so the blend stays cheap.
 MAX_PER_SIGNAL = 200
 QUERY_TOP_K = 30
+#: How many earlier files of a task lend their import links to the candidates.
+TRAIL_LINK_DEPTH = 5
 
 
 class GraphView(Protocol):
@@ -71,16 +73,6 @@ class StaticGraph:
         return self.search(query, k) if self.search else []
 
 
-import os
-SQUASH = float(os.environ.get("SQ", "0"))
-
-
-def _squash(v: float) -> float:
-    if not SQUASH:
-        return v
-    return math.log1p(v / SQUASH) / math.log1p(1 / SQUASH)
-
-
 def _spread(paths: Iterable[str], reason: str, exclude: str | None = None) -> Scored:
     """Score each of n linked files 1/sqrt(n): one link of two means more than one of a hundred."""
     found = sorted(p for p in set(paths) if p != exclude)[:MAX_PER_SIGNAL]
@@ -128,6 +120,21 @@ def test_links(graph: GraphView, current: str | None) -> Scored:
     return out
 
 
+def linked_to_task(graph: GraphView, trail: Sequence[str]) -> Scored:
+    """Files importing or imported by the task's earlier files (not the current one), recent ones first."""
+    out: Scored = {}
+    seen = set(trail)
+    for steps, path in enumerate(reversed(trail[:-1]), start=1):
+        links = (graph.imports_of(path) | graph.imported_by(path)) - seen
+        for other, (score, _) in _spread(links, "").items():
+            score *= RECENCY_FALLOFF ** (steps - 1)
+            if score > out.get(other, (0.0, ""))[0]:
+                out[other] = (score, f"linked by imports to {path}")
+        if steps >= TRAIL_LINK_DEPTH:
+            break
+    return out
+
+
 def same_directory(files: Iterable[str], current: str | None) -> Scored:
     """Files in the current file's folder (23-42% of agent moves stay in the folder)."""
     if not current:
@@ -141,20 +148,21 @@ def query_match(hits: Sequence[tuple[str, float]]) -> Scored:
     hits = [(p, s) for p, s in hits if s > 0]
     if not hits:
         return {}
-    top = max(s for _, s in hits)
-    return {p: (s / top, f"matches the task description (#{rank})") for rank, (p, s) in enumerate(hits, start=1)}
+    # By rank, not raw score: retrieval scores are compressed, the order is what carries the information.
+    return {p: (1.0 / math.sqrt(rank), f"matches the task description (#{rank})")
+            for rank, (p, _) in enumerate(hits, start=1)}
 
 
 def markov_next(probs: Mapping[str, float], reason_of: Callable[[str], str | None]) -> Scored:
     """Files that followed the current one before, by transition probability (not rescaled: certainty counts)."""
     best = sorted(probs.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_PER_SIGNAL]
-    return {p: (_squash(v), reason_of(p) or "followed it before") for p, v in best}
+    return {p: (v, reason_of(p) or "followed it before") for p, v in best}
 
 
 def co_changed(confidence: Mapping[str, float], reason_of: Callable[[str], str | None]) -> Scored:
     """Files that changed (or were visited) together with the task's files, by combined ROSE confidence in [0, 1]."""
     best = sorted(confidence.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_PER_SIGNAL]
-    return {p: (_squash(v), reason_of(p) or "changed together before") for p, v in best}
+    return {p: (v, reason_of(p) or "changed together before") for p, v in best}
 
 
 def popular(weights: Mapping[str, float], counts: Mapping[str, int]) -> Scored:

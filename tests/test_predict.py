@@ -1,0 +1,209 @@
+"""Next-file prediction: online and deterministic learning, persistence, reasons on a real index, bounded prefetch."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from indexer import sqlite
+from indexer.predict import Predictor, Prefetcher, PredictStore, SqliteGraphView, StaticGraph
+from indexer.workspace import Workspace
+
+EVENTS = [("t1", "a.py"), ("t1", "b.py"), ("t1", "c.py"), ("t2", "a.py"), ("t2", "b.py"),
+          ("t2", "a.py"), ("t3", "c.py"), ("t3", "a.py"), ("t3", "b.py")]
+
+
+def _replay(predictor: Predictor, events=EVENTS) -> Predictor:
+    for task, path in events:
+        predictor.observe(path, task_id=task)
+    return predictor
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ws")
+    _write(root, {
+        "pkg/__init__.py": "",
+        "pkg/app.py": "from pkg import util\nfrom pkg.sub.deep import helper\n\n"
+                      "def main():\n    return util.add(1, 2) + helper()\n",
+        "pkg/util.py": "def add(a, b):\n    \"\"\"Add two numbers.\"\"\"\n    return a + b\n",
+        "pkg/other.py": "VALUE = 1\n",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/deep.py": "def helper():\n    return 1\n",
+        "tests/test_util.py": "from pkg.util import add\n\ndef test_add():\n    assert add(1, 2) == 3\n",
+    })
+    ws = Workspace(root, index_dir=tmp_path_factory.mktemp("idx"))
+    ws.index()
+    yield ws
+    ws.close()
+
+
+def test_learning_is_online_and_deterministic():
+    first, second = _replay(Predictor()), _replay(Predictor())
+    assert first.to_state() == second.to_state()
+    assert first.predict(task_id="t3") == second.predict(task_id="t3")
+    # Online: a new move is predicted right after it is observed once.
+    assert "z.py" not in [p.path for p in first.predict("b.py", task_id="t9")]
+    first.observe("b.py", task_id="t4")
+    first.observe("z.py", task_id="t4")
+    first.observe("b.py", task_id="t5")
+    top = first.predict(task_id="t5")
+    assert "z.py" in [p.path for p in top]
+    assert first.stats()["moves_scored"] == second.stats()["moves_scored"] + 3
+    assert all(0 < p.score <= 1 for p in top) and sorted((p.score for p in top), reverse=True) == [p.score for p in top]
+
+
+def test_blend_weights_learn_toward_the_signal_that_was_right():
+    graph = StaticGraph(["a.py", "c.py", "x/b.py"], imports={"a.py": {"x/b.py"}})
+    predictor = Predictor(graph, signals=("imported_by_current", "same_directory"))
+    before = dict(predictor.weights)
+    # From a.py the agent always opens the import x/b.py, never its neighbour c.py.
+    _replay(predictor, [(f"t{i}", p) for i in range(10) for p in ("a.py", "x/b.py")])
+    assert predictor.weights["imported_by_current"] > before["imported_by_current"]
+    assert predictor.weights["same_directory"] < before["same_directory"]
+    assert Predictor(graph, learn_weights=False).weights == Predictor(graph).weights  # priors to start
+
+
+def test_persistence_round_trips_in_a_real_database(tmp_path):
+    db = tmp_path / "index.db"
+    conn = sqlite.connect(db)
+    trained = _replay(Predictor(store=PredictStore(conn)))
+    trained.learn_commit(["a.py", "d.py"])
+    trained.set_query("t3", "fix the parser")
+    trained.save()
+    conn.close()
+    conn = sqlite.connect(db)
+    restored = Predictor(store=PredictStore(conn))
+    assert restored.to_state() == trained.to_state()
+    assert restored.predict(task_id="t3") == trained.predict(task_id="t3")
+    restored.reset()
+    again = Predictor(store=PredictStore(conn))
+    assert again.stats()["moves_scored"] == 0 and again.load() is False
+    conn.close()
+
+
+def test_reasons_on_a_hand_made_workspace(workspace):
+    graph = SqliteGraphView(workspace.reader, ranked=workspace.ranked)
+    assert graph.imports_of("pkg/app.py") == {"pkg/__init__.py", "pkg/util.py", "pkg/sub/deep.py"}
+    assert graph.tests_of("pkg/util.py") == {"tests/test_util.py"}
+    predictor = Predictor(graph)
+    for i in range(4):
+        predictor.observe("pkg/app.py", task_id=f"t{i}")
+        predictor.observe("pkg/util.py" if i < 3 else "pkg/other.py", task_id=f"t{i}")
+    predictor.observe("pkg/app.py", task_id="now")
+    reasons = {p.path: p.reasons for p in predictor.predict(task_id="now", top_k=10)}
+    assert "followed it 3 of 4 times" in reasons["pkg/util.py"]
+    assert "imported by the current file" in reasons["pkg/util.py"]
+    assert "imported by the current file" in reasons["pkg/sub/deep.py"]
+    assert "in the same directory" in reasons["pkg/other.py"]
+    assert "followed it 1 of 4 times" in reasons["pkg/other.py"]
+    assert reasons.keys() <= set(graph.files()) and "pkg/app.py" not in reasons
+    from_util = {p.path: p.reasons for p in predictor.predict("pkg/util.py", task_id="other")}
+    assert "tests the current file" in from_util["tests/test_util.py"]
+    assert "imports the current file" in from_util["pkg/app.py"]
+    found = {p.path: p.reasons for p in Predictor(graph).predict(task_id="q", query="add two numbers")}
+    assert any(r.startswith("matches the task description") for r in found["pkg/util.py"])
+
+
+def test_mine_git_learns_co_change_and_ignores_large_commits(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       check=True, capture_output=True)
+
+    git("init", "-q")
+    for n in range(3):
+        _write(tmp_path, {"a.py": f"x = {n}\n", "b.py": f"y = {n}\n"})
+        git("add", "-A")
+        git("commit", "-q", "-m", f"c{n}")
+    _write(tmp_path, {f"big/m{i}.py": "" for i in range(31)} | {"a.py": "x = 9\n"})
+    git("add", "-A")
+    git("commit", "-q", "-m", "big")
+    predictor = Predictor()
+    assert predictor.mine_git(tmp_path) == 3
+    assert predictor.mine_git(tmp_path) == 0  # nothing new since the mined head
+    top = predictor.predict("a.py", task_id="t")
+    assert top[0].path == "b.py" and "seen with a.py in 3 of 3 commits/tasks" in top[0].reasons
+    assert Predictor().mine_git(tmp_path.parent / "nowhere") == 0
+
+
+class SlowBuild:
+    """A build callable that takes time and records how many builds ran at once."""
+
+    def __init__(self, delay: float, gate: threading.Event | None = None) -> None:
+        self.delay, self.gate = delay, gate
+        self.running = self.peak = 0
+        self.built: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, path: str) -> str:
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        if self.gate is not None:
+            self.gate.wait(5)
+        time.sleep(self.delay)
+        with self.lock:
+            self.running -= 1
+            self.built.append(path)
+        return f"summary of {path}"
+
+
+def test_prefetch_never_exceeds_its_bounds():
+    build = SlowBuild(0.01)
+    prefetcher = Prefetcher(build, max_queue=3, max_entries=2)
+    try:
+        for round_ in range(4):
+            prefetcher.submit([f"r{round_}_{i}.py" for i in range(10)])
+            assert prefetcher.stats()["queued"] <= 3
+            assert prefetcher.wait_idle(5)
+            assert prefetcher.stats()["entries"] <= 2
+        stats = prefetcher.stats()
+        assert build.peak == 1 and stats["dropped"] == 4 * 7 and stats["built"] == 4 * 3
+        assert prefetcher.record_request("r3_2.py") == "summary of r3_2.py"
+        assert prefetcher.record_request("r0_0.py") is None  # evicted: the cache holds 2
+        assert prefetcher.stats()["hit_rate"] == 0.5
+    finally:
+        prefetcher.close()
+
+
+def test_prefetch_is_cancelled_when_superseded():
+    gate = threading.Event()
+    build = SlowBuild(0.0, gate)
+    prefetcher = Prefetcher(build)
+    try:
+        prefetcher.submit(["a.py", "b.py", "c.py"])
+        deadline = time.monotonic() + 5
+        while build.running == 0 and time.monotonic() < deadline:  # the worker has taken a.py
+            time.sleep(0.005)
+        prefetcher.submit(["x.py"])  # a newer event: b.py and c.py are stale
+        gate.set()
+        assert prefetcher.wait_idle(5)
+        assert build.built == ["a.py", "x.py"]
+        assert prefetcher.stats()["stale"] == 2
+        assert prefetcher.is_prefetched("x.py") and not prefetcher.is_prefetched("b.py")
+    finally:
+        prefetcher.close()
+
+
+def test_prefetch_follows_the_predictor():
+    predictor = _replay(Predictor(StaticGraph(["a.py", "b.py", "c.py"])))
+    build = SlowBuild(0.0)
+    prefetcher = Prefetcher(build)
+    try:
+        predictor.observe("a.py", task_id="live")
+        prefetcher.after_event(predictor, task_id="live", top_k=1)
+        assert prefetcher.wait_idle(5)
+        assert build.built == [predictor.predict(task_id="live", top_k=1)[0].path] == ["b.py"]
+    finally:
+        prefetcher.close()
