@@ -115,6 +115,7 @@ svg {{ background: #fafafa; border: 1px solid #ddd; display: block; margin-botto
 </style></head>
 <body data-plotted="false">
 <h1>codeahead cache</h1>
+{empty}
 <h2>Hit rate per tier</h2>
 <svg id="hit-rate" width="720" height="260" role="img" aria-label="hit rate per tier over time"></svg>
 <h2>Prediction accuracy</h2>
@@ -188,7 +189,10 @@ def dashboard_html(stats_history: Iterable[tuple[float, Mapping[str, float | Non
             "prediction": [[t, v] for t, v in prediction_history]}
     payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_seconds)}">' if refresh_seconds else ""
-    return _PAGE.format(data=payload, refresh=refresh)
+    empty = "" if data["hit_rate"] or data["prediction"] else (
+        '<p class="empty">No samples yet: hit rates are sampled once a minute, prediction accuracy after each '
+        "move the server observes. This page reloads itself.</p>")
+    return _PAGE.format(data=payload, refresh=refresh, empty=empty)
 
 
 __all__ = ["CONTENT_TYPE", "render_prometheus", "dashboard_html"]
