@@ -33,6 +33,7 @@ sys.path.insert(0, str(PROJECT_ROOT))  # the phases import ``indexer`` from this
 RSS_SAMPLE_S = 0.1
 MB = 1024 * 1024
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: The issue's targets on this 2-core machine (seconds, MB).
 TARGETS = {"cold_s": 6.0, "reopen_s": 0.5, "one_file_s": 0.05, "peak_rss_mb": 300.0}
 #: Edits that change a file's content: a body-only change, and a new top-level name.
@@ -60,7 +61,18 @@ def machine() -> dict:
     mem_mb = os.sysconf("SC_PHYS_PAGES") * PAGE_BYTES // MB
     return {"nproc": os.cpu_count(), "cpu": cpu, "mem_mb": mem_mb, "loadavg_start": list(os.getloadavg()),
             "python": platform.python_version(), "kernel": platform.release(),
-            "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **code_version()}
+
+
+def code_version() -> dict:
+    """The commit measured and the engine files changed on top of it (figures move with both)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return ""
+    dirty = git("status", "--porcelain", "--", "indexer", "server").splitlines()
+    return {"commit": git("rev-parse", "--short", "HEAD") or "unknown", "engine_files_changed": len(dirty)}
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -121,13 +133,28 @@ def _rss_bytes(pid: int) -> int:
         return 0
 
 
+def _cpu_ticks(pid: int) -> int:
+    """User + system CPU a process has used so far, in clock ticks."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 class TreeRss:
-    """Samples the summed RSS of a process and all its descendants (forkserver workers included)."""
+    """Samples the summed RSS and CPU of a process and all its descendants (forkserver workers included).
+
+    CPU seconds barely move with the machine's load, so they are the figure to compare across runs on a
+    shared machine; the last sample before a process exits is what counts (up to ``interval`` is lost).
+    """
 
     def __init__(self, pid: int, interval: float = RSS_SAMPLE_S) -> None:
         self.pid = pid
         self.interval = interval
         self.peak_total = 0
+        self._cpu: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -139,6 +166,10 @@ class TreeRss:
         self._stop.set()
         self._thread.join()
 
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu.values()) / CLOCK_TICKS
+
     def _run(self) -> None:
         while not self._stop.is_set():
             children = _children_map()
@@ -146,6 +177,7 @@ class TreeRss:
             while stack:
                 pid = stack.pop()
                 total += _rss_bytes(pid)
+                self._cpu[pid] = max(self._cpu.get(pid, 0), _cpu_ticks(pid))
                 stack.extend(children.get(pid, ()))
             self.peak_total = max(self.peak_total, total)
             self._stop.wait(self.interval)
@@ -154,6 +186,7 @@ class TreeRss:
 def run_measured(cmd: list[str], *, env: dict | None = None, stdin: str | None = None,
                  timeout: float = 3600) -> dict:
     """Run a command at normal priority; its stdout, wall time and process-tree peak RSS (raises if it fails)."""
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     proc = subprocess.Popen(["nice", "-n", "0", *cmd], cwd=PROJECT_ROOT, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -164,7 +197,8 @@ def run_measured(cmd: list[str], *, env: dict | None = None, stdin: str | None =
     if proc.returncode != 0:
         tail = err.strip().splitlines()[-1:] or ["(no stderr)"]
         raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {tail[0]}")
-    return {"stdout": out, "wall_s": wall, "tree_peak_rss_mb": rss.peak_total / MB}
+    return {"stdout": out, "wall_s": wall, "tree_peak_rss_mb": rss.peak_total / MB, "loadavg_1m": load,
+            "tree_cpu_s": rss.cpu_seconds}
 
 
 def run_phase(script: Path, phase: str, params: dict, *, python: str = sys.executable) -> dict:
@@ -173,6 +207,8 @@ def run_phase(script: Path, phase: str, params: dict, *, python: str = sys.execu
     answer = json.loads(result["stdout"].strip().splitlines()[-1])
     answer["process_wall_s"] = result["wall_s"]
     answer["tree_peak_rss_mb"] = result["tree_peak_rss_mb"]
+    answer["loadavg_1m"] = result["loadavg_1m"]
+    answer["tree_cpu_s"] = result["tree_cpu_s"]
     return answer
 
 
@@ -337,29 +373,33 @@ def _status(value: float, target: float | None) -> str:
 
 def format_rows(rows: list[tuple[str, float, str, float | None]]) -> str:
     """A plain table: measurement, value with unit, target, ok/MISSED."""
-    lines = [f"{'measurement':<58} {'value':>12} {'target':>10}  status", "-" * 92]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'measurement':<{width}} {'value':>12} {'target':>10}  status", "-" * (width + 34)]
     for label, value, unit, target in rows:
         shown = f"{value * 1000:.1f} ms" if unit == "s" and value < 1 else (
             f"{value:.2f} s" if unit == "s" else f"{value:.0f} MB")
         goal = "" if target is None else (f"{target * 1000:.0f} ms" if unit == "s" and target < 1 else
                                            f"{target:g} s" if unit == "s" else f"{target:g} MB")
-        lines.append(f"{label:<58} {shown:>12} {goal:>10}  {_status(value, target)}")
+        lines.append(f"{label:<{width}} {shown:>12} {goal:>10}  {_status(value, target)}")
     return "\n".join(lines)
 
 
 def machine_line(m: dict) -> str:
     load = ", ".join(f"{x:.2f}" for x in m["loadavg_start"])
     return (f"machine: {m['nproc']} cores, {m['cpu']}, {m['mem_mb']} MB, Python {m['python']}; "
-            f"load average at start {load}; {m['utc']}")
+            f"load average at start {load}; {m['utc']}; commit {m['commit']} "
+            f"(+{m['engine_files_changed']} engine files changed)")
 
 
 def summarise(cold: list[dict], reopen: list[dict], warm: dict, cli: dict) -> list[tuple]:
     rows = [
         ("cold index, library (open + index)", median_of(cold, "total_s"), "s", TARGETS["cold_s"]),
         ("cold index, new process wall (imports included)", median_of(cold, "process_wall_s"), "s", None),
+        ("cold index, CPU seconds of the process tree (load-proof)", median_of(cold, "tree_cpu_s"), "s", None),
         ("reopen, library (open + reconcile, nothing changed)", median_of(reopen, "total_s"), "s",
          TARGETS["reopen_s"]),
         ("reopen, open only", median_of(reopen, "open_s"), "s", None),
+        ("reopen, CPU seconds of the new process (imports included)", median_of(reopen, "tree_cpu_s"), "s", None),
         ("reopen, CLI `index` wall (new process)", median_of(cli["reopen"], "wall_s"), "s", None),
         ("one file, warm Workspace, first edit after open", warm["first_after_open_s"], "s", None),
     ]
@@ -386,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="folder to index (default: Django 5.2 sdist)")
     ap.add_argument("--queries", type=Path, default=DEFAULT_QUERIES, help="unused here; accepted like perf.py")
-    ap.add_argument("--touch", default=None, help="file to edit, relative to the corpus (default: largest non-test .py)")
+    ap.add_argument("--touch", default=None, help="file to edit, in the corpus (default: largest non-test .py)")
     ap.add_argument("--repeat-cold", type=int, default=3, help="cold index runs (median reported)")
     ap.add_argument("--repeat", type=int, default=5, help="runs of every cheaper measurement")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -230,11 +230,14 @@ class IndexPass:
     # -- writing -------------------------------------------------------------- #
     def _write(self, loaded, plan, current, modules, known, skipped, *, full, progress) -> dict:
         conn = self.conn
-        symbols = self._symbols_table()
         now = time.time()
         parsed = [l for l in loaded if l.parsed is not None]
         unchanged = [l for l in loaded if l.unchanged]
         bad = [l.skipped for l in loaded if l.skipped is not None]
+        # Loading the symbol table costs ~0.5 s on a large index: a pass with nothing to parse or
+        # delete (a reopen) needs none, and works on an empty one.
+        touches_graph = bool(parsed or plan.deleted or any(s.path in known for s in bad))
+        symbols = self._symbols_table() if touches_graph else Symbols()
         recovered = [l.path for l in parsed if l.parsed.has_errors]
         new_paths = [l.path for l in parsed]
         seen_paths = {l.path for l in loaded}
