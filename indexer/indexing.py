@@ -44,28 +44,48 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 # --------------------------------------------------------------------------- #
 
 @dataclass(frozen=True, slots=True)
+class _Parsed:
+    """A parsed file in the form the writer stores, built in the worker.
+
+    Plain tuples and one msgpack blob: pickling hundreds of thousands of dataclasses
+    across the process pool cost ~4 CPU-seconds on Django.
+    """
+
+    language: str
+    lines: int
+    doc: str
+    has_errors: bool
+    #: (kind, name, local_name, parent index, start_line, end_line, signature, doc) per definition
+    definitions: tuple[tuple, ...]
+    facts: bytes  # FileFacts.to_blob(): imports (absolute), references, bases
+    search_terms: tuple[tuple[str, str, str, str], ...]  # FTS (name, path, doc, body): module, then defs
+
+
+@dataclass(frozen=True, slots=True)
 class _Loaded:
     """A worker's answer for one file."""
 
     path: str
     hash: str = ""
     text: str = ""
-    parsed: ParsedFile | None = None
+    parsed: _Parsed | None = None
     skipped: Skipped | None = None
     unchanged: bool = False
-    search_terms: tuple[tuple[str, str, str, str], ...] = ()  # FTS (name, path, doc, body): module, then defs
 
 
 def _content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _search_terms(parsed: ParsedFile, module: str) -> tuple[tuple[str, str, str, str], ...]:
-    """FTS rows of a file, built in the worker so the writer only inserts."""
+def _for_writer(parsed: ParsedFile, module: str) -> _Parsed:
+    """What the writer needs of a parsed file: node rows, FTS rows and the resolution facts."""
     where = path_terms(parsed.path)
-    rows = [(terms_text(module.replace(".", " ")), where, parsed.doc, parsed.module_terms)]
-    rows += [(terms_text(d.local_name.replace(".", " ")), where, d.doc, d.terms) for d in parsed.definitions]
-    return tuple(rows)
+    terms = [(terms_text(module.replace(".", " ")), where, parsed.doc, parsed.module_terms)]
+    terms += [(terms_text(d.local_name.replace(".", " ")), where, d.doc, d.terms) for d in parsed.definitions]
+    definitions = tuple((d.kind.value, d.name, d.local_name, d.parent, d.start_line, d.end_line, d.signature, d.doc)
+                        for d in parsed.definitions)
+    facts = facts_of(parsed, file_id=0, module=module, module_node=0, def_ids=()).to_blob()
+    return _Parsed(parsed.language, parsed.lines, parsed.doc, parsed.has_errors, definitions, facts, tuple(terms))
 
 
 def _load(root: str, path: str, known_hash: str | None, module: str, max_bytes: int) -> _Loaded:
@@ -81,8 +101,8 @@ def _load(root: str, path: str, known_hash: str | None, module: str, max_bytes: 
         parsed = parse_file(path, data, language)
     except Exception as exc:  # an extractor bug must cost one file, not the pass
         return _Loaded(path, skipped=Skipped(path, SkipReason.SYNTAX_ERROR, f"extractor failed: {exc}"))
-    return _Loaded(path, hash=digest, text=data.decode("utf-8", errors="replace"), parsed=parsed,
-                   search_terms=_search_terms(parsed, module))
+    return _Loaded(path, hash=digest, text=data.decode("utf-8", errors="replace"),
+                   parsed=_for_writer(parsed, module))
 
 
 Job = tuple[str, str | None, str]  # (path, known hash, module name)
@@ -250,7 +270,7 @@ class IndexPass:
         stale_ids = [known[p][1] for p in (*gone, *sorted(replaced))]
         old_facts = self._stored_facts(stale_ids)
         tracker = ChangeTracker(symbols)
-        new_names = {d.name for l in parsed for d in l.parsed.definitions} | \
+        new_names = {d[1] for l in parsed for d in l.parsed.definitions} | \
                     {modules[l.path].rsplit(".", 1)[-1] for l in parsed}
         had_files = bool(known)
         if had_files:
@@ -363,7 +383,7 @@ class IndexPass:
 
         for position, item in enumerate(parsed):
             parsed[position] = None  # written below; nothing else holds the text and terms
-            p: ParsedFile = item.parsed
+            p: _Parsed = item.parsed
             f = current[item.path]
             module = modules[item.path]
             if item.path in known:
@@ -393,22 +413,22 @@ class IndexPass:
             module_id = node_id_for("module", module)
             node_rows.append((module_id, file_id, "module", module_name, module, None, 1, max(p.lines, 1), "", p.doc))
             symbols.add_node(NodeInfo(module_id, "module", module_name, module, None, file_id, in_test, item.path))
-            fts_rows.append((module_id, *item.search_terms[0]))
+            fts_rows.append((module_id, *p.search_terms[0]))
             def_ids: list[int] = []
-            for d, terms in zip(p.definitions, item.search_terms[1:]):
-                qualname = f"{module}.{d.local_name}" if module else d.local_name
-                node_id = node_id_for(d.kind.value, qualname)
+            for (kind, name, local_name, parent_index, start, end, signature, doc), terms in zip(
+                    p.definitions, p.search_terms[1:]):
+                qualname = f"{module}.{local_name}" if module else local_name
+                node_id = node_id_for(kind, qualname)
                 def_ids.append(node_id)
-                parent = def_ids[d.parent] if d.parent >= 0 else module_id
-                node_rows.append((node_id, file_id, d.kind.value, d.name, qualname, parent, d.start_line,
-                                  d.end_line, d.signature, d.doc))
-                symbols.add_node(NodeInfo(node_id, d.kind.value, d.name, qualname, parent, file_id, in_test,
-                                          item.path))
+                parent = def_ids[parent_index] if parent_index >= 0 else module_id
+                node_rows.append((node_id, file_id, kind, name, qualname, parent, start, end, signature, doc))
+                symbols.add_node(NodeInfo(node_id, kind, name, qualname, parent, file_id, in_test, item.path))
                 edge_rows.append((parent, "contains", node_id, 1.0))
                 fts_rows.append((node_id, *terms))
-            facts = facts_of(p, file_id=file_id, module=module, module_node=module_id, def_ids=tuple(def_ids))
+            facts = FileFacts.from_blob(p.facts, file_id=file_id, path=item.path, module=module,
+                                        module_node=module_id, def_ids=tuple(def_ids))
             symbols.set_module_imports(facts)
-            fact_rows.append((file_id, facts.to_blob(), msgpack.packb([module_id, *def_ids])))
+            fact_rows.append((file_id, p.facts, msgpack.packb([module_id, *def_ids])))
             out.append(facts)
             if len(source_rows) >= _WRITE_BATCH:
                 flush()
