@@ -144,6 +144,8 @@ class Workspace:
             if self._cache is not None:  # exactly the entries built from what changed
                 self._cache.invalidate_paths([*stats.changed_paths, *self._linked_from(stats.changed_paths),
                                               INDEX_DEP])
+            if self._prefetcher is not None:  # a prefetched file that changed no longer counts as ready
+                self._prefetcher.invalidate(stats.changed_paths)
         return stats
 
     def _linked_from(self, paths) -> list[str]:

@@ -132,6 +132,10 @@ class Runtime:
             return
         ws.enable_vectors()  # in the background: search improves when vectors land
         ws.enable_prefetch()
+        try:  # co-change statistics from the repository's history (cheap when HEAD has not moved)
+            ws.predictor.mine_git(ws.root)
+        except Exception:  # noqa: BLE001 - prediction works without history
+            log.warning("could not mine git history of %s", ws.root, exc_info=True)
         if self._watch:
             ws.start_watching(on_applied=self._on_applied)
 

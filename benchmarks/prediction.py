@@ -1,0 +1,423 @@
+"""Next-file prediction benchmark: (a) agent traces, (b) git history, (c) prefetch hit rate; baselines alongside.
+
+Usage: /work/venv/bin/python benchmarks/prediction.py [--bench DIR] [--seed N] [--json] [--skip-traces] [--skip-git]
+
+(a) Moatless traces (``trajectories/moatless_lite_dev.jsonl``): one model per repository, tasks in ``created_at``
+    order (joined from ``swebench/lite_dev.jsonl``); before each access after the first, rank the next file.
+    Structure signals read the repository at the task's base commit straight from its git mirror (``git ls-tree`` +
+    ``git cat-file`` of blobs not seen before, so the ~110 Django commits share one parse cache): a light graph of
+    imports parsed with ``ast`` and resolved with ``indexer.modules``, test files linked to what they import, and a
+    BM25 (binary term frequency) retrieval over file paths + contents for the problem statement.
+(b) Git history (``nextfile/*.jsonl``): train on the first 80% of commits, test the last 20% online; within-commit
+    (seeded random reveal order, predict the unrevealed files) and next-commit (predict commit t+1 after t).
+(c) Prefetch: replay (a) through ``Prefetcher``; after each access, prefetch the top k; a next access already built
+    is a hit. The build callable is instant here, so this measures prediction, not build speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import functools
+import json
+import math
+import pickle
+import random
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from corpora import mirror_dir  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
+from indexer.modules import absolute_module, module_names, package_of  # noqa: E402
+from indexer.predict import SIGNALS, Predictor, Prefetcher, StaticGraph  # noqa: E402
+from indexer.predict.cochange import MAX_SET, CoChange  # noqa: E402
+
+DEFAULT_BENCH = Path("/work/shared/bench")
+KS = (1, 5, 10)
+TRAIN_SHARE = 0.8
+PREFETCH_KS = (5, 10)
+BM25_K1, BM25_B = 1.2, 0.75
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
+BASELINES = ("most_frequent", "most_recent", "co_change", "markov1", "markov3_then_recency")
+
+
+# --------------------------------------------------------------------------- #
+# metrics
+# --------------------------------------------------------------------------- #
+@dataclass
+class Metrics:
+    """hit@k and MRR over ranked predictions (rank 0 = the target was not ranked)."""
+
+    ranks: list[int] = field(default_factory=list)
+
+    def add(self, ranking: list[str], targets: set[str]) -> None:
+        self.ranks.append(next((i for i, p in enumerate(ranking, start=1) if p in targets), 0))
+
+    def summary(self) -> dict:
+        n = len(self.ranks) or 1
+        out = {f"hit@{k}": round(sum(0 < r <= k for r in self.ranks) / n, 4) for k in KS}
+        out["mrr"] = round(sum(1 / r for r in self.ranks if r) / n, 4)
+        out["n"] = len(self.ranks)
+        return out
+
+
+# --------------------------------------------------------------------------- #
+# baselines (kept independent of the model's code, except ROSE co-change counting)
+# --------------------------------------------------------------------------- #
+class Baselines:
+    """Most frequent, most recent, co-change, first-order Markov and Markov top-3 then recency."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.last_seen: dict[str, int] = {}
+        self.moves: dict[str, Counter[str]] = {}
+        self.cochange = CoChange()
+        self.clock = 0
+        self.prev: str | None = None
+        self.gone: set[str] = set()
+
+    def forget(self, paths: list[str]) -> None:
+        """Deleted files are never predicted again (unless they come back)."""
+        self.gone.update(paths)
+
+    def observe(self, path: str) -> None:
+        """One access in the global event stream."""
+        self.gone.discard(path)
+        self.clock += 1
+        self.counts[path] += 1
+        self.last_seen[path] = self.clock
+        if self.prev is not None and self.prev != path:
+            self.moves.setdefault(self.prev, Counter())[path] += 1
+        self.prev = path
+
+    def end_set(self, files: list[str]) -> None:
+        """A task or commit finished: learn its files as one transaction."""
+        self.cochange.learn_set(files)
+
+    def rankings(self, current: str | None, context: list[str], exclude: set[str]) -> dict[str, list[str]]:
+        """Each baseline's top 10 (ties broken by path)."""
+        def top(scores: dict[str, float]) -> list[str]:
+            ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+            return [p for p, _ in ranked if p not in exclude and p not in self.gone][:10]
+
+        recent = top({p: float(t) for p, t in self.last_seen.items()})
+        markov = top(dict(self.moves.get(current, {}))) if current else []
+        mixed = markov[:3] + [p for p in recent if p not in markov[:3]]
+        return {
+            "most_frequent": top(dict(self.counts)),
+            "most_recent": recent,
+            "co_change": top(self.cochange.scores({p: 1.0 for p in context})),
+            "markov1": markov,
+            "markov3_then_recency": mixed[:10],
+        }
+
+
+# --------------------------------------------------------------------------- #
+# light structure at a commit, read from the git mirror
+# --------------------------------------------------------------------------- #
+def _tokens(text: str) -> set[str]:
+    """Identifier terms, lower-cased, with their snake_case parts."""
+    out = set()
+    for word in _WORD.findall(text):
+        word = word.lower()
+        out.add(word)
+        out.update(p for p in word.split("_") if len(p) > 1)
+    return out
+
+
+def _raw_imports(source: bytes) -> list[tuple[str, str | None, int]]:
+    """(module, name, level) of every import statement; [] when the file does not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    out, stack = [], list(tree.body)
+    while stack:  # statements only: imports never hide inside expressions, and this skips most nodes
+        node = stack.pop()
+        if isinstance(node, ast.Import):
+            out.extend((a.name, None, 0) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            out.extend((node.module or "", a.name, node.level) for a in node.names)
+        for name in _BLOCKS:
+            stack.extend(getattr(node, name, ()))
+    return out
+
+
+class TreeGraphs:
+    """StaticGraphs of one repository at given commits, sharing a per-blob parse cache."""
+
+    def __init__(self, git_dir: Path) -> None:
+        self.git_dir = git_dir
+        self.blobs: dict[str, tuple[list, frozenset[str], int]] = {}  # sha -> (imports, terms, length)
+
+    def _git(self, *args: str, data: bytes | None = None) -> bytes:
+        return subprocess.run(["git", f"--git-dir={self.git_dir}", *args], input=data, capture_output=True,
+                              check=True).stdout
+
+    def _read_blobs(self, shas: list[str]) -> None:
+        if not shas:
+            return
+        out = self._git("cat-file", "--batch", data="".join(s + "\n" for s in shas).encode())
+        pos = 0
+        for sha in shas:
+            header_end = out.index(b"\n", pos)
+            size = int(out[pos:header_end].split()[2])
+            body = out[header_end + 1: header_end + 1 + size]
+            pos = header_end + 1 + size + 1
+            terms = _tokens(body.decode("utf-8", "replace"))
+            self.blobs[sha] = (_raw_imports(body), frozenset(terms), len(terms))
+
+    def graph(self, commit: str, query: str) -> tuple:
+        """The light graph at ``commit`` as (files, imports, tests, BM25 hits of ``query`` over paths + contents)."""
+        listing = self._git("ls-tree", "-r", "--format=%(objectname) %(path)", commit).decode()
+        tree = dict(reversed(line.split(" ", 1)) for line in listing.splitlines() if line.endswith(".py"))
+        self._read_blobs(sorted({sha for sha in tree.values() if sha not in self.blobs}))
+        modules = module_names(tree)
+        by_module = {m: p for p, m in modules.items()}
+        imports: dict[str, set[str]] = {}
+        for path, sha in tree.items():
+            package = package_of(modules[path], path)
+            found = set()
+            for module, name, level in self.blobs[sha][0]:
+                base = absolute_module(package, module, level)
+                target = by_module.get(f"{base}.{name}" if base and name else base) if name != "*" else None
+                target = target or by_module.get(base)
+                if target and target != path:
+                    found.add(target)
+            imports[path] = found
+        by_name: dict[str, set[str]] = {}
+        for p in tree:
+            if not _is_test(p):
+                by_name.setdefault(p.rsplit("/", 1)[-1], set()).add(p)
+        tests = {p: imports[p] | by_name.get(_tested_name(p), set()) for p in tree if _is_test(p)}
+        hits = _bm25(query, {p: self.blobs[sha] for p, sha in tree.items()})
+        return sorted(tree), imports, tests, hits
+
+
+def _is_test(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith("test_") or name.endswith("_test.py") or "/tests/" in f"/{path}"
+
+
+def _tested_name(test_path: str) -> str:
+    """The file name a test's naming convention points at (test_foo.py -> foo.py)."""
+    stem = test_path.rsplit("/", 1)[-1].removeprefix("test_").removesuffix("_test.py").removesuffix(".py")
+    return f"{stem}.py"
+
+
+@functools.lru_cache(maxsize=None)
+def _path_tokens(path: str) -> frozenset[str]:
+    return frozenset(_tokens(path.replace("/", " ").replace(".", " ")))
+
+
+def _bm25(query: str, docs: dict[str, tuple[list, frozenset[str], int]]) -> list[tuple[str, float]]:
+    """Top 50 files for ``query`` by BM25 (binary tf) over content terms plus path terms."""
+    q = _tokens(query)
+    if not q or not docs:
+        return []
+    terms = {p: (d[1] | _path_tokens(p), d[2]) for p, d in docs.items()}
+    df = Counter(t for ts, _ in terms.values() for t in q & ts)
+    n = len(terms)
+    avg = sum(length for _, length in terms.values()) / n or 1.0
+    scores = {}
+    for path, (ts, length) in terms.items():
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * length / avg)
+        s = sum(math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) * (1 + BM25_K1) / (1 + norm) for t in q & ts)
+        if s > 0:
+            scores[path] = s
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:50]
+
+
+# --------------------------------------------------------------------------- #
+# (a) agent traces and (c) prefetch
+# --------------------------------------------------------------------------- #
+def _as_graph(parts: tuple) -> StaticGraph:
+    files, imports, tests, hits = parts
+    return StaticGraph(files, imports, tests, search=lambda q, k: hits[:k])
+
+
+def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cache: Path | None = None) -> dict:
+    """Replay every trace with a per-repository model; score the model, the baselines and prefetching."""
+    tasks = {json.loads(line)["instance_id"]: json.loads(line) for line in open(bench / "swebench/lite_dev.jsonl")}
+    traces = [json.loads(line) for line in open(bench / "trajectories/moatless_lite_dev.jsonl")]
+    traces.sort(key=lambda t: (t["repo"], tasks[t["instance_id"]]["created_at"], t["instance_id"]))
+    model, base = Metrics(), {b: Metrics() for b in BASELINES}
+    prefetch = {k: {"strict": 0, "cache": 0, "requests": 0} for k in prefetch_ks}
+    by_repo: dict[str, tuple[Predictor, Baselines, TreeGraphs]] = {}
+    started = time.perf_counter()
+    graph_s = 0.0
+    prefetchers = {k: Prefetcher(lambda path: path) for k in prefetch_ks}
+    cached = pickle.loads(graph_cache.read_bytes()) if graph_cache and graph_cache.exists() else {}
+    computed = {}
+    for trace in traces:
+        repo, task = trace["repo"], tasks[trace["instance_id"]]
+        if repo not in by_repo:
+            git_dir = mirror_dir(repo)
+            if git_dir is None:
+                raise SystemExit(f"no git mirror of {repo}: run `python benchmarks/corpora.py swebench` first")
+            by_repo[repo] = (Predictor(signals=signals), Baselines(), TreeGraphs(git_dir))
+        predictor, baselines, graphs = by_repo[repo]
+        t0 = time.perf_counter()
+        tid = trace["instance_id"]
+        if tid not in cached:
+            computed[tid] = graphs.graph(task["base_commit"], task["problem_statement"])
+        predictor.graph = _as_graph(cached.get(tid) or computed[tid])
+        graph_s += time.perf_counter() - t0
+        predictor.set_query(tid, task["problem_statement"])
+        for pf in prefetchers.values():
+            pf.invalidate([p for p in predictor.graph.files()])  # a new task is a new checkout
+        files = trace["files_repo"]
+        ranking: list[str] = []
+        for i, path in enumerate(files):
+            if i > 0:
+                model.add(ranking, {path})
+                for name, ranked in baselines.rankings(files[i - 1], files[:i], {files[i - 1]}).items():
+                    base[name].add(ranked, {path})
+                for k, pf in prefetchers.items():
+                    prefetch[k]["requests"] += 1
+                    prefetch[k]["strict"] += path in ranking[:k]
+                    prefetch[k]["cache"] += pf.record_request(path) is not None
+            predictor.observe(path, task_id=tid)
+            baselines.observe(path)
+            ranking = [p.path for p in predictor.predict(task_id=tid, top_k=max(KS + tuple(prefetch_ks)))]
+            for k, pf in prefetchers.items():
+                pf.submit(ranking[:k])
+                pf.wait_idle()
+        baselines.end_set(files)
+    for pf in prefetchers.values():
+        pf.close()
+    if graph_cache and computed:
+        graph_cache.write_bytes(pickle.dumps({**cached, **computed}, protocol=pickle.HIGHEST_PROTOCOL))
+    return {
+        "tasks": len(traces),
+        "model": model.summary(),
+        "baselines": {b: m.summary() for b, m in base.items()},
+        "prefetch": {f"k={k}": {"next_in_top_k": round(v["strict"] / v["requests"], 4),
+                                "served_from_prefetch_cache": round(v["cache"] / v["requests"], 4),
+                                "requests": v["requests"]} for k, v in prefetch.items()},
+        "weights": {r: p.stats()["weights"] for r, (p, _, _) in by_repo.items()},
+        "seconds": round(time.perf_counter() - started, 1),
+        "graph_seconds": round(graph_s, 1),
+    }
+
+
+# --------------------------------------------------------------------------- #
+# (b) git history
+# --------------------------------------------------------------------------- #
+def _reveal_order(files: list[str], seed: int, sha: str) -> list[str]:
+    order = sorted(files)
+    random.Random(f"{seed}:{sha}").shuffle(order)
+    return order
+
+
+def _removed(commit: dict) -> list[str]:
+    """Files a commit deleted or renamed away."""
+    return list(commit["deleted"]) + [old for old, _ in commit["renames"]]
+
+
+def _learn(predictor: Predictor, baselines: Baselines, commit: dict, order: list[str]) -> None:
+    for path in order:
+        predictor.observe(path, task_id=commit["sha"])
+        baselines.observe(path)
+    baselines.end_set(order)
+    predictor.forget(_removed(commit))
+    baselines.forget(_removed(commit))
+
+
+def run_git(path: Path, seed: int, signals=SIGNALS) -> dict:
+    """Within-commit and next-commit protocols on one commit stream."""
+    commits = [json.loads(line) for line in open(path)]
+    commits = [c for c in commits if c["files"] and len(c["files"]) <= MAX_SET]
+    split = int(len(commits) * TRAIN_SHARE)
+    out = {"commits": len(commits), "test_commits": len(commits) - split}
+    for protocol in ("within_commit", "next_commit"):
+        predictor, baselines = Predictor(signals=signals), Baselines()
+        model, base = Metrics(), {b: Metrics() for b in BASELINES}
+        for c in commits[:split]:
+            _learn(predictor, baselines, c, _reveal_order(c["files"], seed, c["sha"]))
+        prev_files: list[str] = []
+        for c in commits[split:]:
+            order = _reveal_order(c["files"], seed, c["sha"])
+            if protocol == "next_commit" and prev_files:
+                targets = set(order)
+                model.add([p.path for p in predictor.predict(task_id=c["sha"], top_k=10)], targets)
+                for name, ranked in baselines.rankings(baselines.prev, prev_files, set()).items():
+                    base[name].add(ranked, targets)
+            for i, path in enumerate(order):
+                if protocol == "within_commit" and i > 0:
+                    revealed, targets = set(order[:i]), set(order[i:])
+                    ranked = predictor.predict(task_id=c["sha"], top_k=10, exclude=revealed)
+                    model.add([p.path for p in ranked], targets)
+                    for name, r in baselines.rankings(order[i - 1], order[:i], revealed).items():
+                        base[name].add(r, targets)
+                predictor.observe(path, task_id=c["sha"])
+                baselines.observe(path)
+            baselines.end_set(order)
+            predictor.forget(_removed(c))
+            baselines.forget(_removed(c))
+            prev_files = [p for p in order if p not in set(_removed(c))]
+        out[protocol] = {"model": model.summary(), "baselines": {b: m.summary() for b, m in base.items()},
+                         "weights": predictor.stats()["weights"]}
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# report
+# --------------------------------------------------------------------------- #
+def _table(title: str, model: dict, baselines: dict) -> list[str]:
+    lines = [title, f"  {'':24}{'hit@1':>8}{'hit@5':>8}{'hit@10':>8}{'MRR':>8}{'n':>7}"]
+    for name, m in [("model (blend)", model)] + list(baselines.items()):
+        lines.append(f"  {name:24}" + "".join(f"{m[k]:>8.3f}" for k in ("hit@1", "hit@5", "hit@10", "mrr"))
+                     + f"{m['n']:>7}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks and print a table (or one JSON object with --json)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bench", type=Path, default=DEFAULT_BENCH, help="benchmark data folder")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the within-commit reveal order")
+    ap.add_argument("--skip-traces", action="store_true")
+    ap.add_argument("--skip-git", action="store_true")
+    ap.add_argument("--signals", default=",".join(SIGNALS), help="comma-separated model signals (ablation)")
+    ap.add_argument("--graph-cache", type=Path, help="pickle of the per-task light graphs, reused when present")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args(argv)
+    signals = tuple(s for s in args.signals.split(",") if s)
+    result: dict = {"seed": args.seed, "signals": signals}
+    if not args.skip_traces:
+        result["traces"] = run_traces(args.bench, signals=signals, graph_cache=args.graph_cache)
+    if not args.skip_git:
+        result["git"] = {p.stem.removesuffix("_commits"): run_git(p, args.seed, signals)
+                         for p in sorted((args.bench / "nextfile").glob("*_commits.jsonl"))}
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    lines = []
+    if "traces" in result:
+        t = result["traces"]
+        lines += _table(f"(a) agent traces: {t['tasks']} Moatless tasks, {t['seconds']} s "
+                        f"({t['graph_seconds']} s building light graphs)", t["model"], t["baselines"])
+        for k, v in t["prefetch"].items():
+            lines.append(f"(c) prefetch {k}: next access in the top-k just prefetched {v['next_in_top_k']:.3f}, "
+                         f"served from the prefetch cache (<=64 entries, this task) "
+                         f"{v['served_from_prefetch_cache']:.3f} of {v['requests']} requests")
+    for repo, r in result.get("git", {}).items():
+        for protocol in ("within_commit", "next_commit"):
+            lines += _table(f"(b) git {repo} {protocol} ({r['test_commits']} test commits of {r['commits']})",
+                            r[protocol]["model"], r[protocol]["baselines"])
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
