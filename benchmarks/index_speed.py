@@ -203,7 +203,11 @@ def run_measured(cmd: list[str], *, env: dict | None = None, stdin: str | None =
 
 def run_phase(script: Path, phase: str, params: dict, *, python: str = sys.executable) -> dict:
     """Run one named phase of ``script`` in a fresh process; its JSON answer plus wall time and tree RSS."""
-    result = run_measured([python, str(script), PHASE_ARG, phase], stdin=json.dumps(params))
+    return measured_answer(run_measured([python, str(script), PHASE_ARG, phase], stdin=json.dumps(params)))
+
+
+def measured_answer(result: dict) -> dict:
+    """A measured child's JSON answer (its last stdout line) with the wall time, RSS, load and CPU added."""
     answer = json.loads(result["stdout"].strip().splitlines()[-1])
     answer["process_wall_s"] = result["wall_s"]
     answer["tree_peak_rss_mb"] = result["tree_peak_rss_mb"]

@@ -210,14 +210,9 @@ def _aider_home(tmp: Path) -> Path:
 
 
 def run_aider(python: Path, params: dict, home: Path, offline: list[str]) -> dict:
-    result = bench.run_measured([*offline, str(python), "-c", AIDER_DRIVER], stdin=json.dumps(params),
-                                env={"HOME": str(home), "AIDER_ANALYTICS": "false"})
-    answer = json.loads(result["stdout"].strip().splitlines()[-1])
-    answer["process_wall_s"] = result["wall_s"]
-    answer["tree_peak_rss_mb"] = result["tree_peak_rss_mb"]
-    answer["loadavg_1m"] = result["loadavg_1m"]
-    answer["tree_cpu_s"] = result["tree_cpu_s"]
-    return answer
+    return bench.measured_answer(bench.run_measured([*offline, str(python), "-c", AIDER_DRIVER],
+                                                    stdin=json.dumps(params),
+                                                    env={"HOME": str(home), "AIDER_ANALYTICS": "false"}))
 
 
 def aider_runs(corpus: Path, files: list[str], touch: str, queries: list[str], tmp: Path) -> dict:

