@@ -67,11 +67,11 @@ def test_learning_is_online_and_deterministic():
 def test_blend_weights_learn_toward_the_signal_that_was_right():
     graph = StaticGraph(["a.py", "c.py", "x/b.py"], imports={"a.py": {"x/b.py"}})
     predictor = Predictor(graph, signals=("imported_by_current", "same_directory"))
-    before = dict(predictor.weights)
+    before = dict(predictor.weights["task"])
     # From a.py the agent always opens the import x/b.py, never its neighbour c.py.
     _replay(predictor, [(f"t{i}", p) for i in range(10) for p in ("a.py", "x/b.py")])
-    assert predictor.weights["imported_by_current"] > before["imported_by_current"]
-    assert predictor.weights["same_directory"] < before["same_directory"]
+    assert predictor.weights["task"]["imported_by_current"] > before["imported_by_current"]
+    assert predictor.weights["task"]["same_directory"] < before["same_directory"]
     assert Predictor(graph, learn_weights=False).weights == Predictor(graph).weights  # priors to start
 
 

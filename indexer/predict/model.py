@@ -24,9 +24,12 @@ SIGNALS = ("recent_in_task", "returns_in_task", "markov", "co_change", "imported
 #: then habits (Markov, co-change), the task text and the import graph; folders and popularity are weak.
 PRIOR_WEIGHTS = {
     "recent_in_task": 3.0, "returns_in_task": 1.0, "markov": 2.0, "co_change": 1.5,
-    "imported_by_current": 1.5, "importers_of_current": 1.0, "linked_to_task": 0.5, "test_links": 1.0, "same_directory": 1.0,
-    "query_match": 2.0, "popular": 0.5, "recent_overall": 0.5,
+    "imported_by_current": 1.5, "importers_of_current": 1.0, "linked_to_task": 0.5, "test_links": 1.0,
+    "same_directory": 1.0, "query_match": 2.0, "popular": 0.5, "recent_overall": 0.5,
 }
+#: Separate blends for a task's first file (no trail: habits and recency across tasks matter)
+#: and for moves inside a task (its own trail and the current file's links matter).
+PHASES = ("start", "task")
 LEARNING_RATE = 0.05
 #: Pull back toward the prior on each update, so a run of odd tasks cannot wreck the blend.
 PRIOR_PULL = 0.002
@@ -45,6 +48,7 @@ MAX_REASONS = 3
 COCHANGE_FALLOFF = 0.9
 #: A task with no files yet borrows this many of the latest files overall as its co-change context.
 CONTEXT_RECENT = 5
+#: Event kinds accepted (all count as a visit today; the kind is checked so a typo fails loudly).
 KINDS = ("opened", "edited", "requested")
 
 
@@ -102,10 +106,10 @@ class Predictor:
 
     def _clear(self) -> None:
         self._version = 0
-        self._cached: tuple[str, int, list] | None = None  # (task, version, ranking) of the last plain _rank
+        self._cached: tuple[str, int, tuple] | None = None  # (task, version, ranking) of the last plain _rank
         self.markov = Markov()
         self.cochange = CoChange()
-        self.weights = {s: PRIOR_WEIGHTS[s] for s in self.signals}
+        self.weights = {phase: {s: PRIOR_WEIGHTS[s] for s in self.signals} for phase in PHASES}
         self.trails: OrderedDict[str, Trail] = OrderedDict()
         self.popularity: dict[str, float] = {}
         self.visit_counts: dict[str, int] = {}
@@ -162,6 +166,11 @@ class Predictor:
             self.mined_head = head
             return learned
 
+    def refresh(self) -> None:
+        """The index changed under the graph view: rank afresh on the next call."""
+        with self._lock:
+            self._changed()
+
     def forget(self, paths: Iterable[str]) -> None:
         """Files deleted (or renamed away): never predict them again unless they come back."""
         with self._lock:
@@ -195,7 +204,8 @@ class Predictor:
 
     def _learn_blend(self, key: str, actual: str) -> None:
         """One softmax-ranking gradient step toward the signals that scored ``actual``; also online stats."""
-        ranked = self._rank(key, None, ())
+        phase, ranked = self._rank(key, None, ())
+        weights = self.weights[phase]
         paths = [p for p, _, _ in ranked]
         rank = paths.index(actual) + 1 if actual in paths else 0
         self.online["scored"] += 1
@@ -205,15 +215,15 @@ class Predictor:
         if not ranked:
             return
         probs = _softmax([z for _, z, _ in ranked])
-        grad = {s: 0.0 for s in self.weights}
+        grad = {s: 0.0 for s in weights}
         for (path, _, feats), p in zip(ranked, probs):
             for s, (x, _) in feats.items():
                 grad[s] -= p * x
                 if path == actual:
                     grad[s] += x
-        for s, w in self.weights.items():
+        for s, w in weights.items():
             step = LEARNING_RATE * grad[s] - PRIOR_PULL * (w - PRIOR_WEIGHTS[s])
-            self.weights[s] = max(0.0, w + step)
+            weights[s] = max(0.0, w + step)
 
     # ------------------------------------------------------------------ #
     # predicting
@@ -228,16 +238,17 @@ class Predictor:
             if query is not None:
                 self.set_query(key, query)
             self.online["predictions"] += 1
-            ranked = self._rank(key, current, exclude)
+            phase, ranked = self._rank(key, current, exclude)
+            weights = self.weights[phase]
             probs = _softmax([z for _, z, _ in ranked])
             out = []
             for (path, _, feats), p in list(zip(ranked, probs))[:top_k]:
-                parts = sorted(((self.weights[s] * x, r) for s, (x, r) in feats.items()), key=lambda t: -t[0])
+                parts = sorted(((weights[s] * x, r) for s, (x, r) in feats.items()), key=lambda t: -t[0])
                 out.append(Prediction(path, round(p, 4), [r for c, r in parts[:MAX_REASONS] if c > 0]))
             return out
 
     def _rank(self, key: str, current: str | None, exclude: Collection[str]):
-        """Every candidate, best first: (path, blended logit, {signal: (score, reason)}); cached per state."""
+        """The phase, and every candidate best first: (path, blended logit, {signal: (score, reason)}); cached."""
         plain = current is None and not exclude
         if plain and self._cached is not None and self._cached[:2] == (key, self._version):
             return self._cached[2]
@@ -251,6 +262,8 @@ class Predictor:
         files = list(trail.files)
         if current is not None and (not files or files[-1] != current):
             files.append(current)
+        phase = "task" if files else "start"
+        weights = self.weights[phase]
         current = files[-1] if files else (self.recent[0] if self.recent else None)
         prev2 = files[-2] if len(files) >= 2 else None
         feats: dict[str, dict[str, tuple[float, str]]] = {}
@@ -264,9 +277,9 @@ class Predictor:
         for path, f in feats.items():
             if path in drop or (valid is not None and path not in valid):
                 continue
-            ranked.append((path, sum(self.weights[s] * x for s, (x, _) in f.items()), f))
+            ranked.append((path, sum(weights[s] * x for s, (x, _) in f.items()), f))
         ranked.sort(key=lambda t: (-t[1], t[0]))
-        return ranked
+        return phase, ranked
 
     def _signal(self, name: str, trail: Trail, files: list[str], current: str | None,
                 prev2: str | None) -> sig.Scored:
@@ -311,7 +324,7 @@ class Predictor:
                 "hit_at_1": round(self.online["hit1"] / n, 4) if n else None,
                 "hit_at_5": round(self.online["hit5"] / n, 4) if n else None,
                 "mrr": round(self.online["rr"] / n, 4) if n else None,
-                "weights": {s: round(w, 3) for s, w in self.weights.items()},
+                "weights": {phase: {s: round(w, 3) for s, w in ws.items()} for phase, ws in self.weights.items()},
                 "files_known": len(self.visit_counts),
                 "transactions": self.cochange.transactions,
             }
@@ -322,7 +335,7 @@ class Predictor:
             return {
                 "markov": self.markov.to_state(),
                 "cochange": self.cochange.to_state(),
-                "weights": dict(self.weights),
+                "weights": {phase: dict(ws) for phase, ws in self.weights.items()},
                 "trails": [[k, t.files, sorted(t.visits.items()), t.query, t.last_at] for k, t in self.trails.items()],
                 "popularity": sorted(self.popularity.items()),
                 "visit_counts": sorted(self.visit_counts.items()),
@@ -339,7 +352,9 @@ class Predictor:
             self._clear()
             self.markov = Markov.from_state(state["markov"])
             self.cochange = CoChange.from_state(state["cochange"])
-            self.weights.update({s: w for s, w in state["weights"].items() if s in self.weights})
+            for phase, ws in state["weights"].items():
+                if phase in self.weights:
+                    self.weights[phase].update({s: w for s, w in ws.items() if s in self.weights[phase]})
             for key, files, visits, query, last_at in state["trails"]:
                 self.trails[key] = Trail(list(files), dict(visits), query, last_at)
             self.popularity = dict(state["popularity"])

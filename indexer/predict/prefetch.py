@@ -1,4 +1,4 @@
-"""Build the predicted next files' context in the background: one worker, bounded queue and cache, stale jobs skipped."""
+"""Build the predicted files' context in the background: one worker, bounded queue and cache, stale jobs dropped."""
 
 from __future__ import annotations
 

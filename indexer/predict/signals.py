@@ -88,7 +88,8 @@ def recent_in_task(trail: Sequence[str]) -> Scored:
     current = trail[-1] if trail else None
     for steps, path in enumerate(reversed(trail[:-1]), start=1):
         if path != current and path not in out:
-            out[path] = (RECENCY_FALLOFF ** (steps - 1), f"seen {steps} step{'s' if steps > 1 else ''} ago in this task")
+            plural = "s" if steps > 1 else ""
+            out[path] = (RECENCY_FALLOFF ** (steps - 1), f"seen {steps} step{plural} ago in this task")
     return out
 
 
