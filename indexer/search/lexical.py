@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 
+from indexer.search.rerank import query_identifiers
 from indexer.terms import terms_of
 
 #: BM25 weight per FTS column: name, path, doc, body. A name match says most.
 COLUMN_WEIGHTS = (6.0, 2.0, 2.0, 1.0)
-MAX_QUERY_TERMS = 20
+MAX_QUERY_TERMS = 40
 #: A term in more than this share of nodes carries almost no signal.
 MAX_DOC_SHARE = 0.25
 
@@ -41,27 +42,33 @@ def stems(conn, words: list[str]) -> list[str]:
 
 
 def query_terms(conn, query: str) -> list[tuple[str, float]]:
-    """Distinct query words known to the index, with their IDF, rarest first, at most MAX_QUERY_TERMS.
+    """Distinct query words known to the index with their IDF, most telling first, at most MAX_QUERY_TERMS.
 
     Words are returned as written (FTS5 stems them again in MATCH); IDF is looked up by stem.
+    A long problem statement's rarest words are mostly noise (typos, traceback paths), so words
+    are ordered by how often the query repeats them times their IDF, and the words the query
+    spells like code identifiers come first: they name what the user is looking at.
     """
     words = terms_of(query)
     if not words:
         return []
     by_stem: dict[str, str] = {}
+    repeats: dict[str, int] = {}
     for word, stem in zip(words, stems(conn, words)):
         by_stem.setdefault(stem, word)
+        repeats[stem] = repeats.get(stem, 0) + 1
+    named = {w for w in query_identifiers(query)}
     total = conn.execute("SELECT count(*) FROM nodes").fetchone()[0] or 1
     keys = list(by_stem)
     marks = ",".join("?" * len(keys))
     df = dict(conn.execute(f"SELECT term, doc FROM fts_vocab WHERE term IN ({marks})", keys).fetchall())
-    scored = [(by_stem[s], math.log(1 + (total - df[s] + 0.5) / (df[s] + 0.5))) for s in keys
-              if s in df and df[s] <= MAX_DOC_SHARE * total]
-    if not scored:  # only common terms: keep the least common few rather than nothing
-        scored = sorted(((by_stem[s], math.log(1 + total / df[s])) for s in keys if s in df),
-                        key=lambda x: -x[1])[:5]
-    scored.sort(key=lambda x: (-x[1], x[0]))
-    return scored[:MAX_QUERY_TERMS]
+    idf = {s: math.log(1 + (total - df[s] + 0.5) / (df[s] + 0.5)) for s in keys if s in df}
+    telling = [s for s in idf if df[s] <= MAX_DOC_SHARE * total]
+    if not telling:  # only common terms: keep the least common few rather than nothing
+        telling = sorted(idf, key=lambda s: -idf[s])[:5]
+    ranked = sorted(telling, key=lambda s: (by_stem[s] not in named,
+                                            -(1 + math.log(repeats[s])) * idf[s], by_stem[s]))
+    return [(by_stem[s], idf[s]) for s in ranked[:MAX_QUERY_TERMS]]
 
 
 def bm25_search(conn, terms: list[str], limit: int = 200) -> list[tuple[int, float]]:

@@ -24,6 +24,7 @@ DEMOTION = 0.5  # tests / examples / docs / vendored / compat code, unless asked
 _DEMOTED_PARTS = re.compile(r"(^|/)(tests?|testing|examples?|docs?|vendor(ed)?|third_party|compat|benchmarks?)(/|$)")
 _TEST_FILE = re.compile(r"(^|/)(test_[^/]*|[^/]*_test|conftest)\.py$")
 _ASKS_FOR_TESTS = re.compile(r"\btest", re.IGNORECASE)
+SEARCH_LIKE_WORDS = 12  # longer requests read as reports or tasks, not searches
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +76,15 @@ def boost_file_cohesion(scores: dict[int, float], info: dict[int, CandidateInfo]
             for i, s in scores.items()}
 
 
+def asks_for_tests(query: str) -> bool:
+    """A short, search-like query that mentions tests wants them; a long issue report that mentions
+    its failing test still wants the code under test."""
+    return len(query.split()) <= SEARCH_LIKE_WORDS and bool(_ASKS_FOR_TESTS.search(query))
+
+
 def demote_peripheral(scores: dict[int, float], info: dict[int, CandidateInfo], query: str) -> dict[int, float]:
     """Tests, examples, docs and vendored code rank below the code itself unless the query asks for tests."""
-    if _ASKS_FOR_TESTS.search(query):
+    if asks_for_tests(query):
         return scores
     return {i: s * (DEMOTION if _is_peripheral(info[i]) else 1.0) for i, s in scores.items()}
 
