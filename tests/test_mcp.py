@@ -300,3 +300,15 @@ async def test_predict_next_learns_moves_and_says_why(ws):
         assert first["path"] == "pkg/prices.py"
         assert any("imported by the current file" in r for r in first["reasons"])
         assert "freshness" in answer
+
+
+def test_warm_up_builds_the_most_imported_module_summaries(ws):
+    from server.mcp_runtime import warm_up
+
+    ws.index()
+    assert warm_up(ws, limit=2) == 2
+    module_tier = ws.cache.stats()["tiers"]["module"]
+    assert module_tier["entries"] >= 2
+    before = module_tier["hits"]
+    ws.module_summary("pkg/prices.py")  # imported by cart.py: among the most imported
+    assert ws.cache.stats()["tiers"]["module"]["hits"] == before + 1
