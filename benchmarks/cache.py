@@ -46,7 +46,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from indexer.cache import (INDEX_DEP, MISSING, MemoryBackend, RedisBackend, SqliteBackend,  # noqa: E402
-                           TierConfig, TieredCache, index_versions, make_key)
+                           TieredCache, index_versions, make_key)
 
 DEFAULT_TRACES = PROJECT_ROOT.parent / "shared" / "bench" / "trajectories" / "moatless_lite_dev.jsonl"
 #: Payload bytes per tier (the brief's sizes: 2k-token context ~8 KB, summaries ~2 KB, search results ~4 KB).

@@ -27,7 +27,7 @@ from indexer.graph.resolve import LIBRARY, NodeInfo, Resolution, Resolver, Symbo
 from indexer.modules import module_names
 from indexer.parse import language_of, parse_file
 from indexer.terms import path_terms, terms_text
-from indexer.types import IndexStats, NodeKind, ParsedFile, Skipped, SkipReason, SourceFile
+from indexer.types import IndexStats, ParsedFile, Skipped, SkipReason, SourceFile
 from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules, read_source, walk
 
 #: Below this many files to parse, a process pool costs more than it saves.
@@ -198,10 +198,6 @@ class IndexPass:
                               p.rsplit("/", 1)[-1].startswith("__init__."))]).items() if p in missing})
             return names
         return module_names(current)
-
-    def forget_symbols(self) -> None:
-        """Drop the cached symbol table (e.g. after another process wrote the store)."""
-        self._symbols = None
 
     # -- planning ------------------------------------------------------------- #
     def _stat_paths(self, paths, deleted_dirs, known) -> tuple[dict[str, SourceFile], list[Skipped]]:
@@ -581,7 +577,3 @@ def _chunks(values: list, size: int = _SQL_CHUNK):
     for i in range(0, len(values), size):
         yield values[i : i + size]
 
-
-def node_kind_counts(stats: IndexStats) -> dict[str, int]:
-    """Node counts in a stable order of kinds, for display."""
-    return {k.value: stats.nodes_by_kind.get(k.value, 0) for k in NodeKind}

@@ -249,7 +249,7 @@ LEVELS: tuple[str, ...] = ("full", "summary", "signature", "module")
 
 @dataclass(frozen=True, slots=True)
 class Rendering:
-    """One way to show a candidate: its level and the body text (without header)."""
+    """One way to show a candidate: its level (one of LEVELS) and the body text (without header)."""
 
     level: str
     text: str

@@ -21,7 +21,7 @@ from indexer.context.assemble import Assembler, Request
 from indexer.context.overview import overview as build_overview
 from indexer.context.packer import pack
 from indexer.context.render import SourceCache, module_summary
-from indexer.events import Event, EventLog, TaskState, UnknownTask
+from indexer.events import Event, EventLog, TaskState
 from indexer.graph import query
 from indexer.indexing import IndexPass, Progress
 from indexer.search import hybrid
