@@ -11,11 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-import logging
-
 from indexer import sqlite, tokens
-from indexer.cache import INDEX_DEP, MISSING, SqliteBackend, TieredCache, index_versions, make_key, task_dep
-from indexer.cache import workspace_id
+from indexer.cache import (INDEX_DEP, MISSING, SqliteBackend, TieredCache, index_versions, make_key, task_dep,
+                           workspace_id)
 from indexer.config import DB_NAME, default_index_dir
 from indexer.context.assemble import Assembler, Request
 from indexer.context.overview import overview as build_overview
@@ -30,7 +28,6 @@ from indexer.store.schema import open_database
 from indexer.types import IndexStats, Link, Node, PackedContext, SearchHit
 from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules
 
-log = logging.getLogger(__name__)
 #: Search results the context packer draws from.
 _CONTEXT_POOL = 60
 #: Task events that name a file the agent moved to.
@@ -423,9 +420,13 @@ class Workspace:
             if on_applied is not None:
                 on_applied(batch, result)
 
-        self._watcher = Watcher(self.root, apply, is_ignored=self.rules.is_ignored, debounce=debounce,
+        self._watcher = Watcher(self.root, apply, is_ignored=self._is_ignored, debounce=debounce,
                                 max_delay=max_delay, self_paths=[self.index_dir])
         self._watcher.start()
+
+    def _is_ignored(self, path: str, is_dir: bool) -> bool:
+        # Late-bound: a full pass (after an ignore file changed) replaces ``self.rules``.
+        return self.rules.is_ignored(path, is_dir)
 
     def stop_watching(self) -> None:
         if self._watcher is not None:

@@ -164,3 +164,19 @@ def test_queries_during_a_large_reindex_never_see_dangling_edges(tmp_path):
         thread.join()
         ws.close()
     assert not problems, problems[:5]
+
+
+def test_an_edited_gitignore_applies_to_later_changes(live):
+    root, ws, batches = live
+    _write(root, "scratch/keep.py", "def scratch_marker_one():\n    pass\n")
+    _eventually(lambda: ws.reader().execute(
+        "SELECT count(*) FROM files WHERE path = 'scratch/keep.py'").fetchone()[0])
+    _write(root, ".gitignore", "scratch/\n")
+    _eventually(lambda: not ws.reader().execute(
+        "SELECT count(*) FROM files WHERE path LIKE 'scratch/%'").fetchone()[0])
+    _write(root, "scratch/later.py", "def scratch_marker_two():\n    pass\n")
+    _write(root, "app/after.py", "def after_marker_function():\n    pass\n")
+    _eventually(lambda: "app.after.after_marker_function" in _names(ws, "after marker function"))
+    assert not ws.reader().execute("SELECT count(*) FROM files WHERE path LIKE 'scratch/%'").fetchone()[0]
+    # The watcher itself filters with the new rules: the ignored file never reaches a batch.
+    assert not any("scratch/later.py" in batch.changed for batch, _ in batches)
