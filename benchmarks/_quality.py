@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import math
 import statistics
 import sys
@@ -127,3 +129,13 @@ def ablation_deltas(summary: dict[str, dict[str, float]], metrics: Sequence[str]
     base = summary[FULL]
     return [[name, *(summary[name][m] - base[m] for m in metrics)]
             for name in summary if name.startswith(ABLATION_PREFIX)]
+
+
+def emit(result: dict, out, as_json: bool) -> bool:
+    """Write the result to ``out`` (if given) and print it as JSON when asked; True when printed."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    if as_json:
+        print(json.dumps(result, indent=1))
+    return as_json

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _quality import (CONFIGS, DEFAULT_BENCH, DEFAULT_CORPORA, TokenCosts, ablation_deltas, choose_configs, mean,
+from _quality import (CONFIGS, emit, DEFAULT_BENCH, DEFAULT_CORPORA, TokenCosts, ablation_deltas, choose_configs, mean,
                       ndcg_at_k, needs_vectors, ranked_nodes, table, within_budget)
 
 from corpora import semble_dir, semble_repos
@@ -173,11 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(repos, configs)
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "configs": list(configs),
               "summary": summary, "repos": repos, "seconds": round(time.perf_counter() - started, 1)}
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-    if args.json:
-        print(json.dumps(result, indent=1))
+    if emit(result, args.out, args.json):
         return 0
     metrics = metric_names()
     print(f"semble Python, {sum(r['queries'] for r in repos)} queries on {len(repos)} repos ({result['date']})")

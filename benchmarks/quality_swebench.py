@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from _quality import (CONFIGS, DEFAULT_BENCH, DEFAULT_CORPORA, ablation_deltas, choose_configs, mean,
+from _quality import (CONFIGS, emit, DEFAULT_BENCH, DEFAULT_CORPORA, ablation_deltas, choose_configs, mean,
                       needs_vectors, ranked_nodes, table)
 
 from corpora import COMPLETE_MARKER, checkout, mirror_dir
@@ -346,11 +346,7 @@ def main(argv: list[str] | None = None) -> int:
               "gold_entries_dropped": sum(r["gold_entries"] - r["gold_functions"] for r in rows),
               "configs": list(configs), "summary": summary, "per_repo": per_repo, "timing": timing,
               "seconds": round(time.perf_counter() - started, 1), "repos": repos}
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-    if args.json:
-        print(json.dumps(result, indent=1))
+    if emit(result, args.out, args.json):
         return 0
     metrics = [*metric_names(), "gold_file_rank_median", "gold_file_unranked"]
     print(f"SWE-bench Lite dev: {len(rows)} tasks of {len(repos)} repos ({result['date']}); "

@@ -8,6 +8,7 @@ from pathlib import Path
 import pathspec
 import pytest
 
+from conftest import write_tree
 from indexer.types import SkipReason, Skipped, SourceFile
 from indexer.walk import (
     UTF8_PROBE_BYTES,
@@ -22,13 +23,8 @@ from indexer.walk import (
 
 def write(root: Path, rel: str, data: str | bytes = "x = 1\n") -> Path:
     """Create a file (and its folders) under ``root``."""
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, bytes):
-        path.write_bytes(data)
-    else:
-        path.write_text(data, encoding="utf-8")
-    return path
+    write_tree(root, {rel: data})
+    return root / rel
 
 
 def paths(result) -> list[str]:
