@@ -11,14 +11,14 @@ import re
 import threading
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache
 from itertools import starmap
 from pathlib import PurePosixPath
 
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Query, QueryCursor
 
-from indexer.terms import terms_of
+from indexer.terms import terms_text
 from indexer.types import Definition, Import, NodeKind, ParsedFile, Reference
 
 LANGUAGE = "python"
@@ -50,10 +50,6 @@ _QUERY = """
 # An ASCII attribute chain written without spaces (`a.b.c`), the common case read without a tree walk.
 _DOTTED = re.compile(rb"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _SPACE = re.compile(r"\s+")
-# Must equal ``indexer.terms._WORD``: terms are computed word by word through a cache.
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-#: Distinct words whose terms are remembered; a large workspace has ~10^5.
-_WORD_CACHE = 1 << 17
 _AFTER_OPEN = re.compile(r"([(\[]) ")
 _BEFORE_CLOSE = re.compile(r"(?:, | )([)\]])")
 
@@ -298,14 +294,7 @@ def _terms(source: bytes, start: int, end: int, holes: list[Node | None]) -> str
         pieces.append(source[pos:hole.start_byte])
         pos = hole.end_byte
     pieces.append(source[pos:end])
-    text = b"\n".join(pieces).decode("utf-8", "replace")
-    return " ".join(filter(None, map(_word_terms, _WORD.findall(text))))
-
-
-@lru_cache(maxsize=_WORD_CACHE)
-def _word_terms(word: str) -> str:
-    """``terms_text`` of one identifier, cached: the same words recur in every file."""
-    return " ".join(terms_of(word))
+    return terms_text(b"\n".join(pieces).decode("utf-8", "replace"))
 
 
 # --------------------------------------------------------------------------- #
