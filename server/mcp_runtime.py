@@ -130,6 +130,8 @@ class Runtime:
         self._publish([OVERVIEW_URI])
         if self._stopping.is_set():
             return
+        if self._watch:  # first: a save during the slower steps below must not be missed
+            ws.start_watching(on_applied=self._on_applied)
         ws.enable_vectors()  # in the background: search improves when vectors land
         warm_up(ws)  # before prediction starts: these reads are not the agent's moves
         ws.enable_prefetch()
@@ -137,8 +139,6 @@ class Runtime:
             ws.predictor.mine_git(ws.root)
         except Exception:  # noqa: BLE001 - prediction works without history
             log.warning("could not mine git history of %s", ws.root, exc_info=True)
-        if self._watch:
-            ws.start_watching(on_applied=self._on_applied)
 
     def _on_progress(self, phase: str, done: int, total: int) -> None:
         if self._stopping.is_set():
