@@ -2,7 +2,7 @@
 
     python examples/stdio_client.py [WORKSPACE] [--index-dir DIR] [--query WORDS]
 
-Uses the ``codeahead`` command if it is installed, else ``python -m server.cli``
+Uses the ``codeahead`` command of this Python environment if installed, else ``python -m server.cli``
 from this checkout.
 """
 
@@ -23,9 +23,13 @@ PREVIEW_CHARS = 600
 
 
 def server_command(workspace: str, index_dir: str | None) -> StdioServerParameters:
-    """How to launch the server: the installed command, else this checkout's module."""
+    """How to launch the server: the command installed beside this Python, else this checkout's module.
+
+    Only this interpreter's environment is searched: a ``codeahead`` elsewhere on PATH may be
+    another version (or an editable install whose checkout is gone).
+    """
     args = ["serve", "--workspace", workspace, *(["--index-dir", index_dir] if index_dir else [])]
-    exe = shutil.which("codeahead")
+    exe = shutil.which("codeahead", path=str(Path(sys.executable).parent))
     if exe:
         return StdioServerParameters(command=exe, args=args)
     return StdioServerParameters(command=sys.executable, args=["-m", "server.cli", *args], cwd=str(REPO))
