@@ -7,6 +7,7 @@ DESIGN.md by following the types.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -247,12 +248,43 @@ class Tier(int, Enum):
 LEVELS: tuple[str, ...] = ("full", "summary", "signature", "module")
 
 
-@dataclass(frozen=True, slots=True)
 class Rendering:
-    """One way to show a candidate: its level (one of LEVELS) and the body text (without header)."""
+    """One way to show a candidate: its level (one of LEVELS) and the body text (without header).
 
-    level: str
-    text: str
+    The text is given, or made on first use by ``make``: a summary costs several queries and
+    most candidates are packed at a richer level or not at all, so only the texts the packer
+    reaches are ever built. ``max_tokens`` offers the level only while its block costs at most
+    that many tokens (e.g. a long body is shown as its summary rather than crowd out the rest).
+    """
+
+    __slots__ = ("level", "_text", "_make", "max_tokens")
+
+    def __init__(self, level: str, text: str | None = None, *, make: Callable[[], str] | None = None,
+                 max_tokens: int | None = None) -> None:
+        if (text is None) == (make is None):
+            raise TypeError("a Rendering takes its text or a function that makes it, exactly one")
+        self.level = level
+        self._text = text
+        self._make = make
+        self.max_tokens = max_tokens
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = self._make()
+            self._make = None
+        return self._text
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Rendering):
+            return NotImplemented
+        return (self.level, self.text) == (other.level, other.text)
+
+    def __hash__(self) -> int:
+        return hash((self.level, self.text))
+
+    def __repr__(self) -> str:
+        return f"Rendering({self.level!r}, {self.text!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from indexer.config import DB_NAME, default_index_dir
 from indexer.context.assemble import Assembler, Request
 from indexer.context.overview import overview as build_overview
 from indexer.context.packer import pack
-from indexer.context.render import SourceCache, module_summary
+from indexer.context.render import SourceCache, SourceLines, module_summary
 from indexer.events import Event, EventLog, TaskState
 from indexer.graph import query
 from indexer.indexing import IndexPass, Progress
@@ -67,6 +67,7 @@ class Workspace:
         self._embedder_name = embedder
         self.indexing = False  # an index pass is running (answers come from the last snapshot)
         self._cache: TieredCache | None = None
+        self._source_lines = SourceLines()  # split sources by (path, version), shared by requests
         self._id = workspace_id(self.root)
         self._predictor = None
         self._prefetcher = None
@@ -270,7 +271,7 @@ class Workspace:
         conn.execute("BEGIN")  # one snapshot: the generation recorded is the one searched
         try:
             hits = hybrid.search(conn, query_text, top_k=top_k, kind=kind, dense=self._dense(), options=options,
-                                 count_tokens=tokens.count, code_of=SourceCache(conn).code)
+                                 count_tokens=tokens.count, code_of=SourceCache(conn, self._source_lines).code)
             deps = index_versions(conn, [INDEX_DEP])
         finally:
             conn.rollback()
@@ -306,7 +307,7 @@ class Workspace:
                                         getattr(task, "description", None)) if x)
             ranked = hybrid.ranked_ids(conn, text, dense=self._dense(), options=options)[:_CONTEXT_POOL] \
                 if text.strip() else []
-            assembler = Assembler(conn, SourceCache(conn), counter.count)
+            assembler = Assembler(conn, SourceCache(conn, self._source_lines))
             cands = assembler.candidates(Request(query_text, focus_nodes[:1], task, ranked, limit))
             packed = pack(cands, limit, counter)
             # Built from every candidate's file (kept or dropped), read in this same snapshot.

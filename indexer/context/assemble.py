@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from indexer.context.render import SourceCache, renderings
+from indexer.context.render import SourceCache, module_rendering, renderings
 from indexer.graph.query import nodes_by_ids, related
 from indexer.search.graphwalk import expand
 from indexer.types import Candidate, Node, NodeKind, Rendering, Tier
@@ -42,12 +42,11 @@ class Request:
 
 
 class Assembler:
-    """Builds candidates for one request; ``count`` is the profile's token counter."""
+    """Builds candidates for one request, reading through one connection's snapshot."""
 
-    def __init__(self, conn, sources: SourceCache, count) -> None:
+    def __init__(self, conn, sources: SourceCache) -> None:
         self.conn = conn
         self.sources = sources
-        self.count = count
         self._out: dict[str, Candidate] = {}
 
     def candidates(self, req: Request) -> list[Candidate]:
@@ -64,9 +63,11 @@ class Assembler:
             self._module(current_module, Tier.CRITICAL, "current module of the task", req.budget)
         if task is not None and getattr(task, "last_error", None):
             self._error(task.last_error, req.budget)
-        for rank, (node_id, score, why) in enumerate(req.ranked[:self._share(MEDIUM_HITS, req.budget)]):
+        hits = req.ranked[:self._share(MEDIUM_HITS, req.budget)]
+        hit_nodes = self._nodes([node_id for node_id, _, _ in hits])
+        for rank, (node_id, score, why) in enumerate(hits):
             tier = Tier.CRITICAL if rank < CRITICAL_HITS else Tier.HIGH if rank < HIGH_HITS else Tier.MEDIUM
-            node = self._nodes([node_id]).get(node_id)
+            node = hit_nodes.get(node_id)
             if node is not None:
                 self._node(node, tier, score, f"search #{rank + 1}: {why}", req.budget, test_status)
         self._neighbours(req, test_status)
@@ -85,10 +86,12 @@ class Assembler:
         levels = renderings(self.conn, self.sources, node, test_status=test_status)
         if levels and levels[0].level == "full" and len(levels) > 1:
             # A full body over its share of the budget is offered from the summary down
-            # (cl100k tokens average ~4 chars of code; 8 chars a token is a safe shortcut).
-            text = levels[0].text
-            if len(text) > 8 * FULL_CODE_SHARE * budget or self.count(text) > FULL_CODE_SHARE * budget:
-                levels = levels[1:]
+            # (cl100k tokens average ~4 chars of code; 8 chars a token is a safe shortcut;
+            # the packer applies the exact cap to the bodies it reaches).
+            full = levels[0]
+            cap = int(FULL_CODE_SHARE * budget)
+            levels = levels[1:] if len(full.text) > 8 * cap else (Rendering("full", full.text, max_tokens=cap),
+                                                                   *levels[1:])
         if tier >= Tier.LOW:
             levels = tuple(r for r in levels if r.level != "full") or levels
         self._add(Candidate(key=f"node:{node.id}", tier=tier, score=score, kind=node.kind.value,
@@ -125,11 +128,9 @@ class Assembler:
         if row is None:
             return
         node = self._nodes([row[0]])[row[0]]
-        levels = tuple(r for r in renderings(self.conn, self.sources, node) if r.level == "module")
-        if levels:
-            self._add(Candidate(key=f"module:{path}", tier=tier, score=1.0, kind="module", name=node.qualname,
-                                why=why, renderings=levels, path=path, start_line=node.start_line,
-                                end_line=node.end_line))
+        self._add(Candidate(key=f"module:{path}", tier=tier, score=1.0, kind="module", name=node.qualname,
+                            why=why, renderings=(module_rendering(self.conn, path),), path=path,
+                            start_line=node.start_line, end_line=node.end_line))
 
     def _neighbours(self, req: Request, test_status) -> None:
         """Graph walk from the hits, focus and task files: what they lead to, ranked by PPR."""

@@ -58,13 +58,15 @@ def _cannot_fit(text: str, room: int, tokenizer: Tokenizer) -> bool:
 def _first_fit(
     c: Candidate, start: int, room: int, tokenizer: Tokenizer
 ) -> tuple[int, str, int] | None:
-    """The first rendering from ``start`` on whose block fits ``room``: (index, block, tokens)."""
+    """The first rendering from ``start`` on whose block fits ``room`` and its own cap: (index, block, tokens)."""
     for i in range(start, len(c.renderings)):
-        block = block_text(c, c.renderings[i])
-        if _cannot_fit(block, room, tokenizer):
+        rendering = c.renderings[i]
+        limit = room if rendering.max_tokens is None else min(room, rendering.max_tokens)
+        block = block_text(c, rendering)
+        if _cannot_fit(block, limit, tokenizer):
             continue
         tokens = tokenizer.count(block)
-        if tokens <= room:
+        if tokens <= limit:
             return i, block, tokens
     return None
 

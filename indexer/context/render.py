@@ -6,7 +6,9 @@ line ranges always match what is shown even while the file on disk moves on.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 from indexer.graph.query import row_to_node
 from indexer.types import Node, NodeKind, Rendering
@@ -15,28 +17,54 @@ _MAX_LIST = 8  # names listed per relation in a summary
 _FULL_MAX_LINES = 400  # longer definitions are only offered as summaries
 
 
-class SourceCache:
-    """Lines of stored sources, by path; a small LRU keyed by the file's version."""
+class SourceLines:
+    """Split stored sources keyed by (path, version): an LRU that outlives requests.
 
-    def __init__(self, conn, size: int = 64) -> None:
-        self.conn = conn
+    Versions change with every write of a file, so an entry can never be stale; shared by
+    the requests of one workspace (a lock keeps concurrent requests from racing the LRU).
+    """
+
+    def __init__(self, size: int = 256) -> None:
         self.size = size
-        self._files: OrderedDict[str, tuple[int, list[str]]] = OrderedDict()
+        self._files: OrderedDict[tuple[str, int], list[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: str, version: int, read: Callable[[], str]) -> list[str]:
+        key = (path, version)
+        with self._lock:
+            lines = self._files.get(key)
+            if lines is not None:
+                self._files.move_to_end(key)
+                return lines
+        lines = read().splitlines()
+        with self._lock:
+            self._files[key] = lines
+            while len(self._files) > self.size:
+                self._files.popitem(last=False)
+        return lines
+
+
+class SourceCache:
+    """Lines of stored sources as one connection (one read snapshot) sees them, by path."""
+
+    def __init__(self, conn, lines: SourceLines | None = None) -> None:
+        self.conn = conn
+        self._lines = lines if lines is not None else SourceLines(size=64)
+        self._versions: dict[str, tuple[int, int] | None] = {}  # path -> (file id, version) in this snapshot
 
     def lines(self, path: str) -> list[str]:
-        row = self.conn.execute("SELECT id, version FROM files WHERE path=?", (path,)).fetchone()
+        if path not in self._versions:
+            self._versions[path] = self.conn.execute("SELECT id, version FROM files WHERE path=?", (path,)).fetchone()
+        row = self._versions[path]
         if row is None:
             return []
-        cached = self._files.get(path)
-        if cached and cached[0] == row[1]:
-            self._files.move_to_end(path)
-            return cached[1]
-        text = self.conn.execute("SELECT text FROM sources WHERE file_id=?", (row[0],)).fetchone()
-        lines = text[0].splitlines() if text else []
-        self._files[path] = (row[1], lines)
-        if len(self._files) > self.size:
-            self._files.popitem(last=False)
-        return lines
+        file_id, version = row
+
+        def read() -> str:
+            text = self.conn.execute("SELECT text FROM sources WHERE file_id=?", (file_id,)).fetchone()
+            return text[0] if text else ""
+
+        return self._lines.get(path, version, read)
 
     def code(self, node: Node) -> str:
         """The node's source lines."""
@@ -136,21 +164,28 @@ def module_summary(conn, path: str, *, max_members: int = 60) -> str:
 
 def renderings(conn, sources: SourceCache, node: Node, *,
                test_status: dict[str, bool] | None = None) -> tuple[Rendering, ...]:
-    """A node at every level, richest first: full code, summary, signature, its module's summary."""
+    """A node at every level, richest first: full code, summary, signature, its module's summary.
+
+    Summaries are made lazily (see Rendering): call this and pack inside one read snapshot.
+    """
     out: list[Rendering] = []
     if node.kind == NodeKind.MODULE:
-        summary = module_summary(conn, node.path) if node.path else ""
         code = sources.own_code(node)
         if code and code.count("\n") <= _FULL_MAX_LINES:
             out.append(Rendering("full", code))
-        if summary:
-            out.append(Rendering("module", summary))
+        if node.path:
+            out.append(module_rendering(conn, node.path))
         return tuple(out)
     if node.kind == NodeKind.LIBRARY:
         return (Rendering("signature", f"library {node.qualname}"),)
     code = sources.own_code(node) if node.kind == NodeKind.CLASS else sources.code(node)
     if code and code.count("\n") <= _FULL_MAX_LINES:
         out.append(Rendering("full", code))
-    out.append(Rendering("summary", summary_text(conn, node, test_status)))
+    out.append(Rendering("summary", make=lambda: summary_text(conn, node, test_status)))
     out.append(Rendering("signature", node.signature or f"{node.kind.value} {node.name}"))
     return tuple(out)
+
+
+def module_rendering(conn, path: str) -> Rendering:
+    """L2 of a module, built only if the packer reaches it."""
+    return Rendering("module", make=lambda: module_summary(conn, path))

@@ -3,11 +3,13 @@
 Seeds are the search hits, the focus and the task's files. The walk runs on
 the subgraph within ``hops`` links of the seeds (both directions of every
 edge kind), so its cost depends on the neighbourhood, not on the repository.
+Edges are handled as numpy arrays end to end: a neighbourhood holds thousands
+of edges and a Python loop over them cost more than the queries that read them.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,75 +17,107 @@ DAMPING = 0.5  # restart probability 1 - DAMPING: stay close to the seeds
 ITERATIONS = 12  # with restart 0.5 the walk has converged to ~1e-4 by then
 HOPS = 2
 MAX_NODES = 1200  # the walk's cost is bounded by the neighbourhood, not the repository
-#: How strongly each edge kind carries relevance (either direction).
-EDGE_WEIGHTS = {"calls": 1.0, "tests": 0.6, "inherits": 0.8, "imports": 0.3, "contains": 0.7, "depends_on": 0.0}
+#: How strongly each edge kind carries relevance (either direction); kinds not listed carry nothing.
+EDGE_WEIGHTS = {"calls": 1.0, "tests": 0.6, "inherits": 0.8, "imports": 0.3, "contains": 0.7}
+_CHUNK = 400  # ids per IN (...) list
+_WEIGHT = "CASE kind " + " ".join(f"WHEN '{k}' THEN {w}" for k, w in EDGE_WEIGHTS.items()) + " END * confidence"
+_KINDS = ", ".join(f"'{k}'" for k in EDGE_WEIGHTS)
 
 
-def neighbourhood(conn, seeds: list[int], hops: int = HOPS, max_nodes: int = MAX_NODES):
-    """Weighted undirected adjacency of the subgraph around ``seeds``."""
-    adjacency: dict[int, list[tuple[int, float]]] = defaultdict(list)
-    frontier = list(dict.fromkeys(seeds))
-    seen = set(frontier)
+@dataclass(frozen=True, slots=True)
+class Subgraph:
+    """Nodes near the seeds (seeds first, then in discovery order) and the weighted links among them.
+
+    ``src``/``dst`` are positions in ``nodes``; each stored edge appears once and is walked both ways.
+    """
+
+    nodes: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    weight: np.ndarray
+
+
+def _edges_touching(conn, ids: list[int]) -> np.ndarray:
+    """(src, dst, weight) rows of every carrying edge with an end in ``ids``, each edge once."""
+    parts = []
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT src, dst, {_WEIGHT} FROM edges WHERE src IN ({marks}) AND kind IN ({_KINDS}) "
+            f"UNION SELECT src, dst, {_WEIGHT} FROM edges WHERE dst IN ({marks}) AND kind IN ({_KINDS})",
+            (*chunk, *chunk)).fetchall()
+        if rows:
+            parts.append(np.array(rows, dtype=np.float64))
+    if not parts:
+        return np.empty((0, 3))
+    rows = np.concatenate(parts)
+    return np.unique(rows, axis=0) if len(parts) > 1 else rows
+
+
+def neighbourhood(conn, seeds: list[int], hops: int = HOPS, max_nodes: int = MAX_NODES) -> Subgraph:
+    """The subgraph within ``hops`` links of ``seeds``, at most ``max_nodes`` nodes (nearest kept)."""
+    order = list(dict.fromkeys(seeds))
+    frontier = list(order)
+    expanded: list[np.ndarray] = []  # ids whose edges were read in an earlier hop
+    edge_parts: list[np.ndarray] = []
     for _ in range(hops):
-        if not frontier or len(seen) >= max_nodes:
+        if not frontier or len(order) >= max_nodes:
             break
-        nxt: list[int] = []
-        for i in range(0, len(frontier), 400):
-            chunk = frontier[i : i + 400]
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                f"SELECT src, kind, dst, confidence FROM edges WHERE src IN ({marks}) "
-                f"UNION ALL SELECT src, kind, dst, confidence FROM edges WHERE dst IN ({marks})",
-                (*chunk, *chunk)).fetchall()
-            for src, kind, dst, conf in rows:
-                weight = EDGE_WEIGHTS.get(kind, 0.0) * conf
-                if weight <= 0:
-                    continue
-                for other in (src, dst):
-                    if other not in seen and len(seen) < max_nodes:
-                        seen.add(other)
-                        nxt.append(other)
-                if src in seen and dst in seen:  # edges leaving the capped neighbourhood carry nothing back
-                    adjacency[src].append((dst, weight))
-                    adjacency[dst].append((src, weight))
-        frontier = nxt
-    return adjacency
+        rows = _edges_touching(conn, frontier)
+        rows = rows[rows[:, 2] > 0]
+        if expanded:  # edges with an end expanded before were read then
+            done = np.concatenate(expanded)
+            rows = rows[~(np.isin(rows[:, 0], done) | np.isin(rows[:, 1], done))]
+        expanded.append(np.asarray(frontier, dtype=np.float64))
+        room = max_nodes - len(order)
+        ends = rows[:, :2].ravel().astype(np.int64)
+        ids, first = np.unique(ends, return_index=True)
+        fresh = ids[np.argsort(first, kind="stable")]
+        fresh = fresh[~np.isin(fresh, np.asarray(order, dtype=np.int64))][:max(room, 0)]
+        order.extend(fresh.tolist())
+        edge_parts.append(rows)
+        frontier = fresh.tolist()
+    nodes = np.asarray(order, dtype=np.int64)
+    if not edge_parts:
+        empty = np.empty(0, dtype=np.int64)
+        return Subgraph(nodes, empty, empty, np.empty(0))
+    rows = np.concatenate(edge_parts)
+    src, dst = rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64)
+    sort = np.argsort(nodes, kind="stable")
+    known = np.isin(src, nodes) & np.isin(dst, nodes)  # edges leaving a capped neighbourhood carry nothing
+    src_pos = sort[np.searchsorted(nodes, src[known], sorter=sort)]
+    dst_pos = sort[np.searchsorted(nodes, dst[known], sorter=sort)]
+    return Subgraph(nodes, src_pos, dst_pos, rows[known, 2])
 
 
-def personalized_pagerank(adjacency, seeds: dict[int, float], iterations: int = ITERATIONS,
+def personalized_pagerank(graph: Subgraph, seeds: dict[int, float], iterations: int = ITERATIONS,
                           damping: float = DAMPING) -> dict[int, float]:
     """Stationary scores of a random walk that restarts at the seeds (weights normalised).
 
     Vectorised: each step spreads every node's rank over its weighted edges with one bincount.
     """
-    nodes = list(dict.fromkeys([*seeds, *adjacency]))
-    index = {n: i for i, n in enumerate(nodes)}
-    src, dst, weight = [], [], []
-    for n, edges in adjacency.items():
-        i = index[n]
-        for other, w in edges:
-            src.append(i)
-            dst.append(index[other])
-            weight.append(w)
-    size = len(nodes)
+    size = len(graph.nodes)
+    position = {int(n): i for i, n in enumerate(graph.nodes)}
     restart = np.zeros(size)
     total = sum(seeds.values()) or 1.0
     for n, w in seeds.items():
-        restart[index[n]] = w / total
-    src_a = np.asarray(src, dtype=np.int64)
-    dst_a = np.asarray(dst, dtype=np.int64)
-    w_a = np.asarray(weight, dtype=np.float64)
-    out_weight = np.bincount(src_a, weights=w_a, minlength=size)
-    share = np.divide(w_a, out_weight[src_a], out=np.zeros_like(w_a), where=out_weight[src_a] > 0)
+        if n in position:
+            restart[position[n]] = w / total
+    src = np.concatenate([graph.src, graph.dst])  # walk every link both ways
+    dst = np.concatenate([graph.dst, graph.src])
+    weight = np.concatenate([graph.weight, graph.weight])
+    out_weight = np.bincount(src, weights=weight, minlength=size)
+    share = np.divide(weight, out_weight[src], out=np.zeros_like(weight), where=out_weight[src] > 0)
     rank = restart.copy()
     for _ in range(iterations):
-        rank = damping * np.bincount(dst_a, weights=rank[src_a] * share, minlength=size) + (1 - damping) * restart
-    return {n: float(rank[i]) for i, n in enumerate(nodes) if rank[i] > 0}
+        rank = damping * np.bincount(dst, weights=rank[src] * share, minlength=size) + (1 - damping) * restart
+    keep = np.nonzero(rank > 0)[0]
+    return dict(zip(graph.nodes[keep].tolist(), rank[keep].tolist()))
 
 
 def expand(conn, seeds: dict[int, float], hops: int = HOPS) -> dict[int, float]:
     """PPR scores of every node near the seeds (seeds included)."""
     if not seeds:
         return {}
-    adjacency = neighbourhood(conn, list(seeds), hops)
-    return personalized_pagerank(adjacency, seeds)
+    return personalized_pagerank(neighbourhood(conn, list(seeds), hops), seeds)

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from indexer.context.render import SourceCache
+from indexer.context.render import SourceCache, SourceLines
 from indexer.graph.query import nodes_by_ids
 from indexer.search.embed import Embedder, chunk_text_for_embedding
 from indexer.search.vectors import VectorIndex
@@ -90,11 +90,12 @@ class VectorJob:
 
     def _catch_up(self, conn) -> None:
         missing = self._missing(conn)
-        sources = SourceCache(conn, size=16)
+        lines = SourceLines(size=16)
         for start in range(0, len(missing), BATCH):
             if self._stop.is_set() or self._wake.is_set():
                 return  # superseded: a newer pass changed the nodes; start over
             conn.rollback()  # a fresh snapshot per batch
+            sources = SourceCache(conn, lines)
             nodes = nodes_by_ids(conn, missing[start : start + BATCH])
             ids = sorted(nodes)
             texts = [chunk_text_for_embedding(nodes[i].name, nodes[i].qualname, nodes[i].signature,

@@ -1,0 +1,53 @@
+"""Query terms for BM25: stemmed like the index, identifiers first, and bounded in what they cost to search."""
+
+from __future__ import annotations
+
+from indexer.search import lexical
+
+
+def _module(i: int) -> str:
+    # every module says "common"; "rare_widget" lives in one; "parser" in a few
+    lines = [f"def common_helper_{i}():\n    return 'common'\n"]
+    if i == 0:
+        lines.append("def rare_widget():\n    return 'rare widget'\n")
+    if i < 3:
+        lines.append(f"def parser_{i}():\n    return 'parsing'\n")
+    return "\n\n".join(lines)
+
+
+def _workspace(tree, workspace):
+    ws = workspace(tree({f"pkg/mod_{i}.py": _module(i) for i in range(20)}))
+    ws.index()
+    return ws
+
+
+def test_query_words_are_stemmed_like_the_index(tree, workspace):
+    conn = _workspace(tree, workspace).reader()
+    assert lexical.stems(conn, ["parsing", "parsers", "widget"]) == ["pars", "parser", "widget"]
+    # cached stems answer the same as the tokenizer
+    assert lexical.stems(conn, ["widget", "parsing"]) == ["widget", "pars"]
+    found = {row[0] for row in conn.execute("SELECT term FROM fts_vocab")}
+    assert "pars" in found  # the index holds the same stem
+
+
+def test_code_identifiers_come_first_then_rarer_words(tree, workspace):
+    conn = _workspace(tree, workspace).reader()
+    terms = [t for t, _ in lexical.query_terms(conn, "the parsing seems common, see rare_widget")]
+    assert terms[0] == "rare_widget"
+    assert "parsing" in terms
+    assert "common" not in terms  # in most nodes: no signal, only cost
+
+
+def test_terms_stay_within_the_posting_budget(tree, workspace, monkeypatch):
+    conn = _workspace(tree, workspace).reader()
+    total = conn.execute("SELECT count(*) FROM nodes").fetchone()[0]
+    monkeypatch.setattr(lexical, "POSTING_BUDGET", 5 / total)  # room for ~5 postings
+    monkeypatch.setattr(lexical, "MAX_DOC_SHARE", 1.0)
+    terms = [t for t, _ in lexical.query_terms(conn, "widget common parsing")]
+    assert terms[0] == "widget"  # the rarest: one posting
+    assert "common" not in terms  # in every module: over the budget
+    df = dict(conn.execute("SELECT term, doc FROM fts_vocab").fetchall())
+    spent = sum(df[s] for s in lexical.stems(conn, terms))
+    assert spent <= 5
+    hits = lexical.bm25_search(conn, terms)
+    assert hits and all(score > 0 for _, score in hits)
