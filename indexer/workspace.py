@@ -24,6 +24,7 @@ from indexer.graph import query
 from indexer.indexing import IndexPass, Progress
 from indexer.search import hybrid
 from indexer.search.embed import get_embedder
+from indexer.search.lexical import DocFrequencies
 from indexer.store.schema import open_database
 from indexer.types import IndexStats, Link, Node, PackedContext, SearchHit
 from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules
@@ -68,6 +69,7 @@ class Workspace:
         self.indexing = False  # an index pass is running (answers come from the last snapshot)
         self._cache: TieredCache | None = None
         self._source_lines = SourceLines()  # split sources by (path, version), shared by requests
+        self._frequencies = DocFrequencies()  # document frequencies of query words, shared by requests
         self._id = workspace_id(self.root)
         self._predictor = None
         self._prefetcher = None
@@ -271,7 +273,8 @@ class Workspace:
         conn.execute("BEGIN")  # one snapshot: the generation recorded is the one searched
         try:
             hits = hybrid.search(conn, query_text, top_k=top_k, kind=kind, dense=self._dense(), options=options,
-                                 count_tokens=tokens.count, code_of=SourceCache(conn, self._source_lines).code)
+                                 count_tokens=tokens.count, code_of=SourceCache(conn, self._source_lines).code,
+                                 frequencies=self._frequencies)
             deps = index_versions(conn, [INDEX_DEP])
         finally:
             conn.rollback()
@@ -281,7 +284,8 @@ class Workspace:
 
     def ranked(self, query_text: str, options: hybrid.SearchOptions = hybrid.SearchOptions()):
         """Every candidate node id for a query, best first: (id, score, why)."""
-        return hybrid.ranked_ids(self.reader(), query_text, dense=self._dense(), options=options)
+        return hybrid.ranked_ids(self.reader(), query_text, dense=self._dense(), options=options,
+                                 frequencies=self._frequencies)
 
     def context(self, query_text: str | None = None, *, focus: str | None = None, task_id: str | None = None,
                 budget: int | None = None, profile: str | None = None,
@@ -305,7 +309,8 @@ class Workspace:
             task = self.task_state(task_id) if task_id else None
             text = " ".join(x for x in (query_text, getattr(task, "query", None), getattr(task, "title", None),
                                         getattr(task, "description", None)) if x)
-            ranked = hybrid.ranked_ids(conn, text, dense=self._dense(), options=options)[:_CONTEXT_POOL] \
+            ranked = hybrid.ranked_ids(conn, text, dense=self._dense(), options=options,
+                                      frequencies=self._frequencies)[:_CONTEXT_POOL] \
                 if text.strip() else []
             assembler = Assembler(conn, SourceCache(conn, self._source_lines))
             cands = assembler.candidates(Request(query_text, focus_nodes[:1], task, ranked, limit))

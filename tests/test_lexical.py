@@ -51,3 +51,26 @@ def test_terms_stay_within_the_posting_budget(tree, workspace, monkeypatch):
     assert spent <= 5
     hits = lexical.bm25_search(conn, terms)
     assert hits and all(score > 0 for _, score in hits)
+
+
+def test_remembered_frequencies_never_hide_a_name_added_later(tree, workspace):
+    root = tree({f"pkg/mod_{i}.py": _module(i) for i in range(20)})
+    ws = workspace(root)
+    ws.index()
+    assert not ws.search("frobnicate_totals")  # unknown yet; must not be remembered as unknown
+    (root / "pkg" / "mod_3.py").write_text(_module(3) + "\n\ndef frobnicate_totals():\n    return 1\n")
+    ws.index()
+    assert ws.search("frobnicate_totals")[0].node.name == "frobnicate_totals"
+
+
+def test_frequencies_are_counted_once_and_agree_with_the_index(tree, workspace):
+    conn = _workspace(tree, workspace).reader()
+    total = conn.execute("SELECT count(*) FROM nodes").fetchone()[0]
+    memory = lexical.DocFrequencies()
+    first = memory.of(conn, ["widget", "common", "nosuchword"], total)
+    truth = dict(conn.execute("SELECT term, doc FROM fts_vocab WHERE term IN ('widget', 'common')").fetchall())
+    assert first == truth and "nosuchword" not in first
+    assert memory.of(conn, ["widget"], total) == {"widget": truth["widget"]}
+    # a large change of the index forgets what was remembered
+    memory._df["widget"] = 999
+    assert memory.of(conn, ["widget"], total * 2) == {"widget": truth["widget"]}
