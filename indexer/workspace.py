@@ -24,6 +24,7 @@ from indexer.graph import query
 from indexer.indexing import IndexPass, Progress
 from indexer.search import hybrid
 from indexer.search.embed import get_embedder
+from indexer.search.edges import EdgeMemory
 from indexer.search.lexical import DocFrequencies
 from indexer.store.schema import open_database
 from indexer.types import IndexStats, Link, Node, PackedContext, SearchHit
@@ -70,6 +71,7 @@ class Workspace:
         self._cache: TieredCache | None = None
         self._source_lines = SourceLines()  # split sources by (path, version), shared by requests
         self._frequencies = DocFrequencies()  # document frequencies of query words, shared by requests
+        self._edges = EdgeMemory(lambda: sqlite.connect(self.db_path, readonly=True, vectors=False))
         self._id = workspace_id(self.root)
         self._predictor = None
         self._prefetcher = None
@@ -91,6 +93,7 @@ class Workspace:
             self.save_predictions()
         if self._vector_job is not None:
             self._vector_job.stop()
+        self._edges.close()
         if self._cache is not None:
             self._cache.close()
         for conn in self._readers:
@@ -312,7 +315,7 @@ class Workspace:
             ranked = hybrid.ranked_ids(conn, text, dense=self._dense(), options=options,
                                       frequencies=self._frequencies)[:_CONTEXT_POOL] \
                 if text.strip() else []
-            assembler = Assembler(conn, SourceCache(conn, self._source_lines))
+            assembler = Assembler(conn, SourceCache(conn, self._source_lines), self._edges.source(conn))
             cands = assembler.candidates(Request(query_text, focus_nodes[:1], task, ranked, limit))
             packed = pack(cands, limit, counter)
             # Built from every candidate's file (kept or dropped), read in this same snapshot.

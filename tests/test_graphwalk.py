@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
+
+from indexer import sqlite
+from indexer.search.edges import EdgeArrays, EdgeMemory, SqlEdges
 from indexer.search.graphwalk import expand, neighbourhood
 
 CHAIN = {
@@ -25,7 +31,7 @@ def test_relevance_fades_with_distance_and_never_reaches_unlinked_code(tree, wor
     ws = workspace(tree(CHAIN))
     ws.index()
     ids = _ids(ws)
-    scores = expand(ws.reader(), {ids["step_a"]: 1.0})
+    scores = expand(SqlEdges(ws.reader()), {ids["step_a"]: 1.0})
     # b is one call away; c two calls (or module -> member); d only through the module
     assert scores[ids["step_a"]] > scores[ids["step_b"]] > scores[ids["step_c"]] > scores[ids["step_d"]] > 0
     assert ids["alone"] not in scores
@@ -35,7 +41,7 @@ def test_neighbourhood_reads_each_link_once_and_respects_the_node_cap(tree, work
     ws = workspace(tree(CHAIN))
     ws.index()
     ids = _ids(ws)
-    graph = neighbourhood(ws.reader(), [ids["step_b"]], hops=2)
+    graph = neighbourhood(SqlEdges(ws.reader()), [ids["step_b"]], hops=2)
     pairs = list(zip(graph.src.tolist(), graph.dst.tolist()))
     assert len(pairs) == len(set(pairs)), "a link read twice would count double in the walk"
     found = set(graph.nodes.tolist())
@@ -43,7 +49,7 @@ def test_neighbourhood_reads_each_link_once_and_respects_the_node_cap(tree, work
     assert ids["alone"] not in found
     assert graph.nodes[0] == ids["step_b"]  # seeds first
 
-    capped = neighbourhood(ws.reader(), [ids["step_b"]], hops=2, max_nodes=2)
+    capped = neighbourhood(SqlEdges(ws.reader()), [ids["step_b"]], hops=2, max_nodes=2)
     assert len(capped.nodes) == 2
     kept = set(capped.nodes.tolist())
     for s, d in zip(capped.src.tolist(), capped.dst.tolist()):
@@ -53,4 +59,46 @@ def test_neighbourhood_reads_each_link_once_and_respects_the_node_cap(tree, work
 def test_no_seeds_no_scores(tree, workspace):
     ws = workspace(tree(CHAIN))
     ws.index()
-    assert expand(ws.reader(), {}) == {}
+    assert expand(SqlEdges(ws.reader()), {}) == {}
+
+
+def test_edges_in_memory_give_the_same_rows_and_walks_as_sqlite(tree, workspace):
+    from tests.test_context import _random_workspace
+
+    root = tree({})
+    _random_workspace(root / "src", seed=7)
+    ws = workspace(root / "src")
+    ws.index()
+    conn = ws.reader()
+    arrays, sql = EdgeArrays.load(conn), SqlEdges(conn)
+    ids = [r[0] for r in conn.execute("SELECT id FROM nodes ORDER BY id")]
+    rng = random.Random(3)
+    for _ in range(30):
+        some = rng.sample(ids, k=rng.randint(1, min(8, len(ids)))) + [10**9]  # an id no edge touches
+        assert np.array_equal(arrays.touching(some), sql.touching(some))
+        seeds = {i: rng.random() + 0.1 for i in some[:3]}
+        assert expand(arrays, seeds) == expand(sql, seeds)
+
+
+def test_edge_memory_serves_only_the_generation_a_request_reads(tree, workspace):
+    root = tree(CHAIN)
+    ws = workspace(root)
+    ws.index()
+    conn = ws.reader()
+    memory = EdgeMemory(lambda: sqlite.connect(ws.db_path, readonly=True, vectors=False))
+    try:
+        assert isinstance(memory.source(conn), SqlEdges)  # nothing loaded yet: read SQLite, load behind
+        memory.wait()
+        assert isinstance(memory.source(conn), EdgeArrays)
+        ids = _ids(ws)
+        (root / "pkg" / "island.py").write_text("from pkg.chain import step_a\n\n\ndef alone():\n    return step_a()\n")
+        ws.index()
+        stale = memory.source(conn)
+        assert isinstance(stale, SqlEdges), "the arrays hold the previous generation"
+        assert ids["alone"] in {int(x) for x in stale.touching([ids["step_a"]])[:, :2].ravel()}
+        memory.wait()
+        fresh = memory.source(conn)
+        assert isinstance(fresh, EdgeArrays)
+        assert np.array_equal(fresh.touching([ids["step_a"]]), stale.touching([ids["step_a"]]))
+    finally:
+        memory.close()

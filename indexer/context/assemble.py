@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from indexer.context.render import SourceCache, module_rendering, renderings
 from indexer.graph.query import nodes_by_ids, related
+from indexer.search.edges import EdgeSource, SqlEdges
 from indexer.search.graphwalk import expand
 from indexer.types import Candidate, Node, NodeKind, Rendering, Tier
 
@@ -44,9 +45,10 @@ class Request:
 class Assembler:
     """Builds candidates for one request, reading through one connection's snapshot."""
 
-    def __init__(self, conn, sources: SourceCache) -> None:
+    def __init__(self, conn, sources: SourceCache, edges: EdgeSource | None = None) -> None:
         self.conn = conn
         self.sources = sources
+        self.edges = edges if edges is not None else SqlEdges(conn)
         self._out: dict[str, Candidate] = {}
 
     def candidates(self, req: Request) -> list[Candidate]:
@@ -141,7 +143,7 @@ class Assembler:
             seeds[node.id] = max(seeds.values(), default=1.0) * 2
         if not seeds:
             return
-        scores = expand(self.conn, seeds)
+        scores = expand(self.edges, seeds)
         limit = self._share(MAX_NEIGHBOURS, req.budget)
         ranked = sorted(((s, i) for i, s in scores.items() if i not in seeds), reverse=True)[:limit]
         nodes = self._nodes([i for _, i in ranked])

@@ -3,8 +3,9 @@
 Seeds are the search hits, the focus and the task's files. The walk runs on
 the subgraph within ``hops`` links of the seeds (both directions of every
 edge kind), so its cost depends on the neighbourhood, not on the repository.
-Edges are handled as numpy arrays end to end: a neighbourhood holds thousands
-of edges and a Python loop over them cost more than the queries that read them.
+Edges come from an EdgeSource (SQLite or an in-memory copy, see ``edges``) and
+are handled as numpy arrays end to end: a neighbourhood holds thousands of edges
+and a Python loop over them cost more than the queries that read them.
 """
 
 from __future__ import annotations
@@ -13,15 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from indexer.search.edges import EdgeSource
+
 DAMPING = 0.5  # restart probability 1 - DAMPING: stay close to the seeds
 ITERATIONS = 12  # with restart 0.5 the walk has converged to ~1e-4 by then
 HOPS = 2
 MAX_NODES = 1200  # the walk's cost is bounded by the neighbourhood, not the repository
-#: How strongly each edge kind carries relevance (either direction); kinds not listed carry nothing.
-EDGE_WEIGHTS = {"calls": 1.0, "tests": 0.6, "inherits": 0.8, "imports": 0.3, "contains": 0.7}
-_CHUNK = 400  # ids per IN (...) list
-_WEIGHT = "CASE kind " + " ".join(f"WHEN '{k}' THEN {w}" for k, w in EDGE_WEIGHTS.items()) + " END * confidence"
-_KINDS = ", ".join(f"'{k}'" for k in EDGE_WEIGHTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,25 +35,7 @@ class Subgraph:
     weight: np.ndarray
 
 
-def _edges_touching(conn, ids: list[int]) -> np.ndarray:
-    """(src, dst, weight) rows of every carrying edge with an end in ``ids``, each edge once."""
-    parts = []
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i : i + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(
-            f"SELECT src, dst, {_WEIGHT} FROM edges WHERE src IN ({marks}) AND kind IN ({_KINDS}) "
-            f"UNION SELECT src, dst, {_WEIGHT} FROM edges WHERE dst IN ({marks}) AND kind IN ({_KINDS})",
-            (*chunk, *chunk)).fetchall()
-        if rows:
-            parts.append(np.array(rows, dtype=np.float64))
-    if not parts:
-        return np.empty((0, 3))
-    rows = np.concatenate(parts)
-    return np.unique(rows, axis=0) if len(parts) > 1 else rows
-
-
-def neighbourhood(conn, seeds: list[int], hops: int = HOPS, max_nodes: int = MAX_NODES) -> Subgraph:
+def neighbourhood(edges: EdgeSource, seeds: list[int], hops: int = HOPS, max_nodes: int = MAX_NODES) -> Subgraph:
     """The subgraph within ``hops`` links of ``seeds``, at most ``max_nodes`` nodes (nearest kept)."""
     order = list(dict.fromkeys(seeds))
     frontier = list(order)
@@ -64,8 +44,7 @@ def neighbourhood(conn, seeds: list[int], hops: int = HOPS, max_nodes: int = MAX
     for _ in range(hops):
         if not frontier or len(order) >= max_nodes:
             break
-        rows = _edges_touching(conn, frontier)
-        rows = rows[rows[:, 2] > 0]
+        rows = edges.touching(frontier)
         if expanded:  # edges with an end expanded before were read then
             done = np.concatenate(expanded)
             rows = rows[~(np.isin(rows[:, 0], done) | np.isin(rows[:, 1], done))]
@@ -116,8 +95,8 @@ def personalized_pagerank(graph: Subgraph, seeds: dict[int, float], iterations: 
     return dict(zip(graph.nodes[keep].tolist(), rank[keep].tolist()))
 
 
-def expand(conn, seeds: dict[int, float], hops: int = HOPS) -> dict[int, float]:
+def expand(edges: EdgeSource, seeds: dict[int, float], hops: int = HOPS) -> dict[int, float]:
     """PPR scores of every node near the seeds (seeds included)."""
     if not seeds:
         return {}
-    return personalized_pagerank(neighbourhood(conn, list(seeds), hops), seeds)
+    return personalized_pagerank(neighbourhood(edges, list(seeds), hops), seeds)

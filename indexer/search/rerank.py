@@ -11,6 +11,9 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
+
+from indexer.terms import split_identifier
 
 #: Whole identifiers in a query (snake_case, CamelCase, dotted.names): the user named a symbol.
 _IDENTIFIER = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\b")
@@ -57,13 +60,17 @@ def boost_definitions(scores: dict[int, float], info: dict[int, CandidateInfo], 
     return {i: s * (DEFINITION_BOOST if info[i].name.lower() in wanted else 1.0) for i, s in scores.items()}
 
 
+@lru_cache(maxsize=1 << 16)
+def _name_parts(name: str) -> frozenset[str]:
+    """Parts of a node name, cached: the same names are candidates of query after query."""
+    return frozenset(split_identifier(name))
+
+
 def boost_name_terms(scores: dict[int, float], info: dict[int, CandidateInfo], terms: set[str]) -> dict[int, float]:
     """Query words that appear in a node's own name matter more than words in its body."""
-    from indexer.terms import split_identifier
-
     out = {}
     for i, s in scores.items():
-        parts = set(split_identifier(info[i].name))
+        parts = _name_parts(info[i].name)
         hits = len(parts & terms)
         out[i] = s * (1.0 + NAME_PART_BOOST * hits / max(len(parts), 1))
     return out
