@@ -43,6 +43,8 @@ def test_terms_stay_within_the_posting_budget(tree, workspace, monkeypatch):
     total = conn.execute("SELECT count(*) FROM nodes").fetchone()[0]
     monkeypatch.setattr(lexical, "POSTING_BUDGET", 5 / total)  # room for ~5 postings
     monkeypatch.setattr(lexical, "MAX_DOC_SHARE", 1.0)
+    assert len(lexical.query_terms(conn, "widget common parsing")) == 3  # a short query keeps every word
+    monkeypatch.setattr(lexical, "ALWAYS_KEPT", 1)
     terms = [t for t, _ in lexical.query_terms(conn, "widget common parsing")]
     assert terms[0] == "widget"  # the rarest: one posting
     assert "common" not in terms  # in every module: over the budget
