@@ -8,6 +8,7 @@ import math
 import statistics
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -35,8 +36,9 @@ FULL = "full"
 ABLATION_PREFIX = "full-"
 
 
-def choose_configs(names: Sequence[str], ablate: bool) -> dict[str, SearchOptions]:
-    """The named configurations, plus `full` minus each signal in turn when ablating."""
+def choose_configs(names: Sequence[str], ablate: bool, posting_budgets: Sequence[float] = ()) -> dict[str, SearchOptions]:
+    """The named configurations, plus `full` minus each signal in turn when ablating, plus each named
+    configuration at each other posting budget (`name@budget`: the speed/quality trade-off of lexical.py)."""
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         raise SystemExit(f"unknown configuration {unknown[0]!r}: choose from {', '.join(CONFIGS)}")
@@ -45,7 +47,18 @@ def choose_configs(names: Sequence[str], ablate: bool) -> dict[str, SearchOption
         chosen.setdefault(FULL, CONFIGS[FULL])
         for signal in rerank.SIGNALS:
             chosen[ABLATION_PREFIX + signal] = SearchOptions(signals=tuple(s for s in rerank.SIGNALS if s != signal))
+    for budget in posting_budgets:
+        for name in names:
+            chosen[f"{name}@{budget:g}"] = replace(CONFIGS[name], posting_budget=budget)
     return chosen
+
+
+def budgets_arg(text: str) -> list[float]:
+    """`--posting-budgets 0.2,0.5` -> [0.2, 0.5]."""
+    try:
+        return [float(b) for b in text.split(",") if b]
+    except ValueError:
+        raise SystemExit(f"--posting-budgets takes numbers like 0.2,0.5 (shares of all nodes), not {text!r}")
 
 
 def needs_vectors(configs: dict[str, SearchOptions]) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from indexer.graph.query import nodes_by_ids
-from indexer.search import rerank
+from indexer.search import lexical, rerank
 from indexer.search.lexical import DocFrequencies, bm25_search, query_terms
 from indexer.types import Node, NodeKind, SearchHit
 
@@ -26,12 +26,13 @@ class SearchOptions:
     alpha: float = DEFAULT_ALPHA
     signals: Collection[str] = field(default_factory=lambda: rerank.SIGNALS)
     use_dense: bool = True
+    posting_budget: float = lexical.POSTING_BUDGET
 
 
 def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: SearchOptions = SearchOptions(),
                pool: int = _LEXICAL_POOL, frequencies: DocFrequencies | None = None) -> list[tuple[int, float, str]]:
     """All candidate node ids, best first, with fused+re-ranked scores and the signals that applied."""
-    terms = query_terms(conn, query, frequencies)
+    terms = query_terms(conn, query, frequencies, posting_budget=options.posting_budget)
     lexical = bm25_search(conn, [t for t, _ in terms], pool)
     dense_hits = dense(query, _DENSE_POOL) if (dense is not None and options.use_dense) else []
     alpha = options.alpha if dense_hits else 1.0
