@@ -277,7 +277,7 @@ class Workspace:
         try:
             hits = hybrid.search(conn, query_text, top_k=top_k, kind=kind, dense=self._dense(), options=options,
                                  count_tokens=tokens.count, code_of=SourceCache(conn, self._source_lines).code,
-                                 frequencies=self._frequencies)
+                                 frequencies=self._frequencies, edges=self._edges.source(conn))
             deps = index_versions(conn, [INDEX_DEP])
         finally:
             conn.rollback()
@@ -287,8 +287,9 @@ class Workspace:
 
     def ranked(self, query_text: str, options: hybrid.SearchOptions = hybrid.SearchOptions()):
         """Every candidate node id for a query, best first: (id, score, why)."""
-        return hybrid.ranked_ids(self.reader(), query_text, dense=self._dense(), options=options,
-                                 frequencies=self._frequencies)
+        conn = self.reader()
+        return hybrid.ranked_ids(conn, query_text, dense=self._dense(), options=options,
+                                 frequencies=self._frequencies, edges=self._edges.source(conn))
 
     def context(self, query_text: str | None = None, *, focus: str | None = None, task_id: str | None = None,
                 budget: int | None = None, profile: str | None = None,
@@ -312,10 +313,11 @@ class Workspace:
             task = self.task_state(task_id) if task_id else None
             text = " ".join(x for x in (query_text, getattr(task, "query", None), getattr(task, "title", None),
                                         getattr(task, "description", None)) if x)
+            edges = self._edges.source(conn)
             ranked = hybrid.ranked_ids(conn, text, dense=self._dense(), options=options,
-                                      frequencies=self._frequencies)[:_CONTEXT_POOL] \
+                                      frequencies=self._frequencies, edges=edges)[:_CONTEXT_POOL] \
                 if text.strip() else []
-            assembler = Assembler(conn, SourceCache(conn, self._source_lines), self._edges.source(conn))
+            assembler = Assembler(conn, SourceCache(conn, self._source_lines), edges)
             cands = assembler.candidates(Request(query_text, focus_nodes[:1], task, ranked, limit))
             packed = pack(cands, limit, counter)
             # Built from every candidate's file (kept or dropped), read in this same snapshot.

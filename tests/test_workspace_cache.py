@@ -33,7 +33,9 @@ def test_search_results_follow_the_index_generation(tmp_path):
     root = write_tree(tmp_path / "ws", {"a.py": "def alpha_parser():\n    pass\n"})
     with Workspace(root, index_dir=tmp_path / "idx") as ws:
         ws.index()
-        assert [h.node.qualname for h in ws.search("alpha parser")] == ["a.alpha_parser"]
+        hits = ws.search("alpha parser")
+        assert hits[0].node.qualname == "a.alpha_parser"  # then its module, linked by the graph
+        assert {h.node.path for h in hits} == {"a.py"}
         assert ws.search("alpha parser")[0].to_json()["summary"] == "def alpha_parser()"
         assert _hits(ws, "results") == 1
         (root / "b.py").write_text("def alpha_parser_two():\n    pass\n")

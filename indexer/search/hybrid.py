@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from indexer.graph.query import nodes_by_ids
 from indexer.search import lexical, rerank
+from indexer.search.edges import EdgeSource, SqlEdges
+from indexer.search.graphwalk import expand
 from indexer.search.lexical import DocFrequencies, bm25_search, query_terms
 from indexer.types import Node, NodeKind, SearchHit
 
@@ -14,6 +16,7 @@ from indexer.types import Node, NodeKind, SearchHit
 DEFAULT_ALPHA = 0.6
 _LEXICAL_POOL = 300
 _DENSE_POOL = 200
+_GRAPH_POOL = 100  # nodes the graph signal may add to the candidates
 _KINDS = {k.value for k in NodeKind} - {"library"}
 
 DenseSearch = Callable[[str, int], list[tuple[int, float]]]
@@ -30,8 +33,12 @@ class SearchOptions:
 
 
 def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: SearchOptions = SearchOptions(),
-               pool: int = _LEXICAL_POOL, frequencies: DocFrequencies | None = None) -> list[tuple[int, float, str]]:
-    """All candidate node ids, best first, with fused+re-ranked scores and the signals that applied."""
+               pool: int = _LEXICAL_POOL, frequencies: DocFrequencies | None = None,
+               edges: EdgeSource | None = None) -> list[tuple[int, float, str]]:
+    """All candidate node ids, best first, with fused+re-ranked scores and the signals that applied.
+
+    ``edges`` is where the graph signal reads links (default: through ``conn``).
+    """
     terms = query_terms(conn, query, frequencies, posting_budget=options.posting_budget)
     lexical = bm25_search(conn, [t for t, _ in terms], pool)
     dense_hits = dense(query, _DENSE_POOL) if (dense is not None and options.use_dense) else []
@@ -51,11 +58,24 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
         scores = rerank.boost_file_cohesion(scores, info)
     if "peripheral" in signals:
         scores = rerank.demote_peripheral(scores, info, query)
+    linked: set[int] = set()
+    if "graph" in signals:
+        seeds = rerank.graph_seeds(scores)
+        walk = expand(edges if edges is not None else SqlEdges(conn), seeds)
+        joining = sorted((i for i in walk if i not in info), key=lambda i: (-walk[i], i))[:_GRAPH_POOL]
+        walk = {i: v for i, v in walk.items() if i in info or i in joining}
+        info.update(_candidate_info(conn, {i: 0.0 for i in joining}))  # libraries have no file: left out
+        walk = {i: v for i, v in walk.items() if i in info}
+        damp = rerank.peripheral_damping(info, query) if "peripheral" in signals else (lambda i: 1.0)
+        scores = rerank.boost_graph(scores, walk, seeds, damp)
+        linked = {i for i in walk if i not in seeds}
+        base.update({i: 0.0 for i in scores if i not in base})
     lexical_ids = {i for i, _ in lexical}
     dense_ids = {i for i, _ in dense_hits}
     out = []
     for i, s in sorted(scores.items(), key=lambda x: (-x[1], x[0])):
-        why = "+".join(w for w, hit in (("bm25", i in lexical_ids), ("vector", i in dense_ids)) if hit)
+        why = "+".join(w for w, hit in (("bm25", i in lexical_ids), ("vector", i in dense_ids),
+                                        ("graph", i in linked)) if hit)
         ratio = s / base[i] if base[i] else 1.0
         if ratio > 1.01:
             why += f" boosted x{ratio:.1f}"
@@ -80,7 +100,8 @@ def _candidate_info(conn, scores: dict[int, float]) -> dict[int, rerank.Candidat
 
 def search(conn, query: str, *, top_k: int = 10, kind: str | None = None, dense: DenseSearch | None = None,
            options: SearchOptions = SearchOptions(), count_tokens: Callable[[str], int] | None = None,
-           code_of: Callable = None, frequencies: DocFrequencies | None = None) -> list[SearchHit]:
+           code_of: Callable = None, frequencies: DocFrequencies | None = None,
+           edges: EdgeSource | None = None) -> list[SearchHit]:
     """The ``top_k`` best nodes for ``query`` (optionally of one kind), as SearchHits."""
     if not query or not query.strip():
         raise ValueError("search needs a non-empty query")
@@ -88,7 +109,7 @@ def search(conn, query: str, *, top_k: int = 10, kind: str | None = None, dense:
         raise ValueError(f"top_k must be >= 1, not {top_k}")
     if kind is not None and kind not in _KINDS:
         raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(sorted(_KINDS))}")
-    ranked = ranked_ids(conn, query, dense=dense, options=options, frequencies=frequencies)
+    ranked = ranked_ids(conn, query, dense=dense, options=options, frequencies=frequencies, edges=edges)
     if kind is not None:
         kinds = dict(_kinds(conn, [i for i, _, _ in ranked]))
         ranked = [r for r in ranked if kinds.get(r[0]) == kind]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -23,6 +24,8 @@ DEFINITION_BOOST = 2.0  # the node defines a name the query spells out
 NAME_PART_BOOST = 0.5  # per query term found in the node's own name
 FILE_COHESION_STEP = 0.15  # per extra hit in the same file (capped)
 FILE_COHESION_CAP = 4
+GRAPH_SEEDS = 3  # best hits a graph walk starts from
+GRAPH_SHARE = 0.3  # most a linked node gains, as a share of the best score
 DEMOTION = 0.5  # tests / examples / docs / vendored / compat code, unless asked for
 _DEMOTED_PARTS = re.compile(r"(^|/)(tests?|testing|examples?|docs?|vendor(ed)?|third_party|compat|benchmarks?)(/|$)")
 _TEST_FILE = re.compile(r"(^|/)(test_[^/]*|[^/]*_test|conftest)\.py$")
@@ -83,6 +86,31 @@ def boost_file_cohesion(scores: dict[int, float], info: dict[int, CandidateInfo]
             for i, s in scores.items()}
 
 
+def graph_seeds(scores: dict[int, float]) -> dict[int, float]:
+    """The best GRAPH_SEEDS candidates, weighted by score and rank: where the graph walk starts."""
+    best = sorted(scores.items(), key=lambda x: (-x[1], x[0]))[:GRAPH_SEEDS]
+    return {i: s / (1 + rank) for rank, (i, s) in enumerate(best)}
+
+
+def boost_graph(scores: dict[int, float], walk: dict[int, float], seeds: dict[int, float],
+                damp: Callable[[int], float] = lambda i: 1.0) -> dict[int, float]:
+    """Code linked to the best hits (calls, tests, bases, members, imports) rises, or joins the candidates.
+
+    ``walk`` holds personalized-PageRank scores from ``seeds``; each other node gains up to GRAPH_SHARE
+    of the best score, in proportion to its walk score, times ``damp(node)`` (the peripheral demotion).
+    The fix for a reported symptom often sits one call away from where the words of the report match.
+    """
+    others = {i: v for i, v in walk.items() if i not in seeds}
+    if not others or not scores:
+        return scores
+    top = max(scores.values())
+    peak = max(others.values()) or 1.0
+    out = dict(scores)
+    for i, v in others.items():
+        out[i] = out.get(i, 0.0) + GRAPH_SHARE * top * v / peak * damp(i)
+    return out
+
+
 def asks_for_tests(query: str) -> bool:
     """A short, search-like query that mentions tests wants them; a long issue report that mentions
     its failing test still wants the code under test."""
@@ -94,6 +122,13 @@ def demote_peripheral(scores: dict[int, float], info: dict[int, CandidateInfo], 
     if asks_for_tests(query):
         return scores
     return {i: s * (DEMOTION if _is_peripheral(info[i]) else 1.0) for i, s in scores.items()}
+
+
+def peripheral_damping(info: dict[int, CandidateInfo], query: str) -> Callable[[int], float]:
+    """The factor ``demote_peripheral`` applies to a node, as a function (1.0 when tests are asked for)."""
+    if asks_for_tests(query):
+        return lambda i: 1.0
+    return lambda i: DEMOTION if _is_peripheral(info[i]) else 1.0
 
 
 def _is_peripheral(node: CandidateInfo) -> bool:
@@ -121,4 +156,4 @@ def squash(x: float) -> float:
     return 1 - math.exp(-x)
 
 
-SIGNALS = ("definitions", "name_terms", "file_cohesion", "peripheral")
+SIGNALS = ("definitions", "name_terms", "file_cohesion", "graph", "peripheral")
