@@ -102,3 +102,27 @@ def test_edge_memory_serves_only_the_generation_a_request_reads(tree, workspace)
         assert np.array_equal(fresh.touching([ids["step_a"]]), stale.touching([ids["step_a"]]))
     finally:
         memory.close()
+
+
+def test_ranking_brings_in_code_linked_to_the_best_hits(tree, workspace):
+    from indexer.search import hybrid, rerank
+
+    ws = workspace(tree({
+        "shop/__init__.py": "",
+        "shop/cart.py": "from shop.money import round_cents\n\n\n"
+                        "def checkout_total(cart):\n    '''Checkout: the total of a shopping cart.'''\n"
+                        "    return round_cents(sum(cart))\n",
+        "shop/money.py": "def round_cents(value):\n    return int(value * 100) / 100\n",
+        "shop/unrelated.py": "def banner():\n    return 'hello'\n",
+    }))
+    ws.index()
+    ids = {n.name: n.id for name in ("checkout_total", "round_cents", "banner") for n in ws.nodes(name)}
+    query = "checkout total of the shopping cart is wrong"
+    without = [i for i, _, _ in hybrid.ranked_ids(ws.reader(), query, options=hybrid.SearchOptions(
+        use_dense=False, signals=tuple(s for s in rerank.SIGNALS if s != "graph")))]
+    ranked = hybrid.ranked_ids(ws.reader(), query, options=hybrid.SearchOptions(use_dense=False))
+    order = [i for i, _, _ in ranked]
+    assert ids["round_cents"] not in without  # no word of the query names it
+    assert order[0] == ids["checkout_total"]
+    assert ids["round_cents"] in order and ids["banner"] not in order
+    assert "graph" in dict((i, w) for i, _, w in ranked)[ids["round_cents"]]
