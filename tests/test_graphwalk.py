@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import numpy as np
 
@@ -85,7 +86,7 @@ def test_edge_memory_serves_only_the_generation_a_request_reads(tree, workspace)
     ws = workspace(root)
     ws.index()
     conn = ws.reader()
-    memory = EdgeMemory(lambda: sqlite.connect(ws.db_path, readonly=True, vectors=False))
+    memory = EdgeMemory(lambda: sqlite.connect(ws.db_path, readonly=True, vectors=False), settle=0.2)
     try:
         assert isinstance(memory.source(conn), SqlEdges)  # nothing loaded yet: read SQLite, load behind
         memory.wait()
@@ -96,6 +97,10 @@ def test_edge_memory_serves_only_the_generation_a_request_reads(tree, workspace)
         stale = memory.source(conn)
         assert isinstance(stale, SqlEdges), "the arrays hold the previous generation"
         assert ids["alone"] in {int(x) for x in stale.touching([ids["step_a"]])[:, :2].ravel()}
+        memory.wait()
+        assert isinstance(memory.source(conn), SqlEdges), "a reload waits until the generation settles"
+        time.sleep(0.3)
+        memory.source(conn)  # settled: the reload starts
         memory.wait()
         fresh = memory.source(conn)
         assert isinstance(fresh, EdgeArrays)
