@@ -305,6 +305,7 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
                                 "served_from_prefetch_cache": round(v["cache"] / v["requests"], 4),
                                 "requests": v["requests"]} for k, v in prefetch.items()},
         "weights": {r: p.stats()["weights"] for r, (p, _, _) in by_repo.items()},
+        "ranking": {r: p.stats()["ranking"] for r, (p, _, _) in by_repo.items()},
         "seconds": round(time.perf_counter() - started, 1),
         "graph_seconds": round(graph_s, 1),
     }
@@ -366,7 +367,7 @@ def run_git(path: Path, seed: int, signals=SIGNALS) -> dict:
             baselines.forget(_removed(c))
             prev_files = [p for p in order if p not in set(_removed(c))]
         out[protocol] = {"model": model.summary(), "baselines": {b: m.summary() for b, m in base.items()},
-                         "weights": predictor.stats()["weights"]}
+                         "weights": predictor.stats()["weights"], "ranking": predictor.stats()["ranking"]}
     return out
 
 

@@ -207,3 +207,31 @@ def test_prefetch_follows_the_predictor():
         assert build.built == [predictor.predict(task_id="live", top_k=1)[0].path] == ["b.py"]
     finally:
         prefetcher.close()
+
+
+def test_expert_switch_follows_the_ranking_that_was_right_and_keeps_the_blend_otherwise():
+    from indexer.predict.experts import BLEND, ExpertSwitch, rank_of
+
+    switch = ExpertSwitch(["task"], ["co_change", "markov"])
+    files = [f"f{i}.py" for i in range(6)]
+    for step in range(60):
+        actual = files[step % 6]
+        # the blend ranks the actual file last; co-change scores it highest; markov scores a wrong file
+        ranked = [(p, -1.0 if p == actual else 1.0 - i * 0.1,
+                   {"co_change": (1.0 if p == actual else 0.1, "c"), "markov": (1.0 if p != actual else 0.0, "m")})
+                  for i, p in enumerate(files)]
+        assert rank_of(ranked, actual, "co_change") == 1 and rank_of(ranked, actual, BLEND) == 6
+        if step == 0:
+            assert switch.best("task") == BLEND  # the blend's head start: one move proves nothing
+        switch.update("task", ranked, actual)
+    assert switch.best("task") == "co_change"
+    copy = ExpertSwitch(["task"], ["co_change", "markov"])
+    copy.load_state(switch.to_state())
+    assert copy.best("task") == "co_change"
+
+    fair = ExpertSwitch(["task"], ["markov"])
+    for step in range(60):
+        actual = files[step % 6]
+        ranked = [(p, 1.0 if p == actual else 0.0, {"markov": (1.0 if p != actual else 0.0, "m")}) for p in files]
+        fair.update("task", ranked, actual)
+    assert fair.best("task") == BLEND

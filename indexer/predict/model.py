@@ -15,6 +15,7 @@ from pathlib import Path
 
 from indexer.predict import signals as sig
 from indexer.predict.cochange import CoChange, git_commits, git_head
+from indexer.predict.experts import BLEND, ExpertSwitch, lead_key, rank_of
 from indexer.predict.markov import DECAY, Markov
 
 SIGNALS = ("recent_in_task", "returns_in_task", "markov", "co_change", "imported_by_current",
@@ -110,6 +111,7 @@ class Predictor:
         self.markov = Markov()
         self.cochange = CoChange()
         self.weights = {phase: {s: PRIOR_WEIGHTS[s] for s in self.signals} for phase in PHASES}
+        self.switch = ExpertSwitch(PHASES, self.signals)
         self.trails: OrderedDict[str, Trail] = OrderedDict()
         self.popularity: dict[str, float] = {}
         self.visit_counts: dict[str, int] = {}
@@ -203,11 +205,11 @@ class Predictor:
         self.recent = [path] + [p for p in self.recent if p != path][:MAX_RECENT - 1]
 
     def _learn_blend(self, key: str, actual: str) -> None:
-        """One softmax-ranking gradient step toward the signals that scored ``actual``; also online stats."""
+        """One softmax-ranking gradient step toward the signals that scored ``actual``, a switch update; online stats."""
         phase, ranked = self._rank(key, None, ())
         weights = self.weights[phase]
-        paths = [p for p, _, _ in ranked]
-        rank = paths.index(actual) + 1 if actual in paths else 0
+        rank = rank_of(ranked, actual, self.switch.best(phase))
+        self.switch.update(phase, ranked, actual)
         self.online["scored"] += 1
         self.online["hit1"] += rank == 1
         self.online["hit5"] += 0 < rank <= 5
@@ -240,9 +242,13 @@ class Predictor:
             self.online["predictions"] += 1
             phase, ranked = self._rank(key, current, exclude)
             weights = self.weights[phase]
-            probs = _softmax([z for _, z, _ in ranked])
+            probs = dict(zip((path for path, _, _ in ranked), _softmax([z for _, z, _ in ranked])))
+            expert = self.switch.best(phase) if self.learn_weights else BLEND
+            if expert != BLEND:
+                ranked = sorted(ranked, key=lead_key(expert))
             out = []
-            for (path, _, feats), p in list(zip(ranked, probs))[:top_k]:
+            for path, _, feats in ranked[:top_k]:
+                p = probs[path]
                 parts = sorted(((weights[s] * x, r) for s, (x, r) in feats.items()), key=lambda t: -t[0])
                 out.append(Prediction(path, round(p, 4), [r for c, r in parts[:MAX_REASONS] if c > 0]))
             return out
@@ -325,6 +331,7 @@ class Predictor:
                 "hit_at_5": round(self.online["hit5"] / n, 4) if n else None,
                 "mrr": round(self.online["rr"] / n, 4) if n else None,
                 "weights": {phase: {s: round(w, 3) for s, w in ws.items()} for phase, ws in self.weights.items()},
+                "ranking": {phase: self.switch.best(phase) for phase in PHASES},
                 "files_known": len(self.visit_counts),
                 "transactions": self.cochange.transactions,
             }
@@ -336,6 +343,7 @@ class Predictor:
                 "markov": self.markov.to_state(),
                 "cochange": self.cochange.to_state(),
                 "weights": {phase: dict(ws) for phase, ws in self.weights.items()},
+                "experts": self.switch.to_state(),
                 "trails": [[k, t.files, sorted(t.visits.items()), t.query, t.last_at] for k, t in self.trails.items()],
                 "popularity": sorted(self.popularity.items()),
                 "visit_counts": sorted(self.visit_counts.items()),
@@ -355,6 +363,7 @@ class Predictor:
             for phase, ws in state["weights"].items():
                 if phase in self.weights:
                     self.weights[phase].update({s: w for s, w in ws.items() if s in self.weights[phase]})
+            self.switch.load_state(state.get("experts", {}))
             for key, files, visits, query, last_at in state["trails"]:
                 self.trails[key] = Trail(list(files), dict(visits), query, last_at)
             self.popularity = dict(state["popularity"])
