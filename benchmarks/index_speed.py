@@ -133,6 +133,18 @@ def _rss_bytes(pid: int) -> int:
         return 0
 
 
+def _pss_bytes(pid: int) -> int:
+    """Proportional set size: shared pages split between the processes mapping them (0 if unreadable)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def _cpu_ticks(pid: int) -> int:
     """User + system CPU a process has used so far, in clock ticks."""
     try:
@@ -144,9 +156,10 @@ def _cpu_ticks(pid: int) -> int:
 
 
 class TreeRss:
-    """Samples the summed RSS and CPU of a process and all its descendants (forkserver workers included).
+    """Samples the summed RSS, PSS and CPU of a process and all its descendants (forkserver workers included).
 
-    CPU seconds barely move with the machine's load, so they are the figure to compare across runs on a
+    Summed RSS counts a page shared by several processes once per process: children forked from the
+    writer share its symbol table copy-on-write, so the PSS sum is the tree's real footprint. CPU seconds barely move with the machine's load, so they are the figure to compare across runs on a
     shared machine; the last sample before a process exits is what counts (up to ``interval`` is lost).
     """
 
@@ -154,6 +167,7 @@ class TreeRss:
         self.pid = pid
         self.interval = interval
         self.peak_total = 0
+        self.peak_pss_total = 0
         self._cpu: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -173,13 +187,15 @@ class TreeRss:
     def _run(self) -> None:
         while not self._stop.is_set():
             children = _children_map()
-            total, stack = 0, [self.pid]
+            total, pss, stack = 0, 0, [self.pid]
             while stack:
                 pid = stack.pop()
                 total += _rss_bytes(pid)
+                pss += _pss_bytes(pid)
                 self._cpu[pid] = max(self._cpu.get(pid, 0), _cpu_ticks(pid))
                 stack.extend(children.get(pid, ()))
             self.peak_total = max(self.peak_total, total)
+            self.peak_pss_total = max(self.peak_pss_total, pss)
             self._stop.wait(self.interval)
 
 
@@ -197,8 +213,8 @@ def run_measured(cmd: list[str], *, env: dict | None = None, stdin: str | None =
     if proc.returncode != 0:
         tail = err.strip().splitlines()[-1:] or ["(no stderr)"]
         raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {tail[0]}")
-    return {"stdout": out, "wall_s": wall, "tree_peak_rss_mb": rss.peak_total / MB, "loadavg_1m": load,
-            "tree_cpu_s": rss.cpu_seconds}
+    return {"stdout": out, "wall_s": wall, "tree_peak_rss_mb": rss.peak_total / MB,
+            "tree_peak_pss_mb": rss.peak_pss_total / MB, "loadavg_1m": load, "tree_cpu_s": rss.cpu_seconds}
 
 
 def run_phase(script: Path, phase: str, params: dict, *, python: str = sys.executable) -> dict:
@@ -211,6 +227,7 @@ def measured_answer(result: dict) -> dict:
     answer = json.loads(result["stdout"].strip().splitlines()[-1])
     answer["process_wall_s"] = result["wall_s"]
     answer["tree_peak_rss_mb"] = result["tree_peak_rss_mb"]
+    answer["tree_peak_pss_mb"] = result["tree_peak_pss_mb"]
     answer["loadavg_1m"] = result["loadavg_1m"]
     answer["tree_cpu_s"] = result["tree_cpu_s"]
     return answer
@@ -418,6 +435,8 @@ def summarise(cold: list[dict], reopen: list[dict], warm: dict, cli: dict) -> li
          TARGETS["peak_rss_mb"]),
         ("peak RSS, cold index, process tree (workers summed)", max(r["tree_peak_rss_mb"] for r in cold), "MB",
          None),
+        ("peak PSS, cold index, process tree (shared pages counted once)", max(r["tree_peak_pss_mb"] for r in cold),
+         "MB", None),
         ("peak RSS, warm edits, main process", warm["main_peak_rss_mb"], "MB", TARGETS["peak_rss_mb"]),
     ]
     return rows

@@ -5,24 +5,32 @@ changed files and for exactly the files whose recorded name dependencies meet
 a changed name, so an incremental pass leaves the same graph a full one would.
 Everything a pass writes goes in one transaction: a reader sees the graph
 before the pass or after it, never half of it.
+
+The writer (this process) works while the others compute: an index that starts empty stores
+each file as the pool hands it over, and once the symbol table is complete, a pass with many
+files has forked children resolve them while the writer stores their edges.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from multiprocessing.context import BaseContext
 from pathlib import Path
 
 import msgpack
 
+from indexer import sqlite
 from indexer.graph.changes import ChangeTracker, FileShape
 from indexer.graph.facts import FileFacts, facts_of, is_test_path
+from indexer.graph.parallel import Links, can_fork, links_forked, links_here
 from indexer.graph.resolve import LIBRARY, NodeInfo, Resolution, Resolver, Symbols
 from indexer.modules import module_names
 from indexer.parse import language_of, parse_file
@@ -34,7 +42,12 @@ from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules, read_source, walk
 _POOL_MIN_FILES = 48
 _POOL_BATCH = 32
 _SQL_CHUNK = 500  # host parameters per IN (...) list
-_WRITE_BATCH = 256  # files written per batch: bounds the rows held in memory
+#: Files written per batch: bounds the rows held in memory, and what is left to write once the last
+#: file arrives from the pool or the resolver (the writer works while they do).
+_WRITE_BATCH = 64
+#: From this many files to resolve, forked children resolve the links while the writer stores them.
+_PARALLEL_RESOLVE_MIN = 256
+_BACKGROUND_CHECKPOINT_MIN = 512  # files parsed by a pass whose WAL is checkpointed in the background
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -112,25 +125,40 @@ def _load_batch(root: str, jobs: list[Job], max_bytes: int) -> list[_Loaded]:
     return [_load(root, path, known, module, max_bytes) for path, known, module in jobs]
 
 
-def _load_all(root: str, jobs: list[Job], max_bytes: int, workers: int, progress: Progress | None) -> list[_Loaded]:
-    """Load every job, in a process pool when there are enough of them."""
+def _pool_context() -> BaseContext:
+    """Forkserver where there is one: the server imports the parser once, each worker forked from it has it."""
+    if os.name != "posix":
+        return get_context("spawn")
+    context = get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def _load_stream(root: str, jobs: list[Job], max_bytes: int, workers: int,
+                 progress: Progress | None) -> Iterator[_Loaded]:
+    """Load every job, in job order, yielding each file as soon as it is ready.
+
+    The writer consumes the stream while the pool is still parsing, so inserts overlap the
+    parse instead of following it. The pool stops when the stream ends or is closed.
+    """
     total = len(jobs)
     if total < _POOL_MIN_FILES or workers <= 1:
-        out = []
         for i, (path, known, module) in enumerate(jobs):
-            out.append(_load(root, path, known, module, max_bytes))
+            yield _load(root, path, known, module, max_bytes)
             if progress and (i % 64 == 0 or i == total - 1):
                 progress("parse", i + 1, total)
-        return out
+        return
     batches = [jobs[i : i + _POOL_BATCH] for i in range(0, total, _POOL_BATCH)]
-    out: list[_Loaded] = []
-    context = get_context("forkserver" if os.name == "posix" else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+    done = 0
+    try:
         for result in pool.map(_load_batch, [root] * len(batches), batches, [max_bytes] * len(batches)):
-            out.extend(result)
+            yield from result
+            done += len(result)
             if progress:
-                progress("parse", len(out), total)
-    return out
+                progress("parse", done, total)
+    finally:  # a failed write must not wait for the rest of the parse
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- #
@@ -145,6 +173,38 @@ class _Plan:
     deleted: list[str] = field(default_factory=list)
     stat_only: dict[str, SourceFile] = field(default_factory=dict)
     seen: int = 0
+
+
+@dataclass(slots=True)
+class _Intake:
+    """Sorts the loaded stream as it passes: parsed files go on to the writer, the rest is kept for later steps."""
+
+    paths: set[str] = field(default_factory=set)  # every path loaded
+    parsed_paths: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)  # the stat changed, the content hash did not
+    bad: list[Skipped] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)  # parsed, with syntax errors
+
+    def sort(self, loaded: Iterable[_Loaded]) -> Iterator[_Loaded]:
+        """The parsed files of ``loaded``, noting every other answer on the way."""
+        for item in loaded:
+            self.paths.add(item.path)
+            if item.parsed is not None:
+                self.parsed_paths.append(item.path)
+                if item.parsed.has_errors:
+                    self.recovered.append(item.path)
+                yield item
+            elif item.unchanged:
+                self.unchanged.append(item.path)
+            elif item.skipped is not None:
+                self.bad.append(item.skipped)
+
+
+def _drain(items: list) -> Iterator:
+    """The items of a list in order, each dropped from the list as it is handed out (peak memory)."""
+    items.reverse()
+    while items:
+        yield items.pop()
 
 
 class IndexPass:
@@ -177,7 +237,7 @@ class IndexPass:
         plan = self._plan(current, known, modules, touched)
         if progress:
             progress("walk", plan.seen, plan.seen)
-        loaded = _load_all(str(self.root), plan.to_load, self.max_bytes, self.workers, progress)
+        loaded = _load_stream(str(self.root), plan.to_load, self.max_bytes, self.workers, progress)
         try:
             stats = self._write(loaded, plan, current, modules, known, skipped, full=paths is None,
                                 progress=progress)
@@ -185,6 +245,8 @@ class IndexPass:
             self.conn.rollback()
             self._symbols = None  # may hold half of the failed pass
             raise
+        finally:
+            loaded.close()  # stops the pool if the write failed
         return IndexStats(seconds=time.perf_counter() - started, **stats)
 
     @staticmethod
@@ -244,21 +306,20 @@ class IndexPass:
         return plan
 
     # -- writing -------------------------------------------------------------- #
-    def _write(self, loaded, plan, current, modules, known, skipped, *, full, progress) -> dict:
+    def _write(self, loaded: Iterator[_Loaded], plan, current, modules, known, skipped, *, full, progress) -> dict:
         conn = self.conn
         now = time.time()
-        parsed = [l for l in loaded if l.parsed is not None]
-        unchanged = [l for l in loaded if l.unchanged]
-        bad = [l.skipped for l in loaded if l.skipped is not None]
+        had_files = bool(known)
+        # An index with files compares the old shapes with every new name before it removes anything, so
+        # it waits for the whole parse; an empty one has nothing to compare and writes files as they arrive.
+        early = list(loaded) if had_files else []
+        parsed = [l for l in early if l.parsed is not None]
+        bad_known = [l.skipped.path for l in early if l.skipped is not None and l.skipped.path in known]
         # Loading the symbol table costs ~0.5 s on a large index: a pass with nothing to parse or
         # delete (a reopen) needs none, and works on an empty one.
-        touches_graph = bool(parsed or plan.deleted or any(s.path in known for s in bad))
+        touches_graph = not had_files or bool(parsed or plan.deleted or bad_known)
         symbols = self._symbols_table() if touches_graph else Symbols()
-        recovered = [l.path for l in parsed if l.parsed.has_errors]
-        new_paths = [l.path for l in parsed]
-        seen_paths = {l.path for l in loaded}
-        loaded.clear()  # parsed files are released one by one as they are written (peak memory)
-        gone = list(plan.deleted) + [s.path for s in bad if s.path in known]
+        gone = list(plan.deleted) + bad_known
         replaced = {l.path for l in parsed if l.path in known}
 
         conn.execute("BEGIN IMMEDIATE")
@@ -266,11 +327,11 @@ class IndexPass:
         stale_ids = [known[p][1] for p in (*gone, *sorted(replaced))]
         old_facts = self._stored_facts(stale_ids)
         tracker = ChangeTracker(symbols)
-        new_names = {d[1] for l in parsed for d in l.parsed.definitions} | \
-                    {modules[l.path].rsplit(".", 1)[-1] for l in parsed}
-        had_files = bool(known)
         if had_files:
+            new_names = {d[1] for l in parsed for d in l.parsed.definitions} | \
+                        {modules[l.path].rsplit(".", 1)[-1] for l in parsed}
             tracker.before([self._shape(f) for f in old_facts], new_names)
+        del parsed  # released one by one as they are written (peak memory)
         prior_bases = {cid: list(symbols.bases.get(cid, ())) for f in old_facts for cid in f.def_ids}
         reuse = {f.file_id: self._reusable_ids(f) for f in old_facts if f.path in replaced}
         old_ids = {f.file_id: [f.module_node, *f.def_ids] for f in old_facts}
@@ -281,18 +342,21 @@ class IndexPass:
         for path in gone:
             del known[path]
 
-        # 2. Stat-only updates for files whose content did not change.
-        conn.executemany("UPDATE files SET size=?, mtime=? WHERE path=?",
-                         [(current[l.path].size, current[l.path].mtime, l.path) for l in unchanged])
-
-        # 3. New rows for parsed files, reusing the ids of definitions that kept their name and kind.
-        new_facts = self._insert_parsed(parsed, current, modules, known, symbols, now, reuse, id_floor)
+        # 2. New rows for parsed files, reusing the ids of definitions that kept their name and kind.
+        intake = _Intake()
+        new_facts = self._insert_parsed(intake.sort(_drain(early) if had_files else loaded), current, modules,
+                                        known, symbols, now, reuse, id_floor)
         kept = {i for f in new_facts for i in (f.module_node, *f.def_ids)}
         lost = [i for ids in old_ids.values() for i in ids if i not in kept]
         self._delete_in("DELETE FROM edges WHERE dst IN ({})", lost)
         symbols.rebuild_top_packages()
         # An index that started empty has no dependents to find: every file is resolved anyway.
         changed_keys = tracker.after([self._shape(f) for f in new_facts]) if had_files else set()
+
+        # 3. Stat-only updates for files whose content did not change.
+        conn.executemany("UPDATE files SET size=?, mtime=? WHERE path=?",
+                         [(current[p].size, current[p].mtime, p) for p in intake.unchanged])
+        bad, recovered, seen_paths = intake.bad, intake.recovered, intake.paths
 
         # 4. Skips: a full pass replaces the list; a partial one updates the paths it saw.
         if full:
@@ -311,11 +375,11 @@ class IndexPass:
         self._resolve(new_facts, changed_keys, symbols, prior_bases)
 
         generation = int(conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
-        if parsed or gone:
+        if intake.parsed_paths or gone:
             generation += 1
             conn.executemany("UPDATE meta SET value=? WHERE key=?",
                              [(str(generation), "generation"), (repr(now), "last_change")])
-        conn.commit()
+        _commit(conn, checkpoint_later=len(intake.parsed_paths) >= _BACKGROUND_CHECKPOINT_MIN)
         if progress:
             progress("resolve", 1, 1)
         counts = {}
@@ -327,11 +391,11 @@ class IndexPass:
                     "SELECT reason, count(*) FROM skipped GROUP BY reason").fetchall()),
             }
         return {
-            "changed_paths": tuple(sorted({*(p for p in replaced), *gone, *new_paths})),
+            "changed_paths": tuple(sorted({*(p for p in replaced), *gone, *intake.parsed_paths})),
             "files_seen": plan.seen,
-            "files_parsed": len(parsed),
+            "files_parsed": len(intake.parsed_paths),
             "files_deleted": len(gone),
-            "files_unchanged": plan.seen - len(parsed),
+            "files_unchanged": plan.seen - len(intake.parsed_paths),
             "generation": generation,
             **counts,
         }
@@ -356,7 +420,7 @@ class IndexPass:
                 out.setdefault((info.kind, info.qualname), []).append(node_id)
         return out
 
-    def _insert_parsed(self, parsed, current, modules, known, symbols: Symbols, now: float,
+    def _insert_parsed(self, parsed: Iterable[_Loaded], current, modules, known, symbols: Symbols, now: float,
                        reuse: dict[int, dict[tuple[str, str], list[int]]], id_floor: int) -> list[FileFacts]:
         conn = self.conn
         next_id = id_floor + 1
@@ -377,8 +441,7 @@ class IndexPass:
             for rows in (file_rows, source_rows, node_rows, edge_rows, fts_rows, fact_rows):
                 rows.clear()
 
-        for position, item in enumerate(parsed):
-            parsed[position] = None  # written below; nothing else holds the text and terms
+        for item in parsed:  # nothing else holds the text and terms once an item is written
             p: _Parsed = item.parsed
             f = current[item.path]
             module = modules[item.path]
@@ -480,17 +543,25 @@ class IndexPass:
                 self._add_dependents(dirty, changed_classes)
             pending = [dirty[i] for i in dirty if i not in known]
 
-        # Phase 2: everything else, against the complete bases table.
+        # Phase 2: everything else, against the complete bases table; the files no longer depend on each other.
         resolver.invalidate()
-        batch: dict[int, Resolution] = {}
-        for file_id in list(dirty):
-            facts = dirty.pop(file_id)  # released once resolved (peak memory)
-            batch[facts.file_id] = results.pop(facts.file_id)
-            resolver.resolve_links(facts, batch[facts.file_id])
+        files = list(dirty.values())
+        dirty.clear()
+        if len(files) >= _PARALLEL_RESOLVE_MIN and self.workers > 1 and can_fork():
+            links = links_forked(symbols, files, self.workers)
+        else:
+            links = links_here(resolver, files)
+        libraries = dict(self.conn.execute("SELECT qualname, id FROM nodes WHERE kind='library'").fetchall())
+        batch: list[Links] = []
+        for file_id, edges, deps in links:
+            first = results.pop(file_id)  # the inherits edges of phase 1
+            edges.extend((*key, confidence) for key, confidence in first.edges.items())
+            deps.extend(first.deps)
+            batch.append((file_id, edges, deps))
             if len(batch) >= _WRITE_BATCH:
-                self._write_resolutions(batch)
+                self._write_resolutions(batch, libraries)
                 batch.clear()
-        self._write_resolutions(batch)
+        self._write_resolutions(batch, libraries)
         self._collect_libraries()
 
     def _add_dependents(self, dirty: dict[int, FileFacts], keys: set[str]) -> None:
@@ -512,13 +583,13 @@ class IndexPass:
         self._delete_in("DELETE FROM edges WHERE kind != 'contains' AND src IN ({})", node_ids)
         self._delete_in("DELETE FROM deps WHERE file_id IN ({})", sorted(ids))
 
-    def _write_resolutions(self, results: dict[int, Resolution]) -> None:
+    def _write_resolutions(self, links: list[Links], libraries: dict[str, int]) -> None:
+        """Edges and deps of resolved files; ``libraries`` (library name -> node id) gains the new ones."""
         conn = self.conn
-        libraries = dict(conn.execute("SELECT qualname, id FROM nodes WHERE kind='library'").fetchall())
         next_id = (conn.execute("SELECT max(id) FROM nodes").fetchone()[0] or 0) + 1
         edge_rows, dep_rows, new_libs = [], [], []
-        for file_id, out in results.items():
-            for (src, kind, dst), conf in out.edges.items():
+        for file_id, edges, deps in links:
+            for src, kind, dst, conf in edges:
                 if isinstance(dst, str):
                     name = dst[len(LIBRARY):]
                     if name not in libraries:
@@ -526,7 +597,7 @@ class IndexPass:
                         new_libs.append((libraries[name], None, "library", name, name, None, 0, 0, "", ""))
                     dst = libraries[name]
                 edge_rows.append((src, kind, dst, conf))
-            dep_rows.extend((key, file_id) for key in out.deps)
+            dep_rows.extend((key, file_id) for key in deps)
         conn.executemany("INSERT INTO nodes(id, file_id, kind, name, qualname, parent_id, start_line, end_line,"
                          " signature, doc) VALUES (?,?,?,?,?,?,?,?,?,?)", new_libs)
         conn.executemany("INSERT OR REPLACE INTO edges(src, kind, dst, confidence) VALUES (?,?,?,?)", edge_rows)
@@ -571,6 +642,39 @@ class IndexPass:
             symbols.bases.setdefault(src, []).append(dst)
         self._symbols = symbols
         return symbols
+
+
+def _commit(conn, *, checkpoint_later: bool) -> None:
+    """Commit the pass; after a large one, copy the WAL into the database in the background.
+
+    The commit that grows the WAL past the autocheckpoint limit copies it all back before it returns
+    (~0.3 s after a cold index of Django). The data is safe in the WAL from the commit on, and a
+    passive checkpoint blocks no reader or writer, so a large pass returns at its commit instead.
+    """
+    if not checkpoint_later:
+        conn.commit()
+        return
+    (limit,) = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    try:
+        conn.commit()
+    finally:
+        conn.execute(f"PRAGMA wal_autocheckpoint={int(limit)}")
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    if path:  # not an in-memory database
+        threading.Thread(target=_checkpoint, args=(path,), name="codeahead-checkpoint").start()
+
+
+def _checkpoint(path: str) -> None:
+    """Best effort: a checkpoint that fails (the index was removed meanwhile) is left to the next commit or close."""
+    try:
+        conn = sqlite.connect(path, vectors=False)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+    except sqlite.DatabaseError:
+        pass
 
 
 def _chunks(values: list, size: int = _SQL_CHUNK):

@@ -144,6 +144,7 @@ class Resolver:
         self._by_last: dict[str, list[int]] | None = None
         # Lookups are pure while the symbol table is fixed: cache each answer with the names it consulted.
         self._memo: dict[tuple, tuple[list, frozenset[str]]] = {}
+        self._globals: dict[str, list[tuple[int | str, float]]] = {}  # answers of _global by deps key
 
     def _cached(self, key: tuple, out: Resolution, compute) -> list:
         """``compute(deps)`` once per key; replays the consulted names into ``out.deps`` on every hit."""
@@ -161,6 +162,7 @@ class Resolver:
     def invalidate(self) -> None:
         """Forget cached lookups (the bases table changed)."""
         self._memo.clear()
+        self._globals.clear()
 
     # ------------------------------------------------------------------ #
     # phase 1: bases (independent of the bases table, so order never matters)
@@ -433,20 +435,29 @@ class Resolver:
     def _global(self, name: str, kinds: frozenset[str], out: Resolution) -> list[tuple[int | str, float]]:
         """The only (or one of few) definitions of a name anywhere: a guess, with a confidence to match."""
         key = GLOBAL_KEYS[kinds]
-        out.deps.add(f"g:{name}:{key}")
-        found = sorted(global_candidates(self.symbols, name, key)[0])
-        if len(found) == 1:
-            return [(found[0], Confidence.GLOBAL_UNIQUE)]
-        return [(i, Confidence.AMBIGUOUS) for i in found]
+        dep = f"g:{name}:{key}"
+        out.deps.add(dep)
+        answer = self._globals.get(dep)  # the same few names are guessed in every file
+        if answer is None:
+            found = sorted(global_candidates(self.symbols, name, key)[0])
+            if len(found) == 1:
+                answer = [(found[0], Confidence.GLOBAL_UNIQUE)]
+            else:
+                answer = [(i, Confidence.AMBIGUOUS) for i in found]
+            if len(self._globals) >= _MEMO_LIMIT:
+                self._globals.clear()
+            self._globals[dep] = answer
+        return answer
 
 
 class _FileScope:
     """Name lookup inside one file: nested definitions, imports per scope, star imports."""
 
-    __slots__ = ("facts", "_children", "_imports", "_stars")
+    __slots__ = ("facts", "_children", "_imports", "_stars", "_chains")
 
     def __init__(self, facts: FileFacts) -> None:
         self.facts = facts
+        self._chains: dict[int, list[int]] = {}  # every reference of a scope walks the same chain
         self._children: dict[int, dict[str, int]] = {}
         for index, parent in enumerate(facts.def_parents):
             self._children.setdefault(parent, {})[facts.def_names[index]] = index
@@ -460,6 +471,12 @@ class _FileScope:
 
     def chain(self, where: int) -> list[int]:
         """Scopes visible from ``where``, innermost first; class bodies only from themselves."""
+        out = self._chains.get(where)
+        if out is None:
+            out = self._chains[where] = self._chain(where)
+        return out
+
+    def _chain(self, where: int) -> list[int]:
         out = [where]
         parents = self.facts.def_parents
         kinds = self.facts.def_kinds

@@ -13,6 +13,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import starmap
+from operator import attrgetter
 from pathlib import PurePosixPath
 
 import tree_sitter_python
@@ -50,6 +51,9 @@ _QUERY = """
 # An ASCII attribute chain written without spaces (`a.b.c`), the common case read without a tree walk.
 _DOTTED = re.compile(rb"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _SPACE = re.compile(r"\s+")
+#: Header fields of (function, class) definitions, last in the grammar first.
+_HEADER_FIELDS_LAST_FIRST = (("return_type", "parameters", "type_parameters", "name"),
+                             ("superclasses", "type_parameters", "name"))
 _AFTER_OPEN = re.compile(r"([(\[]) ")
 _BEFORE_CLOSE = re.compile(r"(?:, | )([)\]])")
 
@@ -83,6 +87,8 @@ class _Def:
 
     node: Node
     outer: Node  # the decorated_definition around ``node``, or ``node`` itself
+    body: Node | None  # read once: a def's docstring and its parent's terms both need it
+    end: int  # end byte of ``node``
     parent: int
     name: str
     local_name: str
@@ -96,7 +102,7 @@ def parse_python(path: str, source: bytes) -> ParsedFile:
     g = grammar()
     tree = g.parser().parse(source)
     root = tree.root_node
-    caps = {name: sorted(nodes, key=_document_order) for name, nodes in QueryCursor(g.query).captures(root).items()}
+    caps = {name: _in_document_order(nodes) for name, nodes in QueryCursor(g.query).captures(root).items()}
 
     defs = _collect_defs(caps.get("def", []), source)
     scopes = _Scopes(defs)
@@ -136,16 +142,20 @@ def _collect_defs(nodes: list[Node], source: bytes) -> list[_Def]:
     defs: list[_Def] = []
     stack: list[int] = []
     for node in nodes:
-        while stack and defs[stack[-1]].node.end_byte <= node.start_byte:
+        start = node.start_byte
+        while stack and defs[stack[-1]].end <= start:
             stack.pop()
         parent = stack[-1] if stack else -1
         name_node = node.child_by_field_name("name")
         name = _text(source, name_node) if name_node is not None else ""
-        outer = node.parent if node.parent is not None and node.parent.type == "decorated_definition" else node
+        around = node.parent
+        outer = around if around is not None and around.type == "decorated_definition" else node
         is_class = node.type == "class_definition"
         d = _Def(
             node=node,
             outer=outer,
+            body=node.child_by_field_name("body"),
+            end=node.end_byte,
             parent=parent,
             name=name,
             local_name=f"{defs[parent].local_name}.{name}" if parent >= 0 else name,
@@ -162,6 +172,7 @@ def _collect_defs(nodes: list[Node], source: bytes) -> list[_Def]:
 def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool) -> Definition:
     """The ``Definition`` of one collected def."""
     node = d.node
+    first = node.child(0)
     return Definition(
         kind=_kind(d, defs, test_file),
         name=d.name,
@@ -170,12 +181,11 @@ def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool) -> De
         start_line=d.outer.start_point.row + 1,
         end_line=node.end_point.row + 1,
         signature=_signature(node, source),
-        doc=_docstring(node.child_by_field_name("body"), source),
+        doc=_docstring(d.body, source),
         bases=d.bases,
         decorators=_decorators(d.outer, source),
-        is_async=not d.is_class and node.child(0) is not None and node.child(0).type == "async",
-        terms=_terms(source, d.outer.start_byte, node.end_byte,
-                     [defs[c].node.child_by_field_name("body") for c in d.children]),
+        is_async=not d.is_class and first is not None and first.type == "async",
+        terms=_terms(source, d.outer.start_byte, d.end, [defs[c].body for c in d.children]),
     )
 
 
@@ -200,15 +210,20 @@ def _kind(d: _Def, defs: list[_Def], test_file: bool) -> NodeKind:
 def _signature(node: Node, source: bytes) -> str:
     """The def/class header on one line, without the colon, capped at MAX_SIGNATURE."""
     end = node.start_byte
-    for fld in ("name", "type_parameters", "parameters", "return_type", "superclasses"):
+    # The grammar orders the header fields, so the last one present ends the header.
+    for fld in _HEADER_FIELDS_LAST_FIRST[node.type == "class_definition"]:
         part = node.child_by_field_name(fld)
         if part is not None:
             end = max(end, part.end_byte)
+            break
     raw = source[node.start_byte:end]
     if b"#" in raw:
         raw = _without_comments(node, raw, end)
-    text = _SPACE.sub(" ", raw.decode("utf-8", "replace")).strip()
-    text = _BEFORE_CLOSE.sub(r"\1", _AFTER_OPEN.sub(r"\1", text))
+    text = " ".join(raw.decode("utf-8", "replace").split())  # str.split's whitespace is re's \s
+    if "( " in text or "[ " in text:
+        text = _AFTER_OPEN.sub(r"\1", text)
+    if " )" in text or " ]" in text:
+        text = _BEFORE_CLOSE.sub(r"\1", text)
     if len(text) > MAX_SIGNATURE:
         text = text[: MAX_SIGNATURE - len(_ELLIPSIS)] + _ELLIPSIS
     return text
@@ -271,13 +286,19 @@ def _docstring(body: Node | None, source: bytes) -> str:
     """First non-empty line of the docstring opening ``body`` (module or block), else ""."""
     if body is None:
         return ""
-    first = next((c for c in body.named_children if c.type != "comment"), None)
+    # Child by child: ``named_children`` would build a node for every statement of the body.
+    count, index, first = body.named_child_count, 0, None
+    while index < count:
+        first = body.named_child(index)
+        if first.type != "comment":
+            break
+        index, first = index + 1, None
     if first is None or first.type != "expression_statement" or first.named_child_count != 1:
         return ""
-    string = first.named_children[0]
+    string = first.named_child(0)
     if string.type != "string" or string.child_count < 2:
         return ""
-    start, end = string.children[0], string.children[-1]
+    start, end = string.child(0), string.child(string.child_count - 1)
     if start.type != "string_start" or end.type != "string_end":
         return ""
     text = source[start.end_byte:end.start_byte].decode("utf-8", "replace")
@@ -305,17 +326,22 @@ class _Scopes:
     """Finds the innermost definition around a byte offset."""
 
     def __init__(self, defs: list[_Def]) -> None:
-        self._defs = defs
         self._starts = [d.node.start_byte for d in defs]
+        self._ends = [d.end for d in defs]
+        self._parents = [d.parent for d in defs]
 
     def of(self, node: Node) -> int:
         """Index of the innermost definition containing ``node``, -1 at module level."""
-        pos = node.start_byte
+        return self.at(node.start_byte)
+
+    def at(self, pos: int) -> int:
+        """Index of the innermost definition containing byte ``pos``, -1 at module level."""
         i = bisect_right(self._starts, pos) - 1
         # Defs nest properly, so if the last one to start before ``pos`` has ended,
         # the innermost one still open is among its ancestors.
-        while i >= 0 and self._defs[i].node.end_byte <= pos:
-            i = self._defs[i].parent
+        ends = self._ends
+        while i >= 0 and ends[i] <= pos:
+            i = self._parents[i]
         return i
 
 
@@ -366,23 +392,33 @@ def _from_module(node: Node | None) -> tuple[str, int]:
 
 def _references(caps: dict[str, list[Node]], scopes: _Scopes, defs: list[_Def],
                 source: bytes) -> tuple[Reference, ...]:
-    """Calls, then value names, each deduplicated, in document order."""
+    """Calls, then value names, each deduplicated, in document order.
+
+    The hot loop of the extractor (a few hundred thousand captures on a large project): the common
+    case, a plain ``a.b.c`` chain, is read straight from the source bytes.
+    """
     # (kind, target, line, scope) in Reference's field order; a dict keeps order and dedups.
     found: dict[tuple[str, str, int, int], None] = {}
-    for node in caps.get("call", []):
-        target = _callee(node, source)
+    scope_at = scopes.at
+    plain_chain = _DOTTED.fullmatch
+    for node in caps.get("call", ()):
+        start = node.start_byte
+        raw = source[start:node.end_byte]
+        target = raw.decode("ascii") if plain_chain(raw) else _callee(node)
         if target:
-            found[("call", target, node.start_point.row + 1, scopes.of(node))] = None
+            found[("call", target, node.start_point[0] + 1, scope_at(start))] = None
     params = _Params(defs)
-    for node in caps.get("name", []):
-        target = _dotted(node, source)
+    for node in caps.get("name", ()):
+        start = node.start_byte
+        raw = source[start:node.end_byte]
+        target = raw.decode("ascii") if plain_chain(raw) else _chain(node)
         if not target:
             continue
-        scope = scopes.of(node)
-        root = target.split(".", 1)[0]
-        if root in params.of(scope) and not (root in _SELF_NAMES and "." in target):
+        scope = scope_at(start)
+        root, dot, _ = target.partition(".")
+        if root in params.of(scope) and not (dot and root in _SELF_NAMES):
             continue
-        found[("name", target, node.start_point.row + 1, scope)] = None
+        found[("name", target, node.start_point[0] + 1, scope)] = None
     return tuple(starmap(Reference, found))
 
 
@@ -419,9 +455,9 @@ def _param_names(node: Node) -> frozenset[str]:
     return frozenset(names)
 
 
-def _callee(node: Node, source: bytes) -> str | None:
-    """Call target: "a.b.c" for a plain chain, "super.save", or "?.h" for unknown receivers."""
-    chain = _dotted(node, source)
+def _callee(node: Node) -> str | None:
+    """Call target that is not a plain chain written without spaces: "super.save", or "?.h" for unknown receivers."""
+    chain = _chain(node)
     if chain or node.type != "attribute":
         return chain
     attr = node.child_by_field_name("attribute")
@@ -464,9 +500,18 @@ def _text(source: bytes, node: Node) -> str:
     return source[node.start_byte:node.end_byte].decode("utf-8", "replace")
 
 
-def _document_order(node: Node) -> tuple[int, int]:
-    """Sort key: by start, the outer node first (tree-sitter's own order varies on ties)."""
-    return node.start_byte, -node.end_byte
+_BY_START = attrgetter("start_byte")
+_BY_END = attrgetter("end_byte")
+
+
+def _in_document_order(nodes: list[Node]) -> list[Node]:
+    """By start, the outer node first (tree-sitter's own order varies on ties).
+
+    Two stable sorts on C-level keys instead of one on a Python key function: a third of the cost.
+    """
+    nodes.sort(key=_BY_END, reverse=True)
+    nodes.sort(key=_BY_START)
+    return nodes
 
 
 def _line_count(source: bytes) -> int:
