@@ -96,3 +96,26 @@ def test_a_failing_child_fails_the_pass_and_is_reaped(tmp_path, monkeypatch):
     for pid in children:
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # already reaped
+
+
+def test_forked_incremental_pass_equals_fresh_index(tmp_path, monkeypatch):
+    files = _files(40)
+    root = write_tree(tmp_path / "ws", files)
+    monkeypatch.setattr(indexing, "_PARALLEL_RESOLVE_MIN", 2)
+    with Workspace(root, index_dir=tmp_path / "live", workers=2) as live:
+        live.index()
+        forked: list[int] = []
+        real = indexing.links_forked
+        monkeypatch.setattr(indexing, "links_forked", lambda symbols, files, n: forked.append(len(files))
+                            or real(symbols, files, n))
+        # m5.f5 goes away and C5 loses its base: every file that called, imported or inherited it re-resolves
+        (root / "pkg/m5.py").write_text(files["pkg/m5.py"].replace("def f5", "def g5").replace("(C6)", "(object)"))
+        stats = live.index(paths=["pkg/m5.py"])
+        assert stats.files_parsed == 1
+        assert forked and forked[0] > 1, "the dependents were not resolved by forked children"
+        live_graph, live_deps = graph_of(live), _deps(live)
+    monkeypatch.setattr(indexing, "_PARALLEL_RESOLVE_MIN", 10**9)
+    with Workspace(root, index_dir=tmp_path / "fresh", workers=1) as fresh:
+        fresh.index()
+        assert graph_of(fresh) == live_graph
+        assert _deps(fresh) == live_deps
