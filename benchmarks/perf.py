@@ -124,6 +124,7 @@ def phase_context(p: dict) -> dict:
     ws.index()
     ws.context(WARMUP_QUERIES[0], profile=p["profile"])
     first_answer = time.perf_counter() - started  # imports + open + reconcile + one context
+    ws.warm(wait=True)  # what a server does once its index is ready
     for q in WARMUP_QUERIES[1:]:
         ws.context(q, profile=p["profile"])
     latencies, tokens, empty = [], [], 0

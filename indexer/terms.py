@@ -74,3 +74,11 @@ def path_terms(path: str) -> str:
     """Terms of a path: every folder and the file stem, split like identifiers."""
     stem = path.rsplit(".", 1)[0] if "." in path.rsplit("/", 1)[-1] else path
     return terms_text(stem.replace("/", " "))
+
+
+def search_rows(parsed, module: str) -> list[tuple[str, str, str, str]]:
+    """A parsed file's FTS rows (name, path, doc, body): the module's, then each definition's."""
+    where = path_terms(parsed.path)
+    rows = [(terms_text(module.replace(".", " ")), where, parsed.doc, parsed.module_terms)]
+    rows += [(terms_text(d.local_name.replace(".", " ")), where, d.doc, d.terms) for d in parsed.definitions]
+    return rows

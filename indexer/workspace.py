@@ -26,6 +26,7 @@ from indexer.search import hybrid
 from indexer.search.embed import get_embedder
 from indexer.search.edges import EdgeMemory
 from indexer.search.lexical import DocFrequencies
+from indexer.search.postings import PostingMemory
 from indexer.store.schema import open_database
 from indexer.types import IndexStats, Link, Node, PackedContext, SearchHit
 from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules
@@ -72,6 +73,7 @@ class Workspace:
         self._source_lines = SourceLines()  # split sources by (path, version), shared by requests
         self._frequencies = DocFrequencies()  # document frequencies of query words, shared by requests
         self._edges = EdgeMemory(lambda: sqlite.connect(self.db_path, readonly=True, vectors=False))
+        self._postings = PostingMemory(lambda: sqlite.connect(self.db_path, readonly=True, vectors=False))
         self._id = workspace_id(self.root)
         self._predictor = None
         self._prefetcher = None
@@ -94,6 +96,7 @@ class Workspace:
         if self._vector_job is not None:
             self._vector_job.stop()
         self._edges.close()
+        self._postings.close()
         if self._cache is not None:
             self._cache.close()
         for conn in self._readers:
@@ -277,7 +280,8 @@ class Workspace:
         try:
             hits = hybrid.search(conn, query_text, top_k=top_k, kind=kind, dense=self._dense(), options=options,
                                  count_tokens=tokens.count, code_of=SourceCache(conn, self._source_lines).code,
-                                 frequencies=self._frequencies, edges=self._edges.source(conn))
+                                 frequencies=self._frequencies, edges=self._edges.source(conn),
+                                 postings=self._postings.source(conn))
             deps = index_versions(conn, [INDEX_DEP])
         finally:
             conn.rollback()
@@ -289,7 +293,8 @@ class Workspace:
         """Every candidate node id for a query, best first: (id, score, why)."""
         conn = self.reader()
         return hybrid.ranked_ids(conn, query_text, dense=self._dense(), options=options,
-                                 frequencies=self._frequencies, edges=self._edges.source(conn))
+                                 frequencies=self._frequencies, edges=self._edges.source(conn),
+                                 postings=self._postings.source(conn))
 
     def context(self, query_text: str | None = None, *, focus: str | None = None, task_id: str | None = None,
                 budget: int | None = None, profile: str | None = None,
@@ -315,7 +320,8 @@ class Workspace:
                                         getattr(task, "description", None)) if x)
             edges = self._edges.source(conn)
             ranked = hybrid.ranked_ids(conn, text, dense=self._dense(), options=options,
-                                      frequencies=self._frequencies, edges=edges)[:_CONTEXT_POOL] \
+                                      frequencies=self._frequencies, edges=edges,
+                                      postings=self._postings.source(conn))[:_CONTEXT_POOL] \
                 if text.strip() else []
             assembler = Assembler(conn, SourceCache(conn, self._source_lines), edges)
             cands = assembler.candidates(Request(query_text, focus_nodes[:1], task, ranked, limit))
@@ -413,6 +419,18 @@ class Workspace:
     # ------------------------------------------------------------------ #
     # live index
     # ------------------------------------------------------------------ #
+    def warm(self, *, wait: bool = False) -> None:
+        """Load the in-memory search structures (BM25 postings, graph edges) now, in the background.
+
+        Requests never wait for them (they read SQLite meanwhile); a server calls this once the
+        index is ready so that the first questions are already fast. ``wait`` blocks until loaded.
+        """
+        self._postings.start()
+        self._edges.start()
+        if wait:
+            self._postings.wait()
+            self._edges.wait()
+
     def start_watching(self, on_applied=None, *, debounce: float = 0.05, max_delay: float = 1.0) -> None:
         """Watch the workspace and apply changes as they settle (one pass per batch)."""
         from indexer.watch import Watcher

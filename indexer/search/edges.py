@@ -150,6 +150,10 @@ class EdgeMemory:
             self._load_in_background()
         return SqlEdges(conn)
 
+    def start(self) -> None:
+        """Load now rather than at the first request."""
+        self._load_in_background()
+
     def wait(self, timeout: float | None = None) -> None:
         """Block until a running load ends (tests, benchmarks and shutdown)."""
         thread = self._loading

@@ -10,6 +10,7 @@ from indexer.search import lexical, rerank
 from indexer.search.edges import EdgeSource, SqlEdges
 from indexer.search.graphwalk import expand
 from indexer.search.lexical import DocFrequencies, bm25_search, query_terms
+from indexer.search.postings import Postings
 from indexer.types import Node, NodeKind, SearchHit
 
 #: Lexical share of the fused score; the rest is the dense similarity (when vectors exist).
@@ -34,13 +35,14 @@ class SearchOptions:
 
 def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: SearchOptions = SearchOptions(),
                pool: int = _LEXICAL_POOL, frequencies: DocFrequencies | None = None,
-               edges: EdgeSource | None = None) -> list[tuple[int, float, str]]:
+               edges: EdgeSource | None = None, postings: Postings | None = None) -> list[tuple[int, float, str]]:
     """All candidate node ids, best first, with fused+re-ranked scores and the signals that applied.
 
-    ``edges`` is where the graph signal reads links (default: through ``conn``).
+    ``edges`` is where the graph signal reads links (default: through ``conn``); ``postings``, when
+    they hold ``conn``'s generation, score BM25 in memory.
     """
-    terms = query_terms(conn, query, frequencies, posting_budget=options.posting_budget)
-    lexical = bm25_search(conn, [t for t, _ in terms], pool)
+    terms = query_terms(conn, query, frequencies, posting_budget=options.posting_budget, postings=postings)
+    lexical = bm25_search(conn, [t for t, _ in terms], pool, postings)
     dense_hits = dense(query, _DENSE_POOL) if (dense is not None and options.use_dense) else []
     alpha = options.alpha if dense_hits else 1.0
     scores = rerank.fuse(lexical, dense_hits, alpha)
@@ -101,7 +103,7 @@ def _candidate_info(conn, scores: dict[int, float]) -> dict[int, rerank.Candidat
 def search(conn, query: str, *, top_k: int = 10, kind: str | None = None, dense: DenseSearch | None = None,
            options: SearchOptions = SearchOptions(), count_tokens: Callable[[str], int] | None = None,
            code_of: Callable = None, frequencies: DocFrequencies | None = None,
-           edges: EdgeSource | None = None) -> list[SearchHit]:
+           edges: EdgeSource | None = None, postings: Postings | None = None) -> list[SearchHit]:
     """The ``top_k`` best nodes for ``query`` (optionally of one kind), as SearchHits."""
     if not query or not query.strip():
         raise ValueError("search needs a non-empty query")
@@ -109,7 +111,8 @@ def search(conn, query: str, *, top_k: int = 10, kind: str | None = None, dense:
         raise ValueError(f"top_k must be >= 1, not {top_k}")
     if kind is not None and kind not in _KINDS:
         raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(sorted(_KINDS))}")
-    ranked = ranked_ids(conn, query, dense=dense, options=options, frequencies=frequencies, edges=edges)
+    ranked = ranked_ids(conn, query, dense=dense, options=options, frequencies=frequencies, edges=edges,
+                        postings=postings)
     if kind is not None:
         kinds = dict(_kinds(conn, [i for i, _, _ in ranked]))
         ranked = [r for r in ranked if kinds.get(r[0]) == kind]

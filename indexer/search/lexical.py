@@ -18,11 +18,10 @@ from __future__ import annotations
 import math
 import threading
 
+from indexer.search.postings import COLUMN_WEIGHTS, TOKENIZER, Postings
 from indexer.search.rerank import query_identifiers
 from indexer.terms import terms_of
 
-#: BM25 weight per FTS column: name, path, doc, body. A name match says most.
-COLUMN_WEIGHTS = (6.0, 2.0, 2.0, 1.0)
 MAX_QUERY_TERMS = 40
 #: A term in more than this share of nodes carries almost no signal.
 MAX_DOC_SHARE = 0.25
@@ -34,7 +33,7 @@ ALWAYS_KEPT = 4
 
 #: A scratch FTS5 table with the index's tokenizer: it stems query words exactly as the index did.
 _STEMMER_DDL = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words USING fts5(words, tokenize = \"porter unicode61 tokenchars '_'\")",
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words USING fts5(words, tokenize = \"{TOKENIZER}\")",
     "CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_stems USING fts5vocab(temp, query_words, 'instance')",
 )
 
@@ -100,7 +99,7 @@ def _lookup(conn, stems: list[str]) -> dict[str, int]:
 
 
 def query_terms(conn, query: str, frequencies: DocFrequencies | None = None, *,
-                posting_budget: float | None = None) -> list[tuple[str, float]]:
+                posting_budget: float | None = None, postings: Postings | None = None) -> list[tuple[str, float]]:
     """Distinct query words known to the index with their IDF, most telling first, at most MAX_QUERY_TERMS.
 
     Words are returned as written (FTS5 stems them again in MATCH); IDF is looked up by stem.
@@ -108,7 +107,7 @@ def query_terms(conn, query: str, frequencies: DocFrequencies | None = None, *,
     are ordered by how often the query repeats them times their IDF, and the words the query
     spells like code identifiers come first: they name what the user is looking at. Past the first
     ALWAYS_KEPT terms, a term whose postings would overrun ``posting_budget`` (default
-    POSTING_BUDGET) x nodes is skipped.
+    POSTING_BUDGET) x nodes is skipped. Frequencies come from ``postings`` when given (exact, free).
     """
     words = terms_of(query)
     if not words:
@@ -121,7 +120,10 @@ def query_terms(conn, query: str, frequencies: DocFrequencies | None = None, *,
     named = {w for w in query_identifiers(query)}
     total = conn.execute("SELECT count(*) FROM nodes").fetchone()[0] or 1
     keys = list(by_stem)
-    df = frequencies.of(conn, keys, total) if frequencies is not None else _lookup(conn, keys)
+    if postings is not None:
+        df = postings.doc_frequencies(keys)
+    else:
+        df = frequencies.of(conn, keys, total) if frequencies is not None else _lookup(conn, keys)
     idf = {s: math.log(1 + (total - df[s] + 0.5) / (df[s] + 0.5)) for s in keys if s in df}
     telling = [s for s in idf if df[s] <= MAX_DOC_SHARE * total]
     if not telling:  # only common terms: keep the least common few rather than nothing
@@ -141,13 +143,18 @@ def query_terms(conn, query: str, frequencies: DocFrequencies | None = None, *,
     return out
 
 
-def bm25_search(conn, terms: list[str], limit: int = 200) -> list[tuple[int, float]]:
-    """Node ids and BM25 scores (higher is better) for any of ``terms``."""
+def bm25_search(conn, terms: list[str], limit: int = 200, postings: Postings | None = None) -> list[tuple[int, float]]:
+    """Node ids and BM25 scores (higher is better) for any of ``terms``, best first, ties by node id.
+
+    From ``postings`` when given (the same scores, without walking FTS5's doclists), else FTS5.
+    """
     if not terms:
         return []
+    if postings is not None:
+        return postings.search(stems(conn, terms), limit)
     match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-    weights = ", ".join(str(w) for w in COLUMN_WEIGHTS)
+    weights = ", ".join(str(w) for w in COLUMN_WEIGHTS.values())
     rows = conn.execute(
-        f"SELECT rowid, -bm25(fts, {weights}) AS s FROM fts WHERE fts MATCH ? ORDER BY s DESC LIMIT ?",
+        f"SELECT rowid, -bm25(fts, {weights}) AS s FROM fts WHERE fts MATCH ? ORDER BY s DESC, rowid LIMIT ?",
         (match, limit)).fetchall()
     return [(r[0], r[1]) for r in rows]
