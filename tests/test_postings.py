@@ -58,6 +58,19 @@ def test_loaded_postings_score_exactly_like_fts5(tree, workspace):
     conn.rollback()
 
 
+def test_loading_in_small_chunks_joins_runs_split_at_chunk_edges(tree, workspace, monkeypatch):
+    ws = workspace(tree(_files(5)))
+    ws.index()
+    conn = _snapshot(ws)
+    whole = postings.load(conn)
+    monkeypatch.setattr(postings, "_CHUNK", 7)  # most (term, doc) runs longer than one row get split
+    chunked = postings.load(conn)
+    assert (chunked.docs == whole.docs).all() and (chunked.weights == whole.weights).all()
+    assert (chunked.starts == whole.starts).all() and (chunked.doc_len == whole.doc_len).all()
+    assert whole.weights.max() > 6  # some run does span rows
+    conn.rollback()
+
+
 def test_patched_postings_equal_fts5_and_a_fresh_load_after_edits(tree, workspace):
     files = _files(2)
     root = tree(files)

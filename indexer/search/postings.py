@@ -42,10 +42,11 @@ PATCH_FILES = 200
 #: Postings added by patches, as a share of the loaded ones, past which a whole load is due.
 PATCH_SHARE = 0.1
 
-_WEIGHT = "CASE col " + " ".join(f"WHEN '{c}' THEN {w}" for c, w in COLUMN_WEIGHTS.items()) + " END"
+_WEIGHT = "CASE col " + " ".join(f"WHEN '{c}' THEN {w:g}" for c, w in COLUMN_WEIGHTS.items()) + " END"
 _GROUPED = "SELECT {columns}, sum({weight}), count(*) FROM {vocab} GROUP BY term, doc"
 _FILES = ("SELECT f.id, f.path, f.module, f.hash, f.language, ff.node_ids "
           "FROM files f JOIN file_facts ff ON ff.file_id = f.id")
+_CHUNK = 20_000  # rows per fetch while loading
 _EMPTY = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
 
 log = logging.getLogger(__name__)
@@ -131,23 +132,63 @@ def _files(conn) -> dict[int, _File]:
 
 
 def load(conn) -> Postings:
-    """Every posting of the index ``conn`` sees (run it inside one read transaction)."""
+    """Every posting of the index ``conn`` sees (run it inside one read transaction).
+
+    fts5vocab's instance table lists every token as (term, doc, column) in term, then doc order.
+    Grouping its 2.7M rows on Django in SQL would sort them (~200 MB with temp_store=MEMORY), so
+    runs of one (term, doc) are summed here, chunk by chunk, with the row vocabulary's counts
+    saying which term each row belongs to.
+    """
     gen = generation(conn)
     conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.fts_instances USING fts5vocab(main, fts, 'instance')")
-    grouped = conn.execute(_GROUPED.format(columns="doc", weight=_WEIGHT, vocab="temp.fts_instances")).fetchall()
-    vocabulary = conn.execute("SELECT term, doc FROM fts_vocab").fetchall()  # same terms, same order
+    vocabulary = conn.execute("SELECT term, doc, cnt FROM fts_vocab").fetchall()  # same terms, same order
     top = conn.execute("SELECT max(id) FROM nodes").fetchone()[0] or 0
-    table = np.array(grouped, dtype=np.float64).reshape(-1, 3)
-    counts = np.array([n for _, n in vocabulary], dtype=np.int64)
-    if counts.sum() != len(table):
-        raise RuntimeError(f"FTS vocabulary counts {counts.sum()} postings, the instances {len(table)}")
-    docs = table[:, 0].astype(np.int32)
+    term_ends = np.cumsum([cnt for _, _, cnt in vocabulary], dtype=np.int64)
+    runs = _Runs()
+    seen = 0
+    cursor = conn.execute(f"SELECT doc, {_WEIGHT} FROM temp.fts_instances")
+    while chunk := cursor.fetchmany(_CHUNK):
+        rows = np.array(chunk, dtype=np.float64)
+        terms_of_rows = np.searchsorted(term_ends, np.arange(seen, seen + len(rows)), side="right")
+        runs.add(terms_of_rows.astype(np.int32), rows[:, 0].astype(np.int32), rows[:, 1].astype(np.float32))
+        seen += len(rows)
+    expected = int(term_ends[-1]) if len(term_ends) else 0
+    term_of, docs, weights, tokens = runs.arrays()
+    per_term = np.bincount(term_of, minlength=len(vocabulary))
+    if seen != expected or not np.array_equal(per_term, [n for _, n, _ in vocabulary]):
+        raise RuntimeError(f"the FTS instances ({seen} tokens) disagree with its vocabulary ({expected})")
     size = max(top, int(docs.max()) if len(docs) else 0) + 1
-    starts = np.concatenate(([0], np.cumsum(counts)))
-    terms = {term: i for i, (term, _) in enumerate(vocabulary)}
-    doc_len = np.bincount(docs, weights=table[:, 2], minlength=size)
-    return Postings(gen, terms, starts, docs, table[:, 1].astype(np.float32), np.ones(size, dtype=bool),
-                    doc_len, *averages(conn), _files(conn))
+    return Postings(gen, {term: i for i, (term, _, _) in enumerate(vocabulary)},
+                    np.concatenate(([0], np.cumsum(per_term))), docs, weights,
+                    np.ones(size, dtype=bool), np.bincount(docs, weights=tokens, minlength=size).astype(np.float64),
+                    *averages(conn), _files(conn))
+
+
+class _Runs:
+    """Sums consecutive rows of one (term, doc) into a posting, across chunk boundaries."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(self, terms: np.ndarray, docs: np.ndarray, weights: np.ndarray) -> None:
+        first = np.ones(len(terms), dtype=bool)
+        first[1:] = (terms[1:] != terms[:-1]) | (docs[1:] != docs[:-1])
+        starts = np.flatnonzero(first)
+        part = [terms[starts], docs[starts], np.add.reduceat(weights, starts),
+                np.diff(np.append(starts, len(terms))).astype(np.int32)]
+        if self._parts:
+            last = self._parts[-1]
+            if last[0][-1] == part[0][0] and last[1][-1] == part[1][0]:  # a run split by the chunk edge
+                last[2][-1] += part[2][0]
+                last[3][-1] += part[3][0]
+                part = [p[1:] for p in part]
+        self._parts.append(tuple(part))
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """(term index, doc, weighted count, token count) per posting."""
+        if not self._parts:
+            return tuple(np.empty(0, dtype=t) for t in (np.int32, np.int32, np.float32, np.int32))
+        return tuple(np.concatenate(column) for column in zip(*self._parts))
 
 
 def averages(conn) -> tuple[int, int]:
