@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 from indexer.search import lexical, postings
 
@@ -154,3 +155,28 @@ def test_workspace_search_is_the_same_from_memory(tree, workspace):
     assert ws._postings.source(conn) is not None
     conn.rollback()
     assert ws.ranked("parse widget config") == before and before
+
+
+def test_after_a_burst_the_memory_waits_for_the_index_to_settle(tree, workspace, monkeypatch):
+    root = tree(_files(6))
+    ws = workspace(root)
+    ws.index()
+    memory = postings.PostingMemory(lambda: _fresh_reader(ws), settle=0.5)
+    memory.start()
+    memory.wait()
+    monkeypatch.setattr(postings, "PATCH_AT_ONCE", 1)
+    for i in range(3):  # three files in one pass: a burst for this bound
+        (root / "pkg" / f"burst_{i}.py").write_text(f"def burst_widget_{i}():\n    return {i}\n")
+    ws.index()
+    conn = _snapshot(ws)
+    assert memory.source(conn) is None
+    memory.wait()
+    assert memory.source(conn) is None  # not settled yet: nothing was patched
+    memory.wait()
+    time.sleep(0.6)
+    assert memory.source(conn) is None  # settled now: this request starts the update
+    memory.wait()
+    updated = memory.source(conn)
+    assert updated is not None and updated.doc_frequencies(["burst_widget_2"]) == {"burst_widget_2": 1}
+    conn.rollback()
+    memory.close()

@@ -37,7 +37,9 @@ K1, B = 1.2, 0.75
 TOKENIZER = "porter unicode61 tokenchars '_'"
 #: BM25 weight per FTS column: name, path, doc, body. A name match says most.
 COLUMN_WEIGHTS = {"name": 6.0, "path": 2.0, "doc": 2.0, "body": 1.0}
-#: More changed files than this are loaded whole once the index settles rather than patched.
+#: Changed files patched as soon as a request meets their generation (a save or two)...
+PATCH_AT_ONCE = 20
+#: ...more wait until the index has kept one generation for ``settle`` seconds; more than this are loaded whole.
 PATCH_FILES = 200
 #: Postings added by patches, as a share of the loaded ones, past which a whole load is due.
 PATCH_SHARE = 0.1
@@ -306,9 +308,10 @@ def _tokenize(conn, rows: list[tuple]) -> list[tuple[str, int, float, int]]:
 class PostingMemory:
     """Holds the Postings of the newest generation seen, made in a background thread.
 
-    The first load waits for a second request (a one-shot CLI never pays for it). Later
-    generations are patched at once when few files changed, or loaded whole once the index has
-    kept one generation for ``settle`` seconds (a ``git checkout`` costs one load, not many).
+    The first load waits for a second request or ``start()`` (a one-shot CLI never pays for it).
+    A later generation is patched at once when a few files changed; after a burst, once the index
+    has kept one generation for ``settle`` seconds (patched, or loaded whole if many changed), so a
+    ``git checkout`` costs one update, not one per watcher pass.
     """
 
     def __init__(self, connect: Callable[[], object], settle: float = 1.0) -> None:
@@ -385,7 +388,9 @@ class PostingMemory:
         if old is None:
             return load(conn)
         files = _files(conn)
-        changed, gone = changed_files(old, files)
-        if len(changed) + len(gone) <= PATCH_FILES and old.added_count <= PATCH_SHARE * len(old.docs):
+        changed = sum(map(len, changed_files(old, files)))
+        if changed > PATCH_AT_ONCE and not settled:
+            return None  # a burst (a checkout, a formatter): wait until the watcher is done with it
+        if changed <= PATCH_FILES and old.added_count <= PATCH_SHARE * len(old.docs):
             return patch(old, conn, files)
-        return load(conn) if settled else None
+        return load(conn)
