@@ -148,6 +148,7 @@ def phase_save_visible(p: dict) -> dict:
     corpus, rel = Path(p["corpus"]), p["touch"]
     ws = Workspace(corpus, index_dir=p["index_dir"])
     ws.index()
+    ws.warm(wait=True)  # as the server does after its first index: no load competes with the saves
     tag = f"{os.getpid()}_{int(time.time())}"
     latencies, passes = [], []
     with bench.RestoredFile(corpus / rel) as f:

@@ -157,15 +157,14 @@ def test_workspace_search_is_the_same_from_memory(tree, workspace):
     assert ws.ranked("parse widget config") == before and before
 
 
-def test_after_a_burst_the_memory_waits_for_the_index_to_settle(tree, workspace, monkeypatch):
+def test_a_new_generation_is_patched_once_the_index_settles(tree, workspace):
     root = tree(_files(6))
     ws = workspace(root)
     ws.index()
     memory = postings.PostingMemory(lambda: _fresh_reader(ws), settle=0.5)
     memory.start()
     memory.wait()
-    monkeypatch.setattr(postings, "PATCH_AT_ONCE", 1)
-    for i in range(3):  # three files in one pass: a burst for this bound
+    for i in range(3):
         (root / "pkg" / f"burst_{i}.py").write_text(f"def burst_widget_{i}():\n    return {i}\n")
     ws.index()
     conn = _snapshot(ws)
