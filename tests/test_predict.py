@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import threading
 import time
@@ -235,3 +236,55 @@ def test_expert_switch_follows_the_ranking_that_was_right_and_keeps_the_blend_ot
         ranked = [(p, 1.0 if p == actual else 0.0, {"markov": (1.0 if p != actual else 0.0, "m")}) for p in files]
         fair.update("task", ranked, actual)
     assert fair.best("task") == BLEND
+
+
+def test_co_change_with_a_half_life_follows_the_recent_coupling():
+    from indexer.predict.cochange import CoChange
+
+    plain, decayed = CoChange(), CoChange(half_life=10)
+    for model in (plain, decayed):
+        for _ in range(30):
+            model.learn_set(["a.py", "b.py"])  # the old partner of a.py
+        for _ in range(30):
+            model.learn_set(["a.py", "c.py"])  # its partner lately
+    # ROSE counts the two alike; the decayed tally has mostly forgotten b.py.
+    assert plain.noisy_or({"a.py": 1.0})["b.py"] == pytest.approx(plain.noisy_or({"a.py": 1.0})["c.py"])
+    conf = decayed.noisy_or({"a.py": 1.0})
+    assert conf["c.py"] > 0.8 and conf["b.py"] < 0.15  # 30 transactions = 3 half lives: b.py weighs 1/8
+    assert decayed.scores({"a.py": 1.0}) == plain.scores({"a.py": 1.0}) == {"b.py": 0.5, "c.py": 0.5}
+    assert decayed.reason(["a.py"], "b.py") == "seen with a.py in 30 of 60 commits/tasks"  # raw counts
+    # Open task sets weigh as their transaction did; the state round-trips, and a state saved without
+    # a decayed tally (or with another half life) starts one from the raw counts.
+    decayed.add_to_open("t", "a.py")
+    decayed.add_to_open("t", "d.py")
+    again = CoChange.from_state(decayed.to_state(), half_life=10)
+    assert again.to_state() == decayed.to_state() and again.noisy_or({"a.py": 1.0}) == decayed.noisy_or({"a.py": 1.0})
+    fresh = CoChange.from_state(plain.to_state(), half_life=10)
+    assert fresh.noisy_or({"a.py": 1.0}) == pytest.approx(plain.noisy_or({"a.py": 1.0}))
+    fresh.learn_set(["a.py", "c.py"])
+    assert fresh.noisy_or({"a.py": 1.0})["c.py"] > fresh.noisy_or({"a.py": 1.0})["b.py"]
+
+
+def test_co_change_decay_rescales_before_overflow_and_keeps_the_confidences():
+    from indexer.predict.cochange import RESCALE_ABOVE, CoChange
+
+    model = CoChange(half_life=1.0)  # doubles per transaction: 2**400 would overflow the 1e100 bound
+    for i in range(400):
+        model.learn_set(["a.py", "b.py" if i % 2 else "c.py"])
+    assert model.scale <= RESCALE_ABOVE and all(math.isfinite(w) for w in model.mass.values())
+    # conf(a -> b) = sum of 2**i over the odd i / sum over all i = 2/3 (the last transaction held b.py)
+    n = model.mass["a.py"]
+    assert model.mass_pairs["a.py"]["b.py"] / n == pytest.approx(2 / 3)
+    assert model.mass_pairs["a.py"]["c.py"] / n == pytest.approx(1 / 3)
+
+
+def test_predictor_ranks_the_recent_co_change_partner_first():
+    predictor = Predictor()
+    for partner in ("b.py", "c.py"):
+        for _ in range(300):
+            predictor.learn_commit(["a.py", partner])
+    predictor.observe("a.py", task_id="t")
+    top = predictor.predict(task_id="t", top_k=2)
+    # Equal raw counts (300 each), but b.py's commits are 300 commits old: 1.5 half lives at the default 200.
+    assert [p.path for p in top] == ["c.py", "b.py"] and top[0].score > top[1].score
+    assert "seen with a.py in 300 of 601 commits/tasks" in top[0].reasons  # 601: this task holds a.py too
