@@ -11,6 +11,7 @@ from indexer.search.edges import EdgeSource, SqlEdges
 from indexer.search.graphwalk import expand
 from indexer.search.lexical import DocFrequencies, bm25_search, query_terms
 from indexer.search.postings import Postings
+from indexer.terms import terms_of
 from indexer.types import Node, NodeKind, SearchHit
 
 #: Lexical share of the fused score; the rest is the dense similarity (when vectors exist).
@@ -56,10 +57,14 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
         scores = rerank.boost_definitions(scores, info, query)
     if "name_terms" in signals:
         scores = rerank.boost_name_terms(scores, info, {t for t, _ in terms})
+    if "path_match" in signals:
+        scores = rerank.boost_path_match(scores, info, _query_words(conn, query), _path_stemmer(conn))
     if "file_cohesion" in signals:
         scores = rerank.boost_file_cohesion(scores, info)
     if "peripheral" in signals:
         scores = rerank.demote_peripheral(scores, info, query)
+    if "legacy" in signals:
+        scores = rerank.demote_legacy(scores, info, lambda paths: _indexed_paths(conn, paths))
     linked: set[int] = set()
     if "graph" in signals:
         seeds = rerank.graph_seeds(scores)
@@ -72,6 +77,8 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
         scores = rerank.boost_graph(scores, walk, seeds, damp)
         linked = {i for i in walk if i not in seeds}
         base.update({i: 0.0 for i in scores if i not in base})
+    if "saturation" in signals:
+        scores = rerank.saturate_files(scores, info, query)
     lexical_ids = {i for i, _ in lexical}
     dense_ids = {i for i, _ in dense_hits}
     out = []
@@ -85,6 +92,27 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
             why += f" demoted x{ratio:.1f}"
         out.append((i, s, why))
     return out
+
+
+def _query_words(conn, query: str) -> dict[str, str]:
+    """The query's distinct words (identifier parts, no filler), each with the index's stem of it."""
+    words = list(dict.fromkeys(w for w in terms_of(query) if len(w) > 2))
+    return dict(zip(words, lexical.stems(conn, words)))
+
+
+def _path_stemmer(conn) -> Callable[[frozenset[str]], frozenset[str]]:
+    return lambda words: frozenset(lexical.stems(conn, sorted(words)))
+
+
+def _indexed_paths(conn, paths: set[str]) -> set[str]:
+    """Which of ``paths`` are indexed files."""
+    ordered = sorted(paths)
+    found: set[str] = set()
+    for i in range(0, len(ordered), 500):
+        chunk = ordered[i : i + 500]
+        found.update(r[0] for r in conn.execute(
+            f"SELECT path FROM files WHERE path IN ({','.join('?' * len(chunk))})", chunk))
+    return found
 
 
 def _candidate_info(conn, scores: dict[int, float]) -> dict[int, rerank.CandidateInfo]:

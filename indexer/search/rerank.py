@@ -22,8 +22,7 @@ _SYMBOL_SHAPE = re.compile(r"_|[a-z][A-Z]|^[A-Z][a-z]+[A-Z]|\.")
 
 DEFINITION_BOOST = 2.0  # the node defines a name the query spells out
 NAME_PART_BOOST = 0.5  # per query term found in the node's own name
-FILE_COHESION_STEP = 0.15  # per extra hit in the same file (capped)
-FILE_COHESION_CAP = 4
+FILE_COHESION_SHARE = 0.5  # most a file's best node gains from the file's summed score (semble uses 0.2)
 GRAPH_SEEDS = 3  # best hits a graph walk starts from
 GRAPH_SHARE = 0.3  # most a linked node gains, as a share of the best score
 DEMOTION = 0.5  # tests / examples / docs / vendored / compat code, unless asked for
@@ -31,6 +30,14 @@ _DEMOTED_PARTS = re.compile(r"(^|/)(tests?|testing|examples?|docs?|vendor(ed)?|t
 _TEST_FILE = re.compile(r"(^|/)(test_[^/]*|[^/]*_test|conftest)\.py$")
 _ASKS_FOR_TESTS = re.compile(r"\btest", re.IGNORECASE)
 SEARCH_LIKE_WORDS = 12  # longer requests read as reports or tasks, not searches
+PATH_MATCH_SHARE = 1.0  # most a file named like the query gains, as a share of the best score
+PATH_MATCH_MIN_RATIO = 0.1  # below this share of the query's words named by the path, no boost
+PATH_PREFIX_MIN = 4  # "auth" names "authentication"; shorter prefixes match too much
+SATURATION_DECAY = 0.5  # each further node of a file already ranked counts this much less
+#: A whole query that is one identifier (``APIRouter``, ``field_validator``, ``Session.send``) looks a symbol up.
+_SYMBOL_QUERY = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\s*$")
+SYMBOL_DEFINITION_SHARE = 3.0  # a symbol lookup's definition is added this many best scores: it comes first
+CASE_MISMATCH = 0.5  # share of that lift for a name that matches only when case is ignored
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +62,85 @@ def query_identifiers(query: str) -> set[str]:
     return out
 
 
+def is_symbol_query(query: str) -> bool:
+    """The whole query is one (possibly dotted) identifier: the user looks a definition up by name."""
+    return bool(_SYMBOL_QUERY.match(query))
+
+
 def boost_definitions(scores: dict[int, float], info: dict[int, CandidateInfo], query: str) -> dict[int, float]:
-    """A node whose own name the query spells like code is the definition asked for."""
+    """A node whose own name the query spells like code is the definition asked for.
+
+    A query that is nothing but that name puts the definition first (SYMBOL_DEFINITION_SHARE best
+    scores added): its methods and callers repeat the name more often than the definition does.
+    """
+    if scores and is_symbol_query(query):
+        name = query.strip().rsplit(".", 1)[-1]
+        lift = SYMBOL_DEFINITION_SHARE * max(scores.values())
+        # ``Session`` is the class; ``session`` the helper function that returns one.
+        return {i: s + (lift if info[i].name == name else
+                        lift * CASE_MISMATCH if info[i].name.lower() == name.lower() else 0.0)
+                for i, s in scores.items()}
     wanted = query_identifiers(query)
     if not wanted:
         return scores
     return {i: s * (DEFINITION_BOOST if info[i].name.lower() in wanted else 1.0) for i, s in scores.items()}
+
+
+@lru_cache(maxsize=1 << 14)
+def path_words(path: str) -> frozenset[str]:
+    """Words naming a file: its stem and its folder's name, split like identifiers (``sansio/blueprints.py``)."""
+    folder, _, name = path.rpartition("/")
+    stem = name.rsplit(".", 1)[0]
+    words = set(split_identifier(stem)) | set(split_identifier(folder.rpartition("/")[2]))
+    return frozenset(w for w in words if w not in ("init", "main"))
+
+
+def _names(word: str, stem: str, path: frozenset[str], path_stems: frozenset[str]) -> bool:
+    if stem in path_stems or word in path:
+        return True
+    return any(len(short) >= PATH_PREFIX_MIN and long.startswith(short)
+               for p in path for short, long in ((word, p), (p, word)))
+
+
+def boost_path_match(scores: dict[int, float], info: dict[int, CandidateInfo], words: dict[str, str],
+                     stem: Callable[[frozenset[str]], frozenset[str]]) -> dict[int, float]:
+    """Code in a file (or folder) named like the query's words rises: ``cookie storage`` -> ``cookies.py``.
+
+    ``words`` maps each query word to its stem; ``stem`` stems a path's words the same way. A file gains
+    up to PATH_MATCH_SHARE of the best score, by the share of the query's words its path names.
+    """
+    if not scores or not words:
+        return scores
+    top = max(scores.values())
+    lift: dict[str, float] = {}
+    out = {}
+    for i, s in scores.items():
+        path = info[i].path
+        if path not in lift:
+            named = path_words(path)
+            stems = stem(named)
+            ratio = sum(_names(w, st, named, stems) for w, st in words.items()) / len(words)
+            lift[path] = PATH_MATCH_SHARE * top * ratio if ratio >= PATH_MATCH_MIN_RATIO else 0.0
+        out[i] = s + lift[path]
+    return out
+
+
+def saturate_files(scores: dict[int, float], info: dict[int, CandidateInfo], query: str) -> dict[int, float]:
+    """Each further node of a file counts SATURATION_DECAY less than the one before it, so a search shows
+    several files instead of one file's every method (a file's best node keeps its score).
+
+    Only for search-like queries: a long issue report describes code that usually sits in one file, and
+    there the second and third functions of the best file are the likeliest next answers.
+    """
+    if not is_search_like(query):
+        return scores
+    seen: Counter = Counter()
+    out = {}
+    for i, s in sorted(scores.items(), key=lambda x: (-x[1], x[0])):
+        path = info[i].path
+        out[i] = s * SATURATION_DECAY ** seen[path]
+        seen[path] += 1
+    return out
 
 
 @lru_cache(maxsize=1 << 16)
@@ -80,10 +160,22 @@ def boost_name_terms(scores: dict[int, float], info: dict[int, CandidateInfo], t
 
 
 def boost_file_cohesion(scores: dict[int, float], info: dict[int, CandidateInfo]) -> dict[int, float]:
-    """Several hits in one file make each of them likelier: the file is about the query."""
-    per_file = Counter(info[i].path for i in scores)
-    return {i: s * (1.0 + FILE_COHESION_STEP * min(per_file[info[i].path] - 1, FILE_COHESION_CAP))
-            for i, s in scores.items()}
+    """A file whose nodes together score high is about the query: its best node gains up to
+    FILE_COHESION_SHARE of the best score, by the file's summed score over the highest file sum."""
+    if not scores:
+        return scores
+    sums: dict[str, float] = {}
+    best: dict[str, int] = {}
+    for i, s in scores.items():
+        path = info[i].path
+        sums[path] = sums.get(path, 0.0) + s
+        if path not in best or (s, -i) > (scores[best[path]], -best[path]):
+            best[path] = i
+    unit = FILE_COHESION_SHARE * max(scores.values()) / (max(sums.values()) or 1.0)
+    out = dict(scores)
+    for path, i in best.items():
+        out[i] += unit * sums[path]
+    return out
 
 
 def graph_seeds(scores: dict[int, float]) -> dict[int, float]:
@@ -111,10 +203,15 @@ def boost_graph(scores: dict[int, float], walk: dict[int, float], seeds: dict[in
     return out
 
 
+def is_search_like(query: str) -> bool:
+    """A few words typed into a search box, not an issue report or a task description."""
+    return len(query.split()) <= SEARCH_LIKE_WORDS
+
+
 def asks_for_tests(query: str) -> bool:
     """A short, search-like query that mentions tests wants them; a long issue report that mentions
     its failing test still wants the code under test."""
-    return len(query.split()) <= SEARCH_LIKE_WORDS and bool(_ASKS_FOR_TESTS.search(query))
+    return is_search_like(query) and bool(_ASKS_FOR_TESTS.search(query))
 
 
 def demote_peripheral(scores: dict[int, float], info: dict[int, CandidateInfo], query: str) -> dict[int, float]:
@@ -129,6 +226,32 @@ def peripheral_damping(info: dict[int, CandidateInfo], query: str) -> Callable[[
     if asks_for_tests(query):
         return lambda i: 1.0
     return lambda i: DEMOTION if _is_peripheral(info[i]) else 1.0
+
+
+_LEGACY_DIR = re.compile(r"(^|/)(deprecated|legacy|_?compat)(/|$)")
+_VERSION_DIR = re.compile(r"(^|/)v(\d+)/")
+
+
+def newer_copies(path: str) -> list[str]:
+    """Where a newer copy of a file under a version folder would be: ``pkg/v1/main.py`` -> ``pkg/main.py``,
+    ``pkg/v2/main.py``. A folder of old versions kept beside the current code (pydantic's ``v1/``) otherwise
+    outranks it: the old copy is often longer and more explicit."""
+    out = []
+    for m in _VERSION_DIR.finditer(path):
+        head, tail = path[:m.start()] + m.group(1), path[m.end():]
+        out += [head + tail, f"{head}v{int(m.group(2)) + 1}/{tail}"]
+    return out
+
+
+def demote_legacy(scores: dict[int, float], info: dict[int, CandidateInfo],
+                  existing: Callable[[set[str]], set[str]]) -> dict[int, float]:
+    """Deprecated, legacy and compat folders, and old copies under a version folder whose newer copy exists
+    (``existing`` tells which of some paths are indexed), rank below the current code."""
+    paths = {info[i].path for i in scores}
+    wanted = {p: newer_copies(p) for p in paths if _VERSION_DIR.search(p)}
+    found = existing({c for cs in wanted.values() for c in cs}) if wanted else set()
+    legacy = {p for p in paths if _LEGACY_DIR.search(p) or any(c in found for c in wanted.get(p, ()))}
+    return {i: s * (DEMOTION if info[i].path in legacy else 1.0) for i, s in scores.items()}
 
 
 def _is_peripheral(node: CandidateInfo) -> bool:
@@ -156,4 +279,5 @@ def squash(x: float) -> float:
     return 1 - math.exp(-x)
 
 
-SIGNALS = ("definitions", "name_terms", "file_cohesion", "graph", "peripheral")
+SIGNALS = ("definitions", "name_terms", "path_match", "file_cohesion", "graph", "peripheral", "legacy",
+           "saturation")

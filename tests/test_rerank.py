@@ -1,0 +1,95 @@
+"""Ranking signals, each measured against the same search with that one signal switched off."""
+
+from __future__ import annotations
+
+from indexer.search import rerank
+from indexer.search.hybrid import SearchOptions
+
+
+def _without(signal: str) -> SearchOptions:
+    return SearchOptions(use_dense=False, signals=tuple(s for s in rerank.SIGNALS if s != signal))
+
+
+ON = SearchOptions(use_dense=False)
+#: Unrelated modules, so the words of a test query are rare enough to be searched (lexical.MAX_DOC_SHARE).
+FILLER = {f"misc/other_{i}.py": f"def unrelated_{i}():\n    return {i}\n" for i in range(12)}
+
+
+def _paths(ws, query: str, options: SearchOptions, k: int = 10) -> list[str]:
+    return [h.node.path for h in ws.search(query, top_k=k, options=options)]
+
+
+def _names(ws, query: str, options: SearchOptions, k: int = 10) -> list[str]:
+    return [h.node.qualname for h in ws.search(query, top_k=k, options=options)]
+
+
+def test_a_file_named_like_the_query_rises(tree, workspace):
+    ws = workspace(tree({
+        # says both words, but is about something else
+        "app/auth.py": "def sign(request):\n    '''Sign the request; see the cookie storage.'''\n    return request\n",
+        "app/cookies.py": "class Jar:\n    '''Keeps what the server set, cookie by cookie.'''\n"
+                          "    def set(self, name, value):\n        self.items[name] = value\n",
+        **FILLER,
+    }))
+    ws.index()
+    assert _paths(ws, "cookie storage", _without("path_match"))[0] == "app/auth.py"
+    assert _paths(ws, "cookie storage", ON)[0] == "app/cookies.py"
+
+
+def test_path_words_name_the_file_and_its_folder():
+    assert rerank.path_words("fastapi/dependencies/utils.py") == {"dependencies", "utils"}
+    assert rerank.path_words("src/flask/sansio/blueprints.py") == {"sansio", "blueprints"}
+    assert rerank.path_words("pkg/__init__.py") == {"pkg"}  # a package is named by its folder
+
+
+def test_a_search_shows_several_files_but_an_issue_report_keeps_the_best_file_together(tree, workspace):
+    busy = "\n\n".join(f"def render_widget_{i}(widget):\n    return widget.render()\n" for i in range(8))
+    ws = workspace(tree({"ui/busy.py": busy,
+                         "ui/single.py": "def draw(widget):\n    return widget.render()  # render widget\n"}))
+    ws.index()
+    assert "ui/single.py" not in _paths(ws, "render widget", _without("saturation"), k=3)
+    assert "ui/single.py" in _paths(ws, "render widget", ON, k=3)
+    report = ("When I render a widget the output is wrong. " * 3).strip()  # long: reads as an issue report
+    assert rerank.is_search_like("render widget") and not rerank.is_search_like(report)
+    assert _paths(ws, report, ON, k=3) == _paths(ws, report, _without("saturation"), k=3)
+
+
+def test_a_symbol_lookup_puts_the_definition_first_and_minds_the_case(tree, workspace):
+    uses = "\n\n".join(f"def use_{i}(s: Session) -> Session:\n    return Session.merge(s, Session())\n"
+                       for i in range(4))
+    ws = workspace(tree({
+        "net/sessions.py": "class Session:\n    '''A connection pool.'''\n\n\n"
+                           "def session():\n    '''Make a Session.'''\n    return Session()\n",
+        "net/uses.py": uses, **FILLER,
+    }))
+    ws.index()
+    assert _names(ws, "Session", ON)[0] == "sessions.Session"
+    assert _names(ws, "session", ON)[0] == "sessions.session"
+    assert _names(ws, "Session", _without("definitions"))[0] != "sessions.Session"
+
+
+def test_old_copies_under_a_version_folder_rank_below_the_current_code(tree, workspace):
+    old = "class Model:\n    '''Model fields are validated here, model by model, field by field.'''\n"
+    new = "class Model:\n    '''Model fields.'''\n"
+    ws = workspace(tree({"lib/v1/main.py": old, "lib/main.py": new,
+                         "api/v1/users.py": "def list_model_fields():\n    return []\n"}))
+    ws.index()
+    assert _paths(ws, "model fields", _without("legacy"))[0] == "lib/v1/main.py"
+    ranked = _paths(ws, "model fields", ON)
+    assert ranked.index("lib/main.py") < ranked.index("lib/v1/main.py")
+    # a version folder with no newer copy beside it is the current code
+    assert rerank.newer_copies("api/v1/users.py") == ["api/users.py", "api/v2/users.py"]
+    conn = ws.reader()
+    info = {1: rerank.CandidateInfo(1, "function", "f", "f", "api/v1/users.py"),
+            2: rerank.CandidateInfo(2, "function", "g", "g", "lib/deprecated/x.py")}
+    existing = lambda paths: {r[0] for r in conn.execute("SELECT path FROM files")} & paths
+    assert rerank.demote_legacy({1: 1.0, 2: 1.0}, info, existing) == {1: 1.0, 2: rerank.DEMOTION}
+
+
+def test_a_file_with_many_hits_lifts_its_best_node():
+    info = {i: rerank.CandidateInfo(i, "function", f"f{i}", f"f{i}", "a.py" if i < 4 else "b.py") for i in range(5)}
+    scores = {0: 0.7, 1: 0.7, 2: 0.7, 3: 0.7, 4: 0.9}
+    out = rerank.boost_file_cohesion(scores, info)
+    assert out[0] > out[4]  # a.py sums 2.8 against b.py's 0.9
+    assert out[1] == out[2] == out[3] == 0.7  # only the best node of a file is lifted
+    assert out[4] > scores[4]
