@@ -32,21 +32,21 @@ CONFIGS: dict[str, SearchOptions] = {
     "hybrid": SearchOptions(signals=()),
     "full": SearchOptions(),
 }
-FULL = "full"
-ABLATION_PREFIX = "full-"
 
 
-def choose_configs(names: Sequence[str], ablate: bool, posting_budgets: Sequence[float] = ()) -> dict[str, SearchOptions]:
-    """The named configurations, plus `full` minus each signal in turn when ablating, plus each named
-    configuration at each other posting budget (`name@budget`: the speed/quality trade-off of lexical.py)."""
-    unknown = [n for n in names if n not in CONFIGS]
+def choose_configs(names: Sequence[str], ablate: str | None, posting_budgets: Sequence[float] = ()) -> dict[str, SearchOptions]:
+    """The named configurations, plus configuration `ablate` (e.g. `full`) minus each signal in turn
+    (`full-graph`), plus each named configuration at each other posting budget (`name@budget`: the
+    speed/quality trade-off of lexical.py)."""
+    unknown = [n for n in [*names, *([ablate] if ablate else [])] if n not in CONFIGS]
     if unknown:
         raise SystemExit(f"unknown configuration {unknown[0]!r}: choose from {', '.join(CONFIGS)}")
     chosen = {n: CONFIGS[n] for n in names}
     if ablate:
-        chosen.setdefault(FULL, CONFIGS[FULL])
+        base = CONFIGS[ablate]
+        chosen.setdefault(ablate, base)
         for signal in rerank.SIGNALS:
-            chosen[ABLATION_PREFIX + signal] = SearchOptions(signals=tuple(s for s in rerank.SIGNALS if s != signal))
+            chosen[f"{ablate}-{signal}"] = replace(base, signals=tuple(s for s in rerank.SIGNALS if s != signal))
     for budget in posting_budgets:
         for name in names:
             chosen[f"{name}@{budget:g}"] = replace(CONFIGS[name], posting_budget=budget)
@@ -137,11 +137,10 @@ def table(header: Sequence[str], rows: Iterable[Sequence], first_width: int = 18
     return "\n".join(lines)
 
 
-def ablation_deltas(summary: dict[str, dict[str, float]], metrics: Sequence[str]) -> list[list]:
-    """Rows of `full minus a signal` against `full` for each metric: negative means the signal helps."""
-    base = summary[FULL]
-    return [[name, *(summary[name][m] - base[m] for m in metrics)]
-            for name in summary if name.startswith(ABLATION_PREFIX)]
+def ablation_deltas(summary: dict[str, dict[str, float]], metrics: Sequence[str], base: str) -> list[list]:
+    """Rows of `base minus a signal` against `base` for each metric: negative means the signal helps."""
+    return [[name, *(summary[name][m] - summary[base][m] for m in metrics)]
+            for name in summary if name.startswith(base + "-")]
 
 
 def emit(result: dict, out, as_json: bool) -> bool:

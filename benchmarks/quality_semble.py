@@ -96,7 +96,7 @@ def metric_names() -> list[str]:
     return ["ndcg10", *(f"ndcg10:{c}" for c in CATEGORIES), *(f"recall@{b}" for b in BUDGETS)]
 
 
-def bench_repo(spec: dict, corpora: Path, bench: Path, configs: dict) -> dict:
+def bench_repo(spec: dict, corpora: Path, bench: Path, configs: dict, embedder: str | None = None) -> dict:
     """Index one repository's benchmark root and score every annotated query under each configuration."""
     prefix = (spec.get("benchmark_root") or "").strip("/")
     root = semble_dir(spec["name"], corpora) / prefix
@@ -104,7 +104,7 @@ def bench_repo(spec: dict, corpora: Path, bench: Path, configs: dict) -> dict:
         raise SystemExit(f"corpus {root} is missing: run `python benchmarks/corpora.py semble` first")
     queries = json.loads((bench / "semble" / "annotations" / f"{spec['name']}.json").read_text())
     with tempfile.TemporaryDirectory(prefix="quality-semble-") as index_dir:
-        ws = Workspace(root, index_dir=index_dir)
+        ws = Workspace(root, index_dir=index_dir, embedder=embedder)
         try:
             started = time.perf_counter()
             stats = ws.index()
@@ -155,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA, help="where corpora.py put the repositories")
     parser.add_argument("--repos", default="", help="comma-separated subset of repository names")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated configurations to compare")
-    parser.add_argument("--ablate", action="store_true", help="also run `full` without each signal in turn")
+    parser.add_argument("--ablate", nargs="?", const="full", default=None, metavar="CONFIG",
+                        help="also run CONFIG (default: full) without each signal in turn")
     parser.add_argument("--posting-budgets", type=budgets_arg, default=[],
                         help="also run each configuration with these query posting budgets (e.g. 0.2,0.5)")
+    parser.add_argument("--embedder", default=None, help="wordllama (default when installed) or minilm, for the "
+                        "configurations with vectors")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON object to this file")
     args = parser.parse_args(argv)
@@ -169,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     repos = []
     for spec in specs:
-        repos.append(bench_repo(spec, args.corpora, args.bench, configs))
+        repos.append(bench_repo(spec, args.corpora, args.bench, configs, args.embedder))
         if not args.json:
             print(f"{spec['name']}: indexed in {repos[-1]['index_s']:.2f}s", file=sys.stderr)
     summary = summarise(repos, configs)
@@ -188,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                 [[r["repo"], r["nodes"], r["index_s"], r["vectors_s"], *r["query_ms_p50"].values()] for r in repos]))
     if args.ablate:
         print()
-        print("full minus one signal (negative: the signal helps)")
-        print(table(["config", *metrics], ablation_deltas(summary, metrics)))
+        print(f"{args.ablate} minus one signal (negative: the signal helps)")
+        print(table(["config", *metrics], ablation_deltas(summary, metrics, args.ablate)))
     return 0
 
 

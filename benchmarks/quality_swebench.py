@@ -243,7 +243,7 @@ def load_tasks(bench: Path, repos: set[str], subset: str | None, limit: int | No
 
 
 def run_repo(repo: str, tasks: list[dict], corpora: Path, work_root: Path, configs: dict, context: bool, log,
-             rows_file: Path | None = None) -> dict:
+             rows_file: Path | None = None, embedder: str | None = None) -> dict:
     """Score every task of one repository against its synced working folder and incremental index."""
     work = work_root / repo.split("/")[-1]
     timing = {"sync_s": 0.0, "index_s": 0.0, "vectors_s": 0.0, "query_s": 0.0, "context_s": 0.0}
@@ -257,7 +257,7 @@ def run_repo(repo: str, tasks: list[dict], corpora: Path, work_root: Path, confi
                 written, deleted = sync_commit(repo, task["base_commit"], work, corpora)
                 timing["sync_s"] += time.perf_counter() - started
                 if ws is None:
-                    ws = Workspace(work, index_dir=index_dir)
+                    ws = Workspace(work, index_dir=index_dir, embedder=embedder)
                 started = time.perf_counter()
                 stats = ws.index()
                 timing["index_s"] += time.perf_counter() - started
@@ -319,10 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="at most N tasks per repository (oldest first)")
     parser.add_argument("--subset", choices=sorted(SUBSETS), default=None, help="only SWE-bench Verified / LocAgent tasks")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated configurations to compare")
-    parser.add_argument("--ablate", action="store_true", help="also run `full` without each signal in turn")
+    parser.add_argument("--ablate", nargs="?", const="full", default=None, metavar="CONFIG",
+                        help="also run CONFIG (default: full) without each signal in turn")
     parser.add_argument("--posting-budgets", type=budgets_arg, default=[],
                         help="also run each configuration with these query posting budgets (e.g. 0.2,0.5)")
     parser.add_argument("--no-context", action="store_true", help="skip the packed-context metrics (faster)")
+    parser.add_argument("--embedder", default=None, help="wordllama (default when installed) or minilm, for the "
+                        "configurations with vectors")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON object to this file")
     parser.add_argument("--quiet", action="store_true", help="no per-task progress on stderr")
@@ -337,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     for task in tasks:
         by_repo.setdefault(task["repo"], []).append(task)
     work_root = args.work or args.corpora / WORK_DIRNAME
-    repos = [run_repo(repo, ts, args.corpora, work_root, configs, not args.no_context, log, args.rows)
+    repos = [run_repo(repo, ts, args.corpora, work_root, configs, not args.no_context, log, args.rows,
+                      args.embedder)
              for repo, ts in by_repo.items()]
     rows = [r for repo in repos for r in repo["tasks"]]
     summary = summarise(rows, configs)
@@ -364,8 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     print("seconds: " + ", ".join(f"{k} {v}" for k, v in timing.items()) + f", total {result['seconds']}")
     if args.ablate:
         print()
-        print("full minus one signal (negative: the signal helps)")
-        print(table(["config", *metric_names()], ablation_deltas(summary, metric_names())))
+        print(f"{args.ablate} minus one signal (negative: the signal helps)")
+        print(table(["config", *metric_names()], ablation_deltas(summary, metric_names(), args.ablate)))
     return 0
 
 

@@ -93,3 +93,22 @@ def test_a_file_with_many_hits_lifts_its_best_node():
     assert out[0] > out[4]  # a.py sums 2.8 against b.py's 0.9
     assert out[1] == out[2] == out[3] == 0.7  # only the best node of a file is lifted
     assert out[4] > scores[4]
+
+
+def test_a_file_a_search_names_joins_even_when_its_words_are_everywhere(tree, workspace):
+    # "field" is in every module, so BM25 alone ranks the one rare word's match first
+    files = {f"lib/part_{i}.py": f"def part_{i}(field):\n    return field\n" for i in range(6)}
+    files["lib/fields.py"] = "class Spec:\n    '''What a model declares.'''\n"
+    files["lib/constraints.py"] = "def constrained(field):\n    '''A constrained field.'''\n    return field\n"
+    ws = workspace(tree(files))
+    ws.index()
+    assert "lib/fields.py" not in _paths(ws, "fields constrained", _without("path_match"))[:2]
+    assert "lib/fields.py" in _paths(ws, "fields constrained", ON)[:2]
+
+
+def test_a_folder_every_file_sits_in_names_none_of_them():
+    names = rerank.FileNames.of([f"flask/{n}.py" for n in ("app", "blueprints", "ctx", "sessions", "helpers")]
+                                + ["flask/json/provider.py"])
+    assert "flask" in names.common
+    assert names.words("flask/sessions.py") == {"sessions"}
+    assert names.words("flask/json/provider.py") == {"json", "provider"}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from indexer.graph.query import nodes_by_ids
 from indexer.search import lexical, rerank
-from indexer.search.edges import EdgeSource, SqlEdges
+from indexer.search.edges import EdgeSource, SqlEdges, generation
 from indexer.search.graphwalk import expand
 from indexer.search.lexical import DocFrequencies, bm25_search, query_terms
 from indexer.search.postings import Postings
@@ -58,7 +60,14 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
     if "name_terms" in signals:
         scores = rerank.boost_name_terms(scores, info, {t for t, _ in terms})
     if "path_match" in signals:
-        scores = rerank.boost_path_match(scores, info, _query_words(conn, query), _path_stemmer(conn))
+        words, stem, files = _query_words(conn, query), _path_stemmer(conn), _file_names(conn)
+        joining = _module_nodes(conn, rerank.named_files(query, words, stem, files))
+        joining = {p: i for p, i in joining.items() if p not in {c.path for c in info.values()}}
+        if joining:
+            info.update(_candidate_info(conn, {i: 0.0 for i in joining.values()}))
+            scores.update({i: 0.0 for i in joining.values()})
+            base.update({i: 0.0 for i in joining.values()})
+        scores = rerank.boost_path_match(scores, info, query, words, stem, files)
     if "file_cohesion" in signals:
         scores = rerank.boost_file_cohesion(scores, info)
     if "peripheral" in signals:
@@ -102,6 +111,37 @@ def _query_words(conn, query: str) -> dict[str, str]:
 
 def _path_stemmer(conn) -> Callable[[frozenset[str]], frozenset[str]]:
     return lambda words: frozenset(lexical.stems(conn, sorted(words)))
+
+
+#: FileNames of the last few (database, generation) pairs: the same index answers query after query.
+_FILE_NAMES: OrderedDict[tuple[str, int], rerank.FileNames] = OrderedDict()
+_FILE_NAMES_KEPT = 4
+_FILE_NAMES_LOCK = threading.Lock()
+
+
+def _file_names(conn) -> rerank.FileNames:
+    """The indexed paths and their common words, for the generation ``conn`` reads (cached)."""
+    key = (conn.execute("PRAGMA database_list").fetchone()[2], generation(conn))
+    with _FILE_NAMES_LOCK:
+        if key in _FILE_NAMES:
+            _FILE_NAMES.move_to_end(key)
+            return _FILE_NAMES[key]
+    names = rerank.FileNames.of(r[0] for r in conn.execute("SELECT path FROM files ORDER BY path"))
+    with _FILE_NAMES_LOCK:
+        _FILE_NAMES[key] = names
+        while len(_FILE_NAMES) > _FILE_NAMES_KEPT:
+            _FILE_NAMES.popitem(last=False)
+    return names
+
+
+def _module_nodes(conn, paths: list[str]) -> dict[str, int]:
+    """The module node of each path."""
+    out: dict[str, int] = {}
+    for i in range(0, len(paths), 500):
+        chunk = paths[i : i + 500]
+        out.update(conn.execute(f"SELECT f.path, n.id FROM files f JOIN nodes n ON n.file_id = f.id "
+                                f"AND n.kind = 'module' WHERE f.path IN ({','.join('?' * len(chunk))})", chunk))
+    return out
 
 
 def _indexed_paths(conn, paths: set[str]) -> set[str]:

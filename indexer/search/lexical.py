@@ -19,12 +19,15 @@ import math
 import threading
 
 from indexer.search.postings import COLUMN_WEIGHTS, TOKENIZER, Postings
-from indexer.search.rerank import query_identifiers
+from indexer.search.rerank import is_search_like, query_identifiers
 from indexer.terms import terms_of
 
 MAX_QUERY_TERMS = 40
-#: A term in more than this share of nodes carries almost no signal.
+#: A term in more than this share of nodes carries almost no signal in a long request.
 MAX_DOC_SHARE = 0.25
+#: A search's few words are all it has: only a word in most nodes is dropped (semble NDCG@10 0.872 -> 0.880
+#: keeping "model" and "field" in pydantic, where each is in over a quarter of the nodes).
+SEARCH_DOC_SHARE = 0.5
 #: Total postings (summed document frequencies) a query may read, as a share of all nodes.
 POSTING_BUDGET = 1.0
 #: The most telling terms are kept whatever they cost: a short query needs all its words.
@@ -125,7 +128,8 @@ def query_terms(conn, query: str, frequencies: DocFrequencies | None = None, *,
     else:
         df = frequencies.of(conn, keys, total) if frequencies is not None else _lookup(conn, keys)
     idf = {s: math.log(1 + (total - df[s] + 0.5) / (df[s] + 0.5)) for s in keys if s in df}
-    telling = [s for s in idf if df[s] <= MAX_DOC_SHARE * total]
+    share = SEARCH_DOC_SHARE if is_search_like(query) else MAX_DOC_SHARE
+    telling = [s for s in idf if df[s] <= share * total]
     if not telling:  # only common terms: keep the least common few rather than nothing
         telling = sorted(idf, key=lambda s: -idf[s])[:5]
     ranked = sorted(telling, key=lambda s: (by_stem[s] not in named,

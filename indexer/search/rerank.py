@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -32,7 +32,10 @@ _ASKS_FOR_TESTS = re.compile(r"\btest", re.IGNORECASE)
 SEARCH_LIKE_WORDS = 12  # longer requests read as reports or tasks, not searches
 PATH_MATCH_SHARE = 1.0  # most a file named like the query gains, as a share of the best score
 PATH_MATCH_MIN_RATIO = 0.1  # below this share of the query's words named by the path, no boost
-PATH_PREFIX_MIN = 4  # "auth" names "authentication"; shorter prefixes match too much
+PATH_JOIN_MIN_RATIO = 0.25  # a file named by this share of a search's words joins the candidates
+PATH_PREFIX_MIN = 4
+COMMON_PATH_SHARE = 0.2  # a path word naming more of the files than this share tells none of them apart
+COMMON_PATH_MIN_FILES = 2  # ... and more than two (in a tiny workspace every word names a large share)  # "auth" names "authentication"; shorter prefixes match too much
 SATURATION_DECAY = 0.5  # each further node of a file already ranked counts this much less
 #: A whole query that is one identifier (``APIRouter``, ``field_validator``, ``Session.send``) looks a symbol up.
 _SYMBOL_QUERY = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\s*$")
@@ -95,6 +98,25 @@ def path_words(path: str) -> frozenset[str]:
     return frozenset(w for w in words if w not in ("init", "main"))
 
 
+@dataclass(frozen=True, slots=True)
+class FileNames:
+    """The workspace's file paths, and the path words too common to tell files apart (the package folder
+    every module sits in: a query saying "flask" names no file of flask in particular)."""
+
+    paths: tuple[str, ...]
+    common: frozenset[str]
+
+    @classmethod
+    def of(cls, paths: Iterable[str]) -> "FileNames":
+        paths = tuple(paths)
+        counts = Counter(w for p in paths for w in path_words(p))
+        limit = max(COMMON_PATH_MIN_FILES, COMMON_PATH_SHARE * len(paths))
+        return cls(paths, frozenset(w for w, n in counts.items() if n > limit))
+
+    def words(self, path: str) -> frozenset[str]:
+        return path_words(path) - self.common
+
+
 def _names(word: str, stem: str, path: frozenset[str], path_stems: frozenset[str]) -> bool:
     if stem in path_stems or word in path:
         return True
@@ -102,14 +124,22 @@ def _names(word: str, stem: str, path: frozenset[str], path_stems: frozenset[str
                for p in path for short, long in ((word, p), (p, word)))
 
 
-def boost_path_match(scores: dict[int, float], info: dict[int, CandidateInfo], words: dict[str, str],
-                     stem: Callable[[frozenset[str]], frozenset[str]]) -> dict[int, float]:
+def path_ratio(named: frozenset[str], words: dict[str, str], stem: Callable[[frozenset[str]], frozenset[str]]) -> float:
+    """Share of the query's ``words`` (word -> stem) that a path's ``named`` words name; ``stem`` stems them."""
+    if not words or not named:
+        return 0.0
+    stems = stem(named)
+    return sum(_names(w, st, named, stems) for w, st in words.items()) / len(words)
+
+
+def boost_path_match(scores: dict[int, float], info: dict[int, CandidateInfo], query: str, words: dict[str, str],
+                     stem: Callable[[frozenset[str]], frozenset[str]], files: FileNames) -> dict[int, float]:
     """Code in a file (or folder) named like the query's words rises: ``cookie storage`` -> ``cookies.py``.
 
     ``words`` maps each query word to its stem; ``stem`` stems a path's words the same way. A file gains
     up to PATH_MATCH_SHARE of the best score, by the share of the query's words its path names.
     """
-    if not scores or not words:
+    if not scores or not words or is_symbol_query(query):  # a name looked up is not a topic
         return scores
     top = max(scores.values())
     lift: dict[str, float] = {}
@@ -117,12 +147,19 @@ def boost_path_match(scores: dict[int, float], info: dict[int, CandidateInfo], w
     for i, s in scores.items():
         path = info[i].path
         if path not in lift:
-            named = path_words(path)
-            stems = stem(named)
-            ratio = sum(_names(w, st, named, stems) for w, st in words.items()) / len(words)
+            ratio = path_ratio(files.words(path), words, stem)
             lift[path] = PATH_MATCH_SHARE * top * ratio if ratio >= PATH_MATCH_MIN_RATIO else 0.0
         out[i] = s + lift[path]
     return out
+
+
+def named_files(query: str, words: dict[str, str], stem: Callable[[frozenset[str]], frozenset[str]],
+                files: FileNames) -> list[str]:
+    """Files a search-like query names (``alias handling`` -> ``aliases.py``), to join the candidates even
+    when BM25 missed them: the query's words may be too common in the code to be searched at all."""
+    if not words or not is_search_like(query) or is_symbol_query(query):
+        return []
+    return [p for p in files.paths if path_ratio(files.words(p), words, stem) >= PATH_JOIN_MIN_RATIO]
 
 
 def saturate_files(scores: dict[int, float], info: dict[int, CandidateInfo], query: str) -> dict[int, float]:
