@@ -65,6 +65,9 @@ def test_a_symbol_lookup_puts_the_definition_first_and_minds_the_case(tree, work
     ws.index()
     assert _names(ws, "Session", ON)[0] == "sessions.Session"
     assert _names(ws, "session", ON)[0] == "sessions.session"
+    # a plain lower-case word is a topic, not a name looked up
+    assert [rerank.is_symbol_query(q) for q in ("session", "Session", "field_validator", "Session.send", "two words")] \
+        == [False, True, True, True, False]
     assert _names(ws, "Session", _without("definitions"))[0] != "sessions.Session"
 
 
@@ -108,7 +111,11 @@ def test_a_file_a_search_names_joins_even_when_its_words_are_everywhere(tree, wo
 
 def test_a_folder_every_file_sits_in_names_none_of_them():
     names = rerank.FileNames.of([f"flask/{n}.py" for n in ("app", "blueprints", "ctx", "sessions", "helpers")]
-                                + ["flask/json/provider.py"])
+                                + ["flask/json/provider.py"], lambda words: [w.rstrip("s") for w in words])
     assert "flask" in names.common
     assert names.words("flask/sessions.py") == {"sessions"}
     assert names.words("flask/json/provider.py") == {"json", "provider"}
+    match = names.match({"session": "session", "flask": "flask"})
+    assert match.ratio("flask/sessions.py") == 0.5 and match.files_at_least(0.5) == ["flask/sessions.py"]
+    assert names.match({"authentication": "authent"}).named == (frozenset(),)
+    assert names.match({"pro": "pro", "providers": "provid"}).named == (frozenset(), frozenset({"provider"}))

@@ -60,14 +60,15 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
     if "name_terms" in signals:
         scores = rerank.boost_name_terms(scores, info, {t for t, _ in terms})
     if "path_match" in signals:
-        words, stem, files = _query_words(conn, query), _path_stemmer(conn), _file_names(conn)
-        joining = _module_nodes(conn, rerank.named_files(query, words, stem, files))
-        joining = {p: i for p, i in joining.items() if p not in {c.path for c in info.values()}}
+        match = _file_names(conn).match(_query_words(conn, query))
+        joining = _module_nodes(conn, rerank.named_files(query, match))
+        present = {c.path for c in info.values()}
+        joining = {p: i for p, i in joining.items() if p not in present}
         if joining:
             info.update(_candidate_info(conn, {i: 0.0 for i in joining.values()}))
             scores.update({i: 0.0 for i in joining.values()})
             base.update({i: 0.0 for i in joining.values()})
-        scores = rerank.boost_path_match(scores, info, query, words, stem, files)
+        scores = rerank.boost_path_match(scores, info, query, match)
     if "file_cohesion" in signals:
         scores = rerank.boost_file_cohesion(scores, info)
     if "peripheral" in signals:
@@ -109,10 +110,6 @@ def _query_words(conn, query: str) -> dict[str, str]:
     return dict(zip(words, lexical.stems(conn, words)))
 
 
-def _path_stemmer(conn) -> Callable[[frozenset[str]], frozenset[str]]:
-    return lambda words: frozenset(lexical.stems(conn, sorted(words)))
-
-
 #: FileNames of the last few (database, generation) pairs: the same index answers query after query.
 _FILE_NAMES: OrderedDict[tuple[str, int], rerank.FileNames] = OrderedDict()
 _FILE_NAMES_KEPT = 4
@@ -126,7 +123,8 @@ def _file_names(conn) -> rerank.FileNames:
         if key in _FILE_NAMES:
             _FILE_NAMES.move_to_end(key)
             return _FILE_NAMES[key]
-    names = rerank.FileNames.of(r[0] for r in conn.execute("SELECT path FROM files ORDER BY path"))
+    names = rerank.FileNames.of((r[0] for r in conn.execute("SELECT path FROM files ORDER BY path")),
+                                lambda words: lexical.stems(conn, words))
     with _FILE_NAMES_LOCK:
         _FILE_NAMES[key] = names
         while len(_FILE_NAMES) > _FILE_NAMES_KEPT:

@@ -39,6 +39,7 @@ COMMON_PATH_MIN_FILES = 2  # ... and more than two (in a tiny workspace every wo
 SATURATION_DECAY = 0.5  # each further node of a file already ranked counts this much less
 #: A whole query that is one identifier (``APIRouter``, ``field_validator``, ``Session.send``) looks a symbol up.
 _SYMBOL_QUERY = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\s*$")
+_CODE_SPELLING = re.compile(r"[A-Z_.]")
 SYMBOL_DEFINITION_SHARE = 3.0  # a symbol lookup's definition is added this many best scores: it comes first
 CASE_MISMATCH = 0.5  # share of that lift for a name that matches only when case is ignored
 
@@ -66,8 +67,10 @@ def query_identifiers(query: str) -> set[str]:
 
 
 def is_symbol_query(query: str) -> bool:
-    """The whole query is one (possibly dotted) identifier: the user looks a definition up by name."""
-    return bool(_SYMBOL_QUERY.match(query))
+    """The whole query is one identifier spelled like code (``APIRouter``, ``field_validator``,
+    ``Session.send``, ``_private``): the user looks a definition up by name. A plain lower-case word
+    (``session``) is a topic."""
+    return bool(_SYMBOL_QUERY.match(query)) and bool(_CODE_SPELLING.search(query.strip()))
 
 
 def boost_definitions(scores: dict[int, float], info: dict[int, CandidateInfo], query: str) -> dict[int, float]:
@@ -100,46 +103,86 @@ def path_words(path: str) -> frozenset[str]:
 
 @dataclass(frozen=True, slots=True)
 class FileNames:
-    """The workspace's file paths, and the path words too common to tell files apart (the package folder
-    every module sits in: a query saying "flask" names no file of flask in particular)."""
+    """The workspace's file paths by the words naming them, with each word's stem in the index. Path words
+    naming too many files are left out: the package folder every module sits in ("flask" names no file of
+    flask in particular)."""
 
     paths: tuple[str, ...]
     common: frozenset[str]
+    files_of: dict[str, tuple[str, ...]]  # path word -> the paths it names
+    words_of_stem: dict[str, tuple[str, ...]]  # stem -> the path words with that stem
+    words_of_prefix: dict[str, tuple[str, ...]]  # first PATH_PREFIX_MIN letters -> the path words
 
     @classmethod
-    def of(cls, paths: Iterable[str]) -> "FileNames":
+    def of(cls, paths: Iterable[str], stem: Callable[[list[str]], list[str]]) -> "FileNames":
+        """From the indexed paths; ``stem`` stems words as the index does (called once, with every word)."""
         paths = tuple(paths)
-        counts = Counter(w for p in paths for w in path_words(p))
+        files_of: dict[str, list[str]] = {}
+        for p in paths:
+            for w in path_words(p):
+                files_of.setdefault(w, []).append(p)
         limit = max(COMMON_PATH_MIN_FILES, COMMON_PATH_SHARE * len(paths))
-        return cls(paths, frozenset(w for w, n in counts.items() if n > limit))
+        common = frozenset(w for w, ps in files_of.items() if len(ps) > limit)
+        words = sorted(w for w in files_of if w not in common)
+        words_of_stem: dict[str, list[str]] = {}
+        for w, s in zip(words, stem(words)):
+            words_of_stem.setdefault(s, []).append(w)
+        words_of_prefix: dict[str, list[str]] = {}
+        for w in words:
+            if len(w) >= PATH_PREFIX_MIN:
+                words_of_prefix.setdefault(w[:PATH_PREFIX_MIN], []).append(w)
+        return cls(paths, common, {w: tuple(files_of[w]) for w in words},
+                   {s: tuple(ws) for s, ws in words_of_stem.items()},
+                   {k: tuple(ws) for k, ws in words_of_prefix.items()})
 
     def words(self, path: str) -> frozenset[str]:
+        """The words naming ``path`` that tell it apart."""
         return path_words(path) - self.common
 
-
-def _names(word: str, stem: str, path: frozenset[str], path_stems: frozenset[str]) -> bool:
-    if stem in path_stems or word in path:
-        return True
-    return any(len(short) >= PATH_PREFIX_MIN and long.startswith(short)
-               for p in path for short, long in ((word, p), (p, word)))
-
-
-def path_ratio(named: frozenset[str], words: dict[str, str], stem: Callable[[frozenset[str]], frozenset[str]]) -> float:
-    """Share of the query's ``words`` (word -> stem) that a path's ``named`` words name; ``stem`` stems them."""
-    if not words or not named:
-        return 0.0
-    stems = stem(named)
-    return sum(_names(w, st, named, stems) for w, st in words.items()) / len(words)
+    def match(self, words: dict[str, str]) -> "PathMatch":
+        """Which path words each query word (word -> stem) names: same stem, same word, or a prefix of
+        PATH_PREFIX_MIN+ letters either way ("auth" and "authentication")."""
+        named = []
+        for word, stem in words.items():
+            hits = set(self.words_of_stem.get(stem, ())) | ({word} if word in self.files_of else set())
+            if len(word) >= PATH_PREFIX_MIN:  # a prefix either way shares the first PATH_PREFIX_MIN letters
+                hits.update(p for p in self.words_of_prefix.get(word[:PATH_PREFIX_MIN], ())
+                            if p.startswith(word) or word.startswith(p))
+            named.append(frozenset(hits))
+        return PathMatch(self, tuple(named))
 
 
-def boost_path_match(scores: dict[int, float], info: dict[int, CandidateInfo], query: str, words: dict[str, str],
-                     stem: Callable[[frozenset[str]], frozenset[str]], files: FileNames) -> dict[int, float]:
+@dataclass(frozen=True, slots=True)
+class PathMatch:
+    """The path words each word of one query names."""
+
+    files: FileNames
+    named: tuple[frozenset[str], ...]  # per query word
+
+    def ratio(self, path: str) -> float:
+        """Share of the query's words that ``path`` names."""
+        words = self.files.words(path)
+        if not self.named or not words:
+            return 0.0
+        return sum(not hits.isdisjoint(words) for hits in self.named) / len(self.named)
+
+    def files_at_least(self, ratio: float) -> list[str]:
+        """Paths named by at least ``ratio`` of the query's words, in path order."""
+        if not self.named:
+            return []
+        counts: Counter = Counter()
+        for hits in self.named:
+            counts.update({p for w in hits for p in self.files.files_of[w]})
+        return sorted(p for p, n in counts.items() if n / len(self.named) >= ratio)
+
+
+def boost_path_match(scores: dict[int, float], info: dict[int, CandidateInfo], query: str,
+                     match: PathMatch) -> dict[int, float]:
     """Code in a file (or folder) named like the query's words rises: ``cookie storage`` -> ``cookies.py``.
 
-    ``words`` maps each query word to its stem; ``stem`` stems a path's words the same way. A file gains
-    up to PATH_MATCH_SHARE of the best score, by the share of the query's words its path names.
+    A file gains up to PATH_MATCH_SHARE of the best score, by the share of the query's words its path names.
     """
-    if not scores or not words or is_symbol_query(query):  # a name looked up is not a topic
+    if not scores or is_symbol_query(query):  # a name looked up is not a topic
         return scores
     top = max(scores.values())
     lift: dict[str, float] = {}
@@ -147,19 +190,18 @@ def boost_path_match(scores: dict[int, float], info: dict[int, CandidateInfo], q
     for i, s in scores.items():
         path = info[i].path
         if path not in lift:
-            ratio = path_ratio(files.words(path), words, stem)
+            ratio = match.ratio(path)
             lift[path] = PATH_MATCH_SHARE * top * ratio if ratio >= PATH_MATCH_MIN_RATIO else 0.0
         out[i] = s + lift[path]
     return out
 
 
-def named_files(query: str, words: dict[str, str], stem: Callable[[frozenset[str]], frozenset[str]],
-                files: FileNames) -> list[str]:
+def named_files(query: str, match: PathMatch) -> list[str]:
     """Files a search-like query names (``alias handling`` -> ``aliases.py``), to join the candidates even
     when BM25 missed them: the query's words may be too common in the code to be searched at all."""
-    if not words or not is_search_like(query) or is_symbol_query(query):
+    if not is_search_like(query) or is_symbol_query(query):
         return []
-    return [p for p in files.paths if path_ratio(files.words(p), words, stem) >= PATH_JOIN_MIN_RATIO]
+    return match.files_at_least(PATH_JOIN_MIN_RATIO)
 
 
 def saturate_files(scores: dict[int, float], info: dict[int, CandidateInfo], query: str) -> dict[int, float]:
