@@ -259,7 +259,7 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
     by_repo: dict[str, tuple[Predictor, Baselines, TreeGraphs]] = {}
     started = time.perf_counter()
     graph_s = 0.0
-    prefetchers = {k: Prefetcher(lambda path: path) for k in prefetch_ks}
+    prefetchers = {k: Prefetcher(lambda path, task: path) for k in prefetch_ks}
     cached = pickle.loads(graph_cache.read_bytes()) if graph_cache and graph_cache.exists() else {}
     computed = {}
     for trace in traces:
@@ -277,8 +277,6 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
         predictor.graph = _as_graph(cached.get(tid) or computed[tid])
         graph_s += time.perf_counter() - t0
         predictor.set_query(tid, task["problem_statement"])
-        for pf in prefetchers.values():
-            pf.invalidate([p for p in predictor.graph.files()])  # a new task is a new checkout
         files = trace["files_repo"]
         ranking: list[str] = []
         for i, path in enumerate(files):
@@ -290,14 +288,14 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
                 for k, pf in prefetchers.items():
                     prefetch[k]["requests"] += 1
                     prefetch[k]["strict"] += path in ranking[:k]
-                    prefetched = pf.record_request(path) is not None
+                    prefetched = pf.record_request(path, tid) is not None
                     prefetch[k]["cache"] += prefetched
                     prefetch[k]["served"] += prefetched or built_before
             predictor.observe(path, task_id=tid)
             baselines.observe(path)
             ranking = [p.path for p in predictor.predict(task_id=tid, top_k=max(KS + tuple(prefetch_ks)))]
             for k, pf in prefetchers.items():
-                pf.submit(ranking[:k])
+                pf.submit(ranking[:k], task_id=tid)  # entries serve their task only (a new checkout)
                 pf.wait_idle()
         baselines.end_set(files)
     for pf in prefetchers.values():

@@ -77,6 +77,7 @@ class Workspace:
         self._id = workspace_id(self.root)
         self._predictor = None
         self._prefetcher = None
+        self._request_shape: tuple[int | None, str | None] = (None, None)  # (budget, profile) of the last focus request
         self._accuracy: list[tuple[float, float | None]] = []  # (time, online hit@5) for the dashboard
         self._observed = 0
 
@@ -307,6 +308,8 @@ class Workspace:
                                              "tokenizer": counter.name, "options": repr(options),
                                              "dense": self._dense_state()})
         if focus:
+            if not getattr(self._local, "prefetching", False):  # prefetch the next files at the same budget
+                self._request_shape = (budget, profile)
             self._requested(focus, task_id)
         cached = self.cache.get("context", key)
         if cached is not MISSING:
@@ -344,11 +347,16 @@ class Workspace:
             event = self._events.append(task_id, type, data)
         if self._cache is not None:
             self._cache.invalidate_paths([task_dep(task_id)])
+        if self._prefetcher is not None:  # what was prefetched for this task was built from its older state
+            self._prefetcher.forget_task(task_id)
         path = event.data.get("path")
         if type in _FILE_EVENTS and path:
             self.observe(path, task_id=task_id, kind="edited" if type == "file_edited" else "opened")
-        elif type == "task_started" and self._predictor is not None:
+            return event
+        if type == "task_started" and self._predictor is not None:
             self._predictor.set_query(task_id, event.data.get("query") or event.data.get("title"))
+        if self._prefetcher is not None:  # rebuild the likely next files from the task's new state
+            self._prefetcher.after_event(self.predictor, task_id=task_id, top_k=self._prefetch_top_k)
         return event
 
     def task_state(self, task_id: str, at: int | None = None) -> TaskState:
@@ -488,10 +496,12 @@ class Workspace:
             self._prefetch_top_k = top_k
             self._prefetcher = Prefetcher(self._prefetch_one)
 
-    def _prefetch_one(self, path: str) -> bool:
+    def _prefetch_one(self, path: str, task_id: str | None) -> bool:
+        """Build what a request for ``path`` within ``task_id`` reads, under the keys that request will use."""
         self._local.prefetching = True  # the prefetch thread's own requests are neither hits nor moves
         self.module_summary(path)
-        self.context(focus=path)
+        budget, profile = self._request_shape
+        self.context(focus=path, task_id=task_id, budget=budget, profile=profile)
         return True
 
     def observe(self, path: str, *, task_id: str | None = None, kind: str = "opened") -> None:
@@ -516,7 +526,7 @@ class Workspace:
         if path is None:
             return
         if self._prefetcher is not None and not getattr(self._local, "prefetching", False):
-            self._prefetcher.record_request(path)
+            self._prefetcher.record_request(path, task_id)
         if not getattr(self._local, "prefetching", False):
             self.observe(path, task_id=task_id, kind="requested")
 

@@ -147,7 +147,7 @@ class SlowBuild:
         self.built: list[str] = []
         self.lock = threading.Lock()
 
-    def __call__(self, path: str) -> str:
+    def __call__(self, path: str, task_id: str | None = None) -> str:
         with self.lock:
             self.running += 1
             self.peak = max(self.peak, self.running)
@@ -195,6 +195,61 @@ def test_prefetch_is_cancelled_when_superseded():
         assert prefetcher.is_prefetched("x.py") and not prefetcher.is_prefetched("b.py")
     finally:
         prefetcher.close()
+
+
+def test_prefetch_entries_belong_to_their_task_and_a_build_invalidated_while_running_is_not_kept():
+    gate = threading.Event()
+    build = SlowBuild(0.0, gate)
+    prefetcher = Prefetcher(build)
+    try:
+        prefetcher.submit(["a.py", "b.py"], task_id="t1")
+        deadline = time.monotonic() + 5
+        while build.running == 0 and time.monotonic() < deadline:  # the worker has taken a.py
+            time.sleep(0.005)
+        prefetcher.forget_task("t1")  # t1's state moved on while a.py was being built from the older one
+        gate.set()
+        assert prefetcher.wait_idle(5)
+        assert build.built == ["a.py", "b.py"]
+        assert not prefetcher.is_prefetched("a.py", "t1") and prefetcher.is_prefetched("b.py", "t1")
+        assert prefetcher.record_request("b.py", "t2") is None  # built for t1: it does not serve t2
+        assert prefetcher.record_request("b.py") is None  # nor a request made without a task
+        assert prefetcher.record_request("b.py", "t1") == "summary of b.py"
+        prefetcher.submit(["c.py"], task_id="t2")
+        assert prefetcher.wait_idle(5)
+        prefetcher.forget_task("t1")
+        assert not prefetcher.is_prefetched("b.py", "t1") and prefetcher.is_prefetched("c.py", "t2")
+        prefetcher.invalidate(["c.py"])  # a changed file is dropped whatever task it was built for
+        assert prefetcher.stats()["entries"] == 0
+    finally:
+        prefetcher.close()
+
+
+def test_prefetched_context_serves_the_tasks_next_request_through_the_workspace(tmp_path):
+    root = tmp_path / "ws"
+    _write(root, {"a.py": "from b import helper\n\ndef run():\n    return helper()\n",
+                  "b.py": "def helper():\n    return 1\n", "c.py": "VALUE = 2\n"})
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        ws.enable_prefetch(top_k=5)
+        ws.record("t", "task_started", {"title": "call the helper"})
+        ws.record("t", "file_opened", {"path": "a.py"})  # a move, not a request: nothing is answered yet
+        prefetcher = ws._prefetcher
+        assert prefetcher.wait_idle(10)
+        assert prefetcher.is_prefetched("b.py", "t") and prefetcher.is_prefetched("c.py", "t")
+
+        def context_hits() -> int:
+            return ws.cache.stats()["tiers"]["context"]["hits"]
+
+        assert context_hits() == 0
+        served = ws.context(focus="b.py", task_id="t")  # the request carries the task: the prefetch built that
+        assert prefetcher.wait_idle(10)
+        assert context_hits() == 1 and "def helper" in served.text
+        # A new event of the task makes what was built from its older state stale: it is rebuilt at once.
+        ws.record("t", "note", {"text": "helper returns a constant"})
+        assert prefetcher.wait_idle(10)
+        ws.context(focus="c.py", task_id="t")
+        assert context_hits() == 2
+        assert ws.status()["prefetch"]["requests"] == 2 and ws.status()["prefetch"]["hits"] == 2
 
 
 def test_prefetch_follows_the_predictor():
