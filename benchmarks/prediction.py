@@ -57,7 +57,7 @@ from indexer.predict.cochange import MAX_SET, CoChange  # noqa: E402
 DEFAULT_BENCH = Path("/work/shared/bench")
 DEFAULT_WORK = DEFAULT_CORPORA / "prediction-work"
 GRAPH_SOURCES = ("index", "light")
-#: Files kept from the problem statement's search (the model reads the top QUERY_TOP_K of them).
+#: Files kept from the problem statement's search (the model reads signals.QUERY_POOL of them).
 HITS_KEPT = 100
 #: The engine code an index graph comes from: a cached graph built by other code is rebuilt, not reused.
 ENGINE_SOURCES = ("indexer/search", "indexer/parse", "indexer/graph", "indexer/store", "indexer/indexing.py",

@@ -115,6 +115,20 @@ def test_reasons_on_a_hand_made_workspace(workspace):
     assert "imports the current file" in from_util["pkg/app.py"]
     found = {p.path: p.reasons for p in Predictor(graph).predict(task_id="q", query="add two numbers")}
     assert any(r.startswith("matches the task description") for r in found["pkg/util.py"])
+    assert "a test the task description points at (#1 of the tests)" in found["tests/test_util.py"]
+    assert not any(r.startswith("a test the task") for r in found["pkg/util.py"])
+
+
+def test_task_tests_ranks_the_querys_tests_among_themselves():
+    from indexer.predict.signals import task_tests
+
+    hits = [("pkg/core.py", 9.0), ("tests/test_core.py", 2.0), ("pkg/io.py", 1.5), ("pkg/test_io.py", 1.0),
+            ("tests/test_old.py", 0.5), ("tests/test_zero.py", 0.0)]
+    scored = task_tests(hits, seen={"tests/test_old.py"})
+    # Tests only, in the search's order, the file already seen in the task and a zero-score hit left out.
+    assert list(scored) == ["tests/test_core.py", "pkg/test_io.py"]
+    assert scored["tests/test_core.py"][0] == 1.0 and scored["pkg/test_io.py"][0] == pytest.approx(2 ** -0.5)
+    assert scored["pkg/test_io.py"][1] == "a test the task description points at (#2 of the tests)"
 
 
 def test_mine_git_learns_co_change_and_ignores_large_commits(tmp_path):
