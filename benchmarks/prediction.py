@@ -18,12 +18,14 @@ Usage: /work/venv/bin/python benchmarks/prediction.py [--bench DIR] [--graphs in
     from (``ENGINE_SOURCES``), so a change to search or parsing rebuilds it (16 minutes for the 155 commits here).
 (b) Git history (``nextfile/*.jsonl``): train on the first 80% of commits, test the last 20% online; within-commit
     (seeded random reveal order, predict the unrevealed files) and next-commit (predict commit t+1 after t).
-(c) Prefetch: replay (a) through ``Prefetcher``; after each access, prefetch the top k; a next access already built
-    is a hit. The build callable is instant here, so this measures prediction, not build speed. Three figures:
-    ``next_in_top_k`` (the access was in the top k predicted just before it), ``served_from_prefetch_cache``
-    (strict: a prefetched entry of this task, <= 64 kept, was there) and ``served_from_cache`` (that, or the file
-    was already requested earlier in the task: the server keeps the context it built for a request in its answer
-    cache, so a return to a file is served without a build; a new task is a new checkout and starts empty).
+(c) Prefetch: replay (a) through ``Prefetcher``; at the task's start (the server prefetches on ``task_started``)
+    and after each access, prefetch the top k; a next access already built is a hit. The build callable is instant
+    here and every prefetch completes before the next access, so this measures prediction, not build speed
+    (``builds_per_access`` is the work it asks for). Three figures: ``next_in_top_k`` (the access was in the top k
+    predicted just before it), ``served_from_prefetch_cache`` (strict: a prefetched entry of this task, <= 64 kept,
+    was there) and ``served_from_cache`` (that, or the file was already requested earlier in the task: the server
+    keeps the context it built for a request in its answer cache, so a return to a file is served without a build;
+    a new task is a new checkout and starts empty).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ ENGINE_SOURCES = ("indexer/search", "indexer/parse", "indexer/graph", "indexer/s
                   "indexer/modules.py", "indexer/predict/store.py")
 KS = (1, 5, 10)
 TRAIN_SHARE = 0.8
-PREFETCH_KS = (5, 10)
+PREFETCH_KS = (5, 10, 20)
 BM25_K1, BM25_B = 1.2, 0.75
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
@@ -362,9 +364,13 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
         predictor.set_query(tid, task["problem_statement"])
         files = trace["files_repo"]
         ranking: list[str] = []
+        start = [p.path for p in predictor.predict(task_id=tid, top_k=max(prefetch_ks))]
+        for k, pf in prefetchers.items():  # the server prefetches on task_started, before the agent opens a file
+            pf.submit(start[:k], task_id=tid)
+            pf.wait_idle()
         for i, path in enumerate(files):
             if i > 0:
-                model.add(ranking, {path})
+                model.add(ranking[:max(KS)], {path})
                 for name, ranked in baselines.rankings(files[i - 1], files[:i], {files[i - 1]}).items():
                     base[name].add(ranked, {path})
                 built_before = path in files[:i]  # its context was built (and cached) for the earlier request
@@ -381,6 +387,7 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
                 pf.submit(ranking[:k], task_id=tid)  # entries serve their task only (a new checkout)
                 pf.wait_idle()
         baselines.end_set(files)
+    accesses = sum(len(t["files_repo"]) for t in traces)
     for pf in prefetchers.values():
         pf.close()
     for _, _, graphs in by_repo.values():
@@ -395,7 +402,9 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
         "prefetch": {f"k={k}": {"next_in_top_k": round(v["strict"] / v["requests"], 4),
                                 "served_from_prefetch_cache": round(v["cache"] / v["requests"], 4),
                                 "served_from_cache": round(v["served"] / v["requests"], 4),
-                                "requests": v["requests"]} for k, v in prefetch.items()},
+                                "requests": v["requests"],
+                                "builds_per_access": round(prefetchers[k].counts["built"] / max(1, accesses), 2),
+                                "dropped": prefetchers[k].counts["dropped"]} for k, v in prefetch.items()},
         "weights": {r: p.stats()["weights"] for r, (p, _, _) in by_repo.items()},
         "ranking": {r: p.stats()["ranking"] for r, (p, _, _) in by_repo.items()},
         "seconds": round(time.perf_counter() - started, 1),

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 log = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 5
-#: Jobs waiting at most; a new event replaces them anyway, so this only caps a burst.
-MAX_QUEUE = 16
+#: Jobs waiting at most; a new event replaces them anyway, so this only caps a burst (above the workspace's top k).
+MAX_QUEUE = 32
 #: Built entries kept (least recently used dropped): the memory bound.
 MAX_ENTRIES = 64
 
