@@ -378,7 +378,7 @@ class Workspace:
     def module_summary(self, path: str) -> str:
         """A module's classes and functions with signatures, imports, importers and tests."""
         rel = self._relative(path)
-        self._requested(rel, None)
+        self._requested(rel, None, any_task=True)  # a summary does not depend on the task it was prefetched for
         key = make_key(self._id, "module_summary", {"path": rel})
         cached = self.cache.get("module", key)
         if cached is not MISSING:
@@ -520,7 +520,7 @@ class Workspace:
         if self._prefetcher is not None:
             self._prefetcher.after_event(predictor, task_id=task_id, top_k=self._prefetch_top_k)
 
-    def _requested(self, target: str, task_id: str | None) -> None:
+    def _requested(self, target: str, task_id: str | None, *, any_task: bool = False) -> None:
         """A request named a file: count a prefetch hit or miss, and learn the move."""
         if self._predictor is None and self._prefetcher is None:
             return
@@ -528,7 +528,7 @@ class Workspace:
         if path is None:
             return
         if self._prefetcher is not None and not getattr(self._local, "prefetching", False):
-            self._prefetcher.record_request(path, task_id)
+            self._prefetcher.record_request(path, task_id, any_task=any_task)
         if not getattr(self._local, "prefetching", False):
             self.observe(path, task_id=task_id, kind="requested")
 

@@ -228,6 +228,7 @@ def test_prefetch_entries_belong_to_their_task_and_a_build_invalidated_while_run
         assert prefetcher.record_request("b.py", "t2") is None  # built for t1: it does not serve t2
         assert prefetcher.record_request("b.py") is None  # nor a request made without a task
         assert prefetcher.record_request("b.py", "t1") == "summary of b.py"
+        assert prefetcher.record_request("b.py", any_task=True) == "summary of b.py"  # task-free: t1's entry serves
         prefetcher.submit(["c.py"], task_id="t2")
         assert prefetcher.wait_idle(5)
         prefetcher.forget_task("t1")
@@ -264,6 +265,11 @@ def test_prefetched_context_serves_the_tasks_next_request_through_the_workspace(
         ws.context(focus="c.py", task_id="t")
         assert context_hits() == 2
         assert ws.status()["prefetch"]["requests"] == 2 and ws.status()["prefetch"]["hits"] == 2
+        assert prefetcher.wait_idle(10)
+        ws.module_summary("a.py")  # a summary does not depend on the task: the one prefetched for t serves it
+        assert ws.status()["prefetch"]["requests"] == 3 and ws.status()["prefetch"]["hits"] == 3
+        ws.context(focus="b.py")  # without the task: another cache key, which nothing prefetched
+        assert context_hits() == 2 and ws.status()["prefetch"]["hits"] == 3
 
 
 def test_prefetch_follows_the_predictor():

@@ -68,11 +68,17 @@ class Prefetcher:
         """Prefetch the predictor's current top ``top_k`` files for ``task_id``."""
         return self.submit((p.path for p in predictor.predict(task_id=task_id, top_k=top_k)), task_id=task_id)
 
-    def record_request(self, path: str, task_id: str | None = None):
-        """A request for ``path`` within ``task_id`` arrived: the prefetched entry (a hit) or None (a miss)."""
+    def record_request(self, path: str, task_id: str | None = None, *, any_task: bool = False):
+        """A request for ``path`` within ``task_id`` arrived: the prefetched entry (a hit) or None (a miss).
+
+        ``any_task``: the request reads something that does not depend on the task (a module summary), so an
+        entry built for any task serves it.
+        """
         with self._cond:
             self.counts["requests"] += 1
             key = (task_id, path)
+            if key not in self._entries and any_task:
+                key = next((k for k in reversed(self._entries) if k[1] == path), key)
             if key not in self._entries:
                 return None
             self.counts["hits"] += 1
