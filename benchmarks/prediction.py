@@ -1,21 +1,31 @@
 """Next-file prediction benchmark: (a) agent traces, (b) git history, (c) prefetch hit rate; baselines alongside.
 
-Usage: /work/venv/bin/python benchmarks/prediction.py [--bench DIR] [--seed N] [--json] [--skip-traces] [--skip-git]
+Usage: /work/venv/bin/python benchmarks/prediction.py [--bench DIR] [--graphs index|light] [--work DIR] [--corpora DIR]
+       [--graph-cache FILE] [--seed N] [--json] [--skip-traces] [--skip-git]
 
 (a) Moatless traces (``trajectories/moatless_lite_dev.jsonl``): one model per repository, tasks in ``created_at``
     order (joined from ``swebench/lite_dev.jsonl``); before each access after the first, rank the next file.
-    Structure signals read the repository at the task's base commit straight from its git mirror (``git ls-tree`` +
-    ``git cat-file`` of blobs not seen before, so the ~110 Django commits share one parse cache): a light graph of
-    imports parsed with ``ast`` and resolved with ``indexer.modules``, test files linked to what they import, and a
-    BM25 (binary term frequency) retrieval over file paths + contents for the problem statement.
+    The structure and the problem statement's search come from one of two sources:
+    ``--graphs index`` (default): codeahead's own index of the repository at the task's base commit (one working
+    folder per repository under ``--work``, moved from commit to commit by ``git diff`` and indexed incrementally),
+    read through ``SqliteGraphView`` as the server's predictor reads it: file-level imports and test links from the
+    graph, and ``Workspace.ranked`` (BM25 + code signals, no vectors) for the problem statement, best node per file.
+    ``--graphs light``: a quicker stand-in read straight from the git mirror (``git ls-tree`` + ``git cat-file``):
+    imports parsed with ``ast`` and resolved with ``indexer.modules``, test files linked to what they import, and
+    a BM25 (binary term frequency) over file paths + contents. Its search is much weaker than the server's (the
+    agent's first file is its top hit for 29% of tasks, against 50% for the index), so it under-rates the query.
+    ``--graph-cache`` keeps the per-task graphs; an index graph is keyed by a hash of the engine sources it came
+    from (``ENGINE_SOURCES``), so a change to search or parsing rebuilds it (16 minutes for the 155 commits here).
 (b) Git history (``nextfile/*.jsonl``): train on the first 80% of commits, test the last 20% online; within-commit
     (seeded random reveal order, predict the unrevealed files) and next-commit (predict commit t+1 after t).
-(c) Prefetch: replay (a) through ``Prefetcher``; after each access, prefetch the top k; a next access already built
-    is a hit. The build callable is instant here, so this measures prediction, not build speed. Three figures:
-    ``next_in_top_k`` (the access was in the top k predicted just before it), ``served_from_prefetch_cache``
-    (strict: a prefetched entry of this task, <= 64 kept, was there) and ``served_from_cache`` (that, or the file
-    was already requested earlier in the task: the server keeps the context it built for a request in its answer
-    cache, so a return to a file is served without a build; a new task is a new checkout and starts empty).
+(c) Prefetch: replay (a) through ``Prefetcher``; at the task's start (the server prefetches on ``task_started``)
+    and after each access, prefetch the top k; a next access already built is a hit. The build callable is instant
+    here and every prefetch completes before the next access, so this measures prediction, not build speed
+    (``builds_per_access`` is the work it asks for). Three figures: ``next_in_top_k`` (the access was in the top k
+    predicted just before it), ``served_from_prefetch_cache`` (strict: a prefetched entry of this task, <= 64 kept,
+    was there) and ``served_from_cache`` (that, or the file was already requested earlier in the task: the server
+    keeps the context it built for a request in its answer cache, so a return to a file is served without a build;
+    a new task is a new checkout and starts empty).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
+import hashlib
 import json
 import math
 import pickle
@@ -30,6 +41,7 @@ import random
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,16 +50,23 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from corpora import mirror_dir  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from corpora import DEFAULT_CORPORA, mirror_dir  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from indexer.modules import absolute_module, module_names, package_of  # noqa: E402
-from indexer.predict import SIGNALS, Predictor, Prefetcher, StaticGraph  # noqa: E402
+from indexer.predict import SIGNALS, Predictor, Prefetcher, SqliteGraphView, StaticGraph  # noqa: E402
 from indexer.predict.cochange import MAX_SET, CoChange  # noqa: E402
 
 DEFAULT_BENCH = Path("/work/shared/bench")
+DEFAULT_WORK = DEFAULT_CORPORA / "prediction-work"
+GRAPH_SOURCES = ("index", "light")
+#: Files kept from the problem statement's search (the model reads signals.QUERY_POOL of them).
+HITS_KEPT = 100
+#: The engine code an index graph comes from: a cached graph built by other code is rebuilt, not reused.
+ENGINE_SOURCES = ("indexer/search", "indexer/parse", "indexer/graph", "indexer/store", "indexer/indexing.py",
+                  "indexer/modules.py", "indexer/predict/store.py")
 KS = (1, 5, 10)
 TRAIN_SHARE = 0.8
-PREFETCH_KS = (5, 10)
+PREFETCH_KS = (5, 10, 20)
 BM25_K1, BM25_B = 1.2, 0.75
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
@@ -241,6 +260,68 @@ def _bm25(query: str, docs: dict[str, tuple[list, frozenset[str], int]]) -> list
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:50]
 
 
+class IndexGraphs:
+    """The graph the server's predictor reads, from codeahead's own index of the repository at each commit.
+
+    One working folder per repository, moved from base commit to base commit by ``git diff`` (as
+    ``quality_swebench.py`` does) and indexed incrementally; the files, the file-level imports and test links and
+    the problem statement's search are read through ``SqliteGraphView``, exactly as ``Workspace.predictor`` does.
+    """
+
+    def __init__(self, repo: str, work_root: Path, corpora: Path) -> None:
+        self.repo, self.corpora = repo, corpora
+        self.work = work_root / repo.split("/")[-1]
+        self._index_dir = tempfile.TemporaryDirectory(prefix="prediction-index-")
+        self._ws = None
+
+    def graph(self, commit: str, query: str) -> tuple:
+        """(files, imports, tests, search hits of ``query``) of the repository at ``commit``."""
+        from quality_swebench import sync_commit
+        from indexer.workspace import Workspace
+
+        self.work.mkdir(parents=True, exist_ok=True)
+        sync_commit(self.repo, commit, self.work, self.corpora)
+        if self._ws is None:
+            self._ws = Workspace(self.work, index_dir=self._index_dir.name)
+        self._ws.index()
+        view = SqliteGraphView(self._ws.reader, ranked=self._ws.ranked)
+        files = view.files()
+        conn = self._ws.reader()
+        imports = _file_links(conn, "imports")
+        tests = _file_links(conn, "tests")
+        return files, imports, tests, view.search_files(query, HITS_KEPT)
+
+    def close(self) -> None:
+        """Close the index and delete it (the working folder stays, so the next run syncs from where it is)."""
+        if self._ws is not None:
+            self._ws.close()
+        self._index_dir.cleanup()
+
+
+_FILE_LINKS = """SELECT DISTINCT f1.path, f2.path FROM edges e
+JOIN nodes n1 ON n1.id = e.src JOIN files f1 ON f1.id = n1.file_id
+JOIN nodes n2 ON n2.id = e.dst JOIN files f2 ON f2.id = n2.file_id
+WHERE e.kind = ? AND f1.id != f2.id"""
+
+
+def _file_links(conn, kind: str) -> dict[str, set[str]]:
+    """Every file's linked files by edges of ``kind`` (what ``SqliteGraphView`` reads one file at a time)."""
+    out: dict[str, set[str]] = {}
+    for src, dst in conn.execute(_FILE_LINKS, (kind,)):
+        out.setdefault(src, set()).add(dst)
+    return out
+
+
+def engine_fingerprint() -> str:
+    """A hash of the engine sources an index graph depends on."""
+    digest = hashlib.sha256()
+    for name in ENGINE_SOURCES:
+        root = PROJECT_ROOT / name
+        for path in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
+            digest.update(path.relative_to(PROJECT_ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 # --------------------------------------------------------------------------- #
 # (a) agent traces and (c) prefetch
 # --------------------------------------------------------------------------- #
@@ -249,18 +330,20 @@ def _as_graph(parts: tuple) -> StaticGraph:
     return StaticGraph(files, imports, tests, search=lambda q, k: hits[:k])
 
 
-def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cache: Path | None = None) -> dict:
+def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cache: Path | None = None,
+               graphs_from: str = "index", work: Path = DEFAULT_WORK, corpora: Path = DEFAULT_CORPORA) -> dict:
     """Replay every trace with a per-repository model; score the model, the baselines and prefetching."""
     tasks = {json.loads(line)["instance_id"]: json.loads(line) for line in open(bench / "swebench/lite_dev.jsonl")}
     traces = [json.loads(line) for line in open(bench / "trajectories/moatless_lite_dev.jsonl")]
     traces.sort(key=lambda t: (t["repo"], tasks[t["instance_id"]]["created_at"], t["instance_id"]))
     model, base = Metrics(), {b: Metrics() for b in BASELINES}
     prefetch = {k: {"strict": 0, "cache": 0, "served": 0, "requests": 0} for k in prefetch_ks}
-    by_repo: dict[str, tuple[Predictor, Baselines, TreeGraphs]] = {}
+    by_repo: dict[str, tuple[Predictor, Baselines, TreeGraphs | IndexGraphs]] = {}
     started = time.perf_counter()
     graph_s = 0.0
-    prefetchers = {k: Prefetcher(lambda path: path) for k in prefetch_ks}
+    prefetchers = {k: Prefetcher(lambda path, task: path) for k in prefetch_ks}
     cached = pickle.loads(graph_cache.read_bytes()) if graph_cache and graph_cache.exists() else {}
+    version = engine_fingerprint() if graphs_from == "index" else "ast"
     computed = {}
     for trace in traces:
         repo, task = trace["repo"], tasks[trace["instance_id"]]
@@ -268,40 +351,48 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
             git_dir = mirror_dir(repo)
             if git_dir is None:
                 raise SystemExit(f"no git mirror of {repo}: run `python benchmarks/corpora.py swebench` first")
-            by_repo[repo] = (Predictor(signals=signals), Baselines(), TreeGraphs(git_dir))
+            graphs = IndexGraphs(repo, work, corpora) if graphs_from == "index" else TreeGraphs(git_dir)
+            by_repo[repo] = (Predictor(signals=signals), Baselines(), graphs)
         predictor, baselines, graphs = by_repo[repo]
         t0 = time.perf_counter()
         tid = trace["instance_id"]
-        if tid not in cached:
-            computed[tid] = graphs.graph(task["base_commit"], task["problem_statement"])
-        predictor.graph = _as_graph(cached.get(tid) or computed[tid])
+        key = (graphs_from, version, tid)
+        if key not in cached:
+            computed[key] = graphs.graph(task["base_commit"], task["problem_statement"])
+        predictor.graph = _as_graph(cached.get(key) or computed[key])
         graph_s += time.perf_counter() - t0
         predictor.set_query(tid, task["problem_statement"])
-        for pf in prefetchers.values():
-            pf.invalidate([p for p in predictor.graph.files()])  # a new task is a new checkout
         files = trace["files_repo"]
         ranking: list[str] = []
+        start = [p.path for p in predictor.predict(task_id=tid, top_k=max(prefetch_ks))]
+        for k, pf in prefetchers.items():  # the server prefetches on task_started, before the agent opens a file
+            pf.submit(start[:k], task_id=tid)
+            pf.wait_idle()
         for i, path in enumerate(files):
             if i > 0:
-                model.add(ranking, {path})
+                model.add(ranking[:max(KS)], {path})
                 for name, ranked in baselines.rankings(files[i - 1], files[:i], {files[i - 1]}).items():
                     base[name].add(ranked, {path})
                 built_before = path in files[:i]  # its context was built (and cached) for the earlier request
                 for k, pf in prefetchers.items():
                     prefetch[k]["requests"] += 1
                     prefetch[k]["strict"] += path in ranking[:k]
-                    prefetched = pf.record_request(path) is not None
+                    prefetched = pf.record_request(path, tid) is not None
                     prefetch[k]["cache"] += prefetched
                     prefetch[k]["served"] += prefetched or built_before
             predictor.observe(path, task_id=tid)
             baselines.observe(path)
             ranking = [p.path for p in predictor.predict(task_id=tid, top_k=max(KS + tuple(prefetch_ks)))]
             for k, pf in prefetchers.items():
-                pf.submit(ranking[:k])
+                pf.submit(ranking[:k], task_id=tid)  # entries serve their task only (a new checkout)
                 pf.wait_idle()
         baselines.end_set(files)
+    accesses = sum(len(t["files_repo"]) for t in traces)
     for pf in prefetchers.values():
         pf.close()
+    for _, _, graphs in by_repo.values():
+        if isinstance(graphs, IndexGraphs):
+            graphs.close()
     if graph_cache and computed:
         graph_cache.write_bytes(pickle.dumps({**cached, **computed}, protocol=pickle.HIGHEST_PROTOCOL))
     return {
@@ -311,7 +402,9 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
         "prefetch": {f"k={k}": {"next_in_top_k": round(v["strict"] / v["requests"], 4),
                                 "served_from_prefetch_cache": round(v["cache"] / v["requests"], 4),
                                 "served_from_cache": round(v["served"] / v["requests"], 4),
-                                "requests": v["requests"]} for k, v in prefetch.items()},
+                                "requests": v["requests"],
+                                "builds_per_access": round(prefetchers[k].counts["built"] / max(1, accesses), 2),
+                                "dropped": prefetchers[k].counts["dropped"]} for k, v in prefetch.items()},
         "weights": {r: p.stats()["weights"] for r, (p, _, _) in by_repo.items()},
         "ranking": {r: p.stats()["ranking"] for r, (p, _, _) in by_repo.items()},
         "seconds": round(time.perf_counter() - started, 1),
@@ -398,13 +491,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-traces", action="store_true")
     ap.add_argument("--skip-git", action="store_true")
     ap.add_argument("--signals", default=",".join(SIGNALS), help="comma-separated model signals (ablation)")
-    ap.add_argument("--graph-cache", type=Path, help="pickle of the per-task light graphs, reused when present")
+    ap.add_argument("--graphs", choices=GRAPH_SOURCES, default="index",
+                    help="structure and search from codeahead's own index of each base commit (what the server "
+                         "reads), or from the light ast + BM25 graph of the git mirror (quicker to build)")
+    ap.add_argument("--work", type=Path, default=DEFAULT_WORK, help="working folders of --graphs index")
+    ap.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA, help="corpora folder (mirrors.json, trees/)")
+    ap.add_argument("--graph-cache", type=Path, help="pickle of the per-task graphs, reused when present")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     signals = tuple(s for s in args.signals.split(",") if s)
-    result: dict = {"seed": args.seed, "signals": signals}
+    result: dict = {"seed": args.seed, "signals": signals, "graphs": args.graphs}
     if not args.skip_traces:
-        result["traces"] = run_traces(args.bench, signals=signals, graph_cache=args.graph_cache)
+        result["traces"] = run_traces(args.bench, signals=signals, graph_cache=args.graph_cache,
+                                      graphs_from=args.graphs, work=args.work, corpora=args.corpora)
     if not args.skip_git:
         result["git"] = {p.stem.removesuffix("_commits"): run_git(p, args.seed, signals)
                          for p in sorted((args.bench / "nextfile").glob("*_commits.jsonl"))}

@@ -115,6 +115,20 @@ def test_reasons_on_a_hand_made_workspace(workspace):
     assert "imports the current file" in from_util["pkg/app.py"]
     found = {p.path: p.reasons for p in Predictor(graph).predict(task_id="q", query="add two numbers")}
     assert any(r.startswith("matches the task description") for r in found["pkg/util.py"])
+    assert "a test the task description points at (#1 of the tests)" in found["tests/test_util.py"]
+    assert not any(r.startswith("a test the task") for r in found["pkg/util.py"])
+
+
+def test_task_tests_ranks_the_querys_tests_among_themselves():
+    from indexer.predict.signals import task_tests
+
+    hits = [("pkg/core.py", 9.0), ("tests/test_core.py", 2.0), ("pkg/io.py", 1.5), ("pkg/test_io.py", 1.0),
+            ("tests/test_old.py", 0.5), ("tests/test_zero.py", 0.0)]
+    scored = task_tests(hits, seen={"tests/test_old.py"})
+    # Tests only, in the search's order, the file already seen in the task and a zero-score hit left out.
+    assert list(scored) == ["tests/test_core.py", "pkg/test_io.py"]
+    assert scored["tests/test_core.py"][0] == 1.0 and scored["pkg/test_io.py"][0] == pytest.approx(2 ** -0.5)
+    assert scored["pkg/test_io.py"][1] == "a test the task description points at (#2 of the tests)"
 
 
 def test_mine_git_learns_co_change_and_ignores_large_commits(tmp_path):
@@ -147,7 +161,7 @@ class SlowBuild:
         self.built: list[str] = []
         self.lock = threading.Lock()
 
-    def __call__(self, path: str) -> str:
+    def __call__(self, path: str, task_id: str | None = None) -> str:
         with self.lock:
             self.running += 1
             self.peak = max(self.peak, self.running)
@@ -195,6 +209,67 @@ def test_prefetch_is_cancelled_when_superseded():
         assert prefetcher.is_prefetched("x.py") and not prefetcher.is_prefetched("b.py")
     finally:
         prefetcher.close()
+
+
+def test_prefetch_entries_belong_to_their_task_and_a_build_invalidated_while_running_is_not_kept():
+    gate = threading.Event()
+    build = SlowBuild(0.0, gate)
+    prefetcher = Prefetcher(build)
+    try:
+        prefetcher.submit(["a.py", "b.py"], task_id="t1")
+        deadline = time.monotonic() + 5
+        while build.running == 0 and time.monotonic() < deadline:  # the worker has taken a.py
+            time.sleep(0.005)
+        prefetcher.forget_task("t1")  # t1's state moved on while a.py was being built from the older one
+        gate.set()
+        assert prefetcher.wait_idle(5)
+        assert build.built == ["a.py", "b.py"]
+        assert not prefetcher.is_prefetched("a.py", "t1") and prefetcher.is_prefetched("b.py", "t1")
+        assert prefetcher.record_request("b.py", "t2") is None  # built for t1: it does not serve t2
+        assert prefetcher.record_request("b.py") is None  # nor a request made without a task
+        assert prefetcher.record_request("b.py", "t1") == "summary of b.py"
+        assert prefetcher.record_request("b.py", any_task=True) == "summary of b.py"  # task-free: t1's entry serves
+        prefetcher.submit(["c.py"], task_id="t2")
+        assert prefetcher.wait_idle(5)
+        prefetcher.forget_task("t1")
+        assert not prefetcher.is_prefetched("b.py", "t1") and prefetcher.is_prefetched("c.py", "t2")
+        prefetcher.invalidate(["c.py"])  # a changed file is dropped whatever task it was built for
+        assert prefetcher.stats()["entries"] == 0
+    finally:
+        prefetcher.close()
+
+
+def test_prefetched_context_serves_the_tasks_next_request_through_the_workspace(tmp_path):
+    root = tmp_path / "ws"
+    _write(root, {"a.py": "from b import helper\n\ndef run():\n    return helper()\n",
+                  "b.py": "def helper():\n    return 1\n", "c.py": "VALUE = 2\n"})
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        ws.enable_prefetch(top_k=5)
+        ws.record("t", "task_started", {"title": "call the helper"})
+        ws.record("t", "file_opened", {"path": "a.py"})  # a move, not a request: nothing is answered yet
+        prefetcher = ws._prefetcher
+        assert prefetcher.wait_idle(10)
+        assert prefetcher.is_prefetched("b.py", "t") and prefetcher.is_prefetched("c.py", "t")
+
+        def context_hits() -> int:
+            return ws.cache.stats()["tiers"]["context"]["hits"]
+
+        assert context_hits() == 0
+        served = ws.context(focus="b.py", task_id="t")  # the request carries the task: the prefetch built that
+        assert prefetcher.wait_idle(10)
+        assert context_hits() == 1 and "def helper" in served.text
+        # A new event of the task makes what was built from its older state stale: it is rebuilt at once.
+        ws.record("t", "note", {"text": "helper returns a constant"})
+        assert prefetcher.wait_idle(10)
+        ws.context(focus="c.py", task_id="t")
+        assert context_hits() == 2
+        assert ws.status()["prefetch"]["requests"] == 2 and ws.status()["prefetch"]["hits"] == 2
+        assert prefetcher.wait_idle(10)
+        ws.module_summary("a.py")  # a summary does not depend on the task: the one prefetched for t serves it
+        assert ws.status()["prefetch"]["requests"] == 3 and ws.status()["prefetch"]["hits"] == 3
+        ws.context(focus="b.py")  # without the task: another cache key, which nothing prefetched
+        assert context_hits() == 2 and ws.status()["prefetch"]["hits"] == 3
 
 
 def test_prefetch_follows_the_predictor():

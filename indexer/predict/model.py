@@ -19,14 +19,14 @@ from indexer.predict.experts import BLEND, ExpertSwitch, lead_key, rank_of
 from indexer.predict.markov import DECAY, Markov
 
 SIGNALS = ("recent_in_task", "returns_in_task", "markov", "co_change", "imported_by_current",
-           "importers_of_current", "linked_to_task", "test_links", "same_directory", "query_match", "popular",
-           "recent_overall")
+           "importers_of_current", "linked_to_task", "test_links", "same_directory", "query_match", "task_tests",
+           "popular", "recent_overall")
 #: Priors for a new workspace, from the agent-trace statistics: returns to seen files lead,
 #: then habits (Markov, co-change), the task text and the import graph; folders and popularity are weak.
 PRIOR_WEIGHTS = {
     "recent_in_task": 3.0, "returns_in_task": 1.0, "markov": 2.0, "co_change": 1.5,
     "imported_by_current": 1.5, "importers_of_current": 1.0, "linked_to_task": 0.5, "test_links": 1.0,
-    "same_directory": 1.0, "query_match": 2.0, "popular": 0.5, "recent_overall": 0.5,
+    "same_directory": 1.0, "query_match": 2.0, "task_tests": 1.0, "popular": 0.5, "recent_overall": 0.5,
 }
 #: Separate blends for a task's first file (no trail: habits and recency across tasks matter)
 #: and for moves inside a task (its own trail and the current file's links matter).
@@ -314,12 +314,18 @@ class Predictor:
         if name == "same_directory":
             return sig.same_directory(self.graph.files(), current)
         if name == "query_match":
-            if trail.query and trail.hits is None:
-                trail.hits = self.graph.search_files(trail.query, sig.QUERY_TOP_K)
-            return sig.query_match(trail.hits or [])
+            return sig.query_match(self._query_hits(trail)[:sig.QUERY_TOP_K])
+        if name == "task_tests":
+            return sig.task_tests(self._query_hits(trail), trail.visits)
         if name == "popular":
             return sig.popular(self.popularity, self.visit_counts)
         return sig.recent_overall(self.recent)
+
+    def _query_hits(self, trail: Trail) -> list[tuple[str, float]]:
+        """The files the task's query retrieves, best first (searched once per query)."""
+        if trail.query and trail.hits is None:
+            trail.hits = self.graph.search_files(trail.query, sig.QUERY_POOL)
+        return trail.hits or []
 
     # ------------------------------------------------------------------ #
     # figures and persistence

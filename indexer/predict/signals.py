@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 import posixpath
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from indexer.graph.facts import is_test_path
 
 #: A signal's answer: path -> (score in [0, 1], human reason).
 Scored = dict[str, tuple[float, str]]
@@ -20,6 +22,9 @@ RECENCY_FALLOFF = 0.7
 #: Signals listing many files cap their candidates so the blend stays cheap.
 MAX_PER_SIGNAL = 200
 QUERY_TOP_K = 30
+#: Files read from the query's search once per task: test files rank low in search (it demotes them), so the
+#: tests signal looks further down the list than ``query_match`` does.
+QUERY_POOL = 100
 #: How many earlier files of a task lend their import links to the candidates.
 TRAIL_LINK_DEPTH = 5
 
@@ -152,6 +157,17 @@ def query_match(hits: Sequence[tuple[str, float]]) -> Scored:
     # By rank, not raw score: retrieval scores are compressed, the order is what carries the information.
     return {p: (1.0 / math.sqrt(rank), f"matches the task description (#{rank})")
             for rank, (p, _) in enumerate(hits, start=1)}
+
+
+def task_tests(hits: Sequence[tuple[str, float]], seen: Collection[str]) -> Scored:
+    """Test files the task's query retrieves, by rank among the tests (about half of agents' new files are tests).
+
+    Search ranks tests below the code they test unless the query asks for tests, so ``query_match`` rarely
+    reaches them; ranked among themselves, the query's tests are the ones an agent opens to check or add a test.
+    """
+    tests = [p for p, score in hits if score > 0 and p not in seen and is_test_path(p)]
+    return {p: (1.0 / math.sqrt(rank), f"a test the task description points at (#{rank} of the tests)")
+            for rank, p in enumerate(tests, start=1)}
 
 
 def markov_next(probs: Mapping[str, float], reason_of: Callable[[str], str | None]) -> Scored:
