@@ -268,8 +268,12 @@ def test_prefetched_context_serves_the_tasks_next_request_through_the_workspace(
         assert prefetcher.wait_idle(10)
         ws.module_summary("a.py")  # a summary does not depend on the task: the one prefetched for t serves it
         assert ws.status()["prefetch"]["requests"] == 3 and ws.status()["prefetch"]["hits"] == 3
-        ws.context(focus="b.py")  # without the task: another cache key, which nothing prefetched
-        assert context_hits() == 2 and ws.status()["prefetch"]["hits"] == 3
+        # Without the task: another cache key. The summary request above was a task-less move, so whether b.py was
+        # prefetched for no task depends on the ranking; either way a prefetch hit is exactly a cache hit.
+        assert prefetcher.wait_idle(10)
+        prefetched = int(prefetcher.is_prefetched("b.py", None))
+        ws.context(focus="b.py")
+        assert context_hits() == 2 + prefetched and ws.status()["prefetch"]["hits"] == 3 + prefetched
 
 
 def test_prefetch_follows_the_predictor():
