@@ -203,7 +203,17 @@ def score_ranking(nodes: list[Node], gold_files: list[str], gold_fns: list[tuple
     if gold_fns:
         for k in FUNCTION_KS:
             out[f"func@{k}"] = all(covered(gold_fns, ((n.path, n.qualname) for n in functions[:k])))
+        # 1-based rank of each gold function among the ranked functions (None: not a candidate), and its
+        # rank among the ranked functions of its own file: tells a file missed from a function missed in it
+        out["gold_function_ranks"] = [_first(functions, path, entry) for path, entry in gold_fns]
+        out["gold_function_ranks_in_file"] = [_first([n for n in functions if n.path == path], path, entry)
+                                              for path, entry in gold_fns]
     return out
+
+
+def _first(functions: list[Node], path: str, entry: str) -> int | None:
+    return next((rank for rank, n in enumerate(functions, 1) if n.path == path and names_match(n.qualname, entry)),
+                None)
 
 
 def score_context(ws, query: str, options, gold_fns: list[tuple[str, str]]) -> dict:

@@ -92,7 +92,7 @@ def test_old_copies_under_a_version_folder_rank_below_the_current_code(tree, wor
 def test_a_file_with_many_hits_lifts_its_best_node():
     info = {i: rerank.CandidateInfo(i, "function", f"f{i}", f"f{i}", "a.py" if i < 4 else "b.py") for i in range(5)}
     scores = {0: 0.7, 1: 0.7, 2: 0.7, 3: 0.7, 4: 0.9}
-    out = rerank.boost_file_cohesion(scores, info)
+    out = rerank.boost_file_cohesion(scores, info, "find the thing")
     assert out[0] > out[4]  # a.py sums 2.8 against b.py's 0.9
     assert out[1] == out[2] == out[3] == 0.7  # only the best node of a file is lifted
     assert out[4] > scores[4]
@@ -119,3 +119,12 @@ def test_a_folder_every_file_sits_in_names_none_of_them():
     assert match.ratio("flask/sessions.py") == 0.5 and match.files_at_least(0.5) == ["flask/sessions.py"]
     assert names.match({"authentication": "authent"}).named == (frozenset(),)
     assert names.match({"pro": "pro", "providers": "provid"}).named == (frozenset(), frozenset({"provider"}))
+
+
+def test_an_issue_report_lifts_every_hit_of_a_busy_file_in_its_order():
+    info = {i: rerank.CandidateInfo(i, "function", f"f{i}", f"f{i}", "a.py" if i < 3 else "b.py") for i in range(4)}
+    scores = {0: 0.5, 1: 0.4, 2: 0.3, 3: 0.55}
+    report = "After upgrading, saving a model with a custom field raises an error in the admin form view."
+    out = rerank.boost_file_cohesion(scores, info, report)
+    assert out[0] > out[1] > out[2] and out[0] > out[3]  # each of a.py's three hits gains, the order kept
+    assert out[3] == scores[3]  # b.py has one hit

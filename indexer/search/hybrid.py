@@ -70,7 +70,7 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
             base.update({i: 0.0 for i in joining.values()})
         scores = rerank.boost_path_match(scores, info, query, match)
     if "file_cohesion" in signals:
-        scores = rerank.boost_file_cohesion(scores, info)
+        scores = rerank.boost_file_cohesion(scores, info, query)
     if "peripheral" in signals:
         scores = rerank.demote_peripheral(scores, info, query)
     if "legacy" in signals:

@@ -23,6 +23,8 @@ _SYMBOL_SHAPE = re.compile(r"_|[a-z][A-Z]|^[A-Z][a-z]+[A-Z]|\.")
 DEFINITION_BOOST = 2.0  # the node defines a name the query spells out
 NAME_PART_BOOST = 0.5  # per query term found in the node's own name
 FILE_COHESION_SHARE = 0.5  # most a file's best node gains from the file's summed score (semble uses 0.2)
+FILE_COHESION_STEP = 0.15  # per extra hit in the same file (capped), for issue reports
+FILE_COHESION_CAP = 4
 GRAPH_SEEDS = 3  # best hits a graph walk starts from
 GRAPH_SHARE = 0.3  # most a linked node gains, as a share of the best score
 DEMOTION = 0.5  # tests / examples / docs / vendored / compat code, unless asked for
@@ -74,7 +76,7 @@ def is_symbol_query(query: str) -> bool:
 
 
 def boost_definitions(scores: dict[int, float], info: dict[int, CandidateInfo], query: str) -> dict[int, float]:
-    """A node whose own name the query spells like code is the definition asked for.
+    """A node whose own name a search spells like code is the definition asked for.
 
     A query that is nothing but that name puts the definition first (SYMBOL_DEFINITION_SHARE best
     scores added): its methods and callers repeat the name more often than the definition does.
@@ -86,8 +88,10 @@ def boost_definitions(scores: dict[int, float], info: dict[int, CandidateInfo], 
         return {i: s + (lift if info[i].name == name else
                         lift * CASE_MISMATCH if info[i].name.lower() == name.lower() else 0.0)
                 for i, s in scores.items()}
-    wanted = query_identifiers(query)
+    wanted = query_identifiers(query) if is_search_like(query) else set()
     if not wanted:
+        # An issue report names the classes and functions it went through (tracebacks, examples), not only
+        # the one to fix: on SWE-bench Lite the boost cost .018 file Acc@5 and .032 function Acc@10.
         return scores
     return {i: s * (DEFINITION_BOOST if info[i].name.lower() in wanted else 1.0) for i, s in scores.items()}
 
@@ -238,11 +242,21 @@ def boost_name_terms(scores: dict[int, float], info: dict[int, CandidateInfo], t
     return out
 
 
-def boost_file_cohesion(scores: dict[int, float], info: dict[int, CandidateInfo]) -> dict[int, float]:
-    """A file whose nodes together score high is about the query: its best node gains up to
-    FILE_COHESION_SHARE of the best score, by the file's summed score over the highest file sum."""
+def boost_file_cohesion(scores: dict[int, float], info: dict[int, CandidateInfo], query: str) -> dict[int, float]:
+    """Several hits in one file make the file likelier to be about the query.
+
+    For a search, the file's best node stands for it in a short list: it gains up to FILE_COHESION_SHARE of
+    the best score, by the file's summed score over the highest file sum (semble NDCG@10 +0.02 over the
+    step below). For an issue report the fix may be any function of that file, so each of its hits gains
+    FILE_COHESION_STEP per other hit (capped), keeping their order (SWE-bench function Acc@10 .529 with
+    the share, .568 with the step).
+    """
     if not scores:
         return scores
+    if not is_search_like(query):
+        per_file = Counter(info[i].path for i in scores)
+        return {i: s * (1.0 + FILE_COHESION_STEP * min(per_file[info[i].path] - 1, FILE_COHESION_CAP))
+                for i, s in scores.items()}
     sums: dict[str, float] = {}
     best: dict[str, int] = {}
     for i, s in scores.items():
