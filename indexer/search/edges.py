@@ -76,14 +76,20 @@ class SqlEdges:
 
 
 class EdgeArrays:
-    """Every carrying edge of one generation, indexed by node id in both directions (CSR)."""
+    """Every carrying edge of one generation, indexed by node id in both directions (CSR).
+
+    The rows are kept sorted by (src, dst, weight) without repeats, so edge index order is row
+    order: ``touching`` marks the edges it meets and reads them out in order, with no sort per
+    request (sorting the rows of each request cost ~1.5 ms of a two-hop walk on Django).
+    """
 
     def __init__(self, generation: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> None:
         self.generation = generation
         keep = weight > 0
-        self.src, self.dst, self.weight = src[keep], dst[keep], weight[keep]
-        ends = np.concatenate([self.src, self.dst])
-        edge = np.concatenate([np.arange(len(self.src))] * 2)
+        self._rows = _sorted_unique(np.column_stack([src[keep], dst[keep], weight[keep]]).astype(np.float64))
+        src, dst = self._rows[:, 0].astype(np.int64), self._rows[:, 1].astype(np.int64)
+        ends = np.concatenate([src, dst])
+        edge = np.concatenate([np.arange(len(src))] * 2)
         order = np.argsort(ends, kind="stable")
         self._edge_of = edge[order]  # edge indices grouped by the node at either end
         size = int(ends.max()) + 2 if len(ends) else 1
@@ -112,9 +118,9 @@ class EdgeArrays:
             return _NO_ROWS
         before = np.cumsum(counts) - counts
         slots = np.repeat(starts - before, counts) + np.arange(total)
-        edges = np.unique(self._edge_of[slots])
-        rows = np.column_stack([self.src[edges], self.dst[edges], self.weight[edges]]).astype(np.float64)
-        return _sorted_unique(rows)
+        met = np.zeros(len(self._rows), dtype=bool)  # an edge with both ends in ``ids`` is met twice
+        met[self._edge_of[slots]] = True
+        return self._rows[np.flatnonzero(met)]
 
 
 class EdgeMemory:
