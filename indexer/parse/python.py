@@ -173,14 +173,17 @@ class _Def:
 def parse_python(path: str, source: bytes, trees: RecentTrees | None = None) -> ParsedFile:
     """Read the definitions, imports and references of one Python file (incrementally, given ``trees``)."""
     g = grammar()
-    tree, last_terms = trees.parse(g.parser(), path, source) if trees is not None else (g.parser().parse(source), {})
+    if trees is not None:
+        tree, last_terms = trees.parse(g.parser(), path, source)
+        terms = _PieceTerms(last_terms)
+    else:  # nothing will parse this file again here (a pool worker): plain terms_text
+        tree, terms = g.parser().parse(source), None
     root = tree.root_node
     caps = {name: _in_document_order(nodes) for name, nodes in QueryCursor(g.query).captures(root).items()}
 
     defs = _collect_defs(caps.get("def", []), source)
     scopes = _Scopes(defs)
     test_file = is_test_file(path)
-    terms = _PieceTerms(last_terms)
     definitions = tuple(_definition(d, defs, source, test_file, terms) for d in defs)
     imports = tuple(imp for node in caps.get("import", []) for imp in _imports(node, scopes.of(node)))
     references = _references(caps, scopes, defs, source)
@@ -246,7 +249,8 @@ def _collect_defs(nodes: list[Node], source: bytes) -> list[_Def]:
     return defs
 
 
-def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool, terms: "_PieceTerms") -> Definition:
+def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool,
+                terms: "_PieceTerms | None") -> Definition:
     """The ``Definition`` of one collected def."""
     node = d.node
     first = node.child(0)
