@@ -86,8 +86,14 @@ class EdgeArrays:
     def __init__(self, generation: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> None:
         self.generation = generation
         keep = weight > 0
-        self._rows = _sorted_unique(np.column_stack([src[keep], dst[keep], weight[keep]]).astype(np.float64))
-        src, dst = self._rows[:, 0].astype(np.int64), self._rows[:, 1].astype(np.int64)
+        src, dst, weight = src[keep], dst[keep], weight[keep]
+        order = np.lexsort((weight, dst, src))  # sorted and deduplicated column by column: no n x 3 copies
+        src, dst, weight = src[order], dst[order], weight[order]
+        fresh = np.ones(len(src), dtype=bool)
+        fresh[1:] = (src[1:] != src[:-1]) | (dst[1:] != dst[:-1]) | (weight[1:] != weight[:-1])
+        src, dst, weight = src[fresh], dst[fresh], weight[fresh]
+        self._rows = np.empty((len(src), 3))  # float64 (src, dst, weight), as SqlEdges gives them
+        self._rows[:, 0], self._rows[:, 1], self._rows[:, 2] = src, dst, weight
         ends = np.concatenate([src, dst])
         edge = np.concatenate([np.arange(len(src))] * 2)
         order = np.argsort(ends, kind="stable")
