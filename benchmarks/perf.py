@@ -359,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     script = Path(__file__).resolve()
     r: dict = {"benchmark": "perf", "machine": info, "corpus": str(corpus), "touch": rel, "profile": PROFILE}
     with tempfile.TemporaryDirectory(prefix="codeahead-perf-") as tmp:
+        work = bench.private_copy(corpus, Path(tmp))  # save_visible edits a file: never in the shared corpus
         index_dir = str(Path(tmp) / "index")
-        params = {"corpus": str(corpus), "index_dir": index_dir, "touch": rel, "repeats": args.saves,
+        params = {"corpus": str(work), "index_dir": index_dir, "touch": rel, "repeats": args.saves,
                   "profile": PROFILE}
         r["cold"] = [bench.run_phase(script, "cold", params) for _ in range(args.repeat_cold)]
         r["reopen"] = [bench.run_phase(script, "reopen", params) for _ in range(args.repeat)]

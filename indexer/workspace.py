@@ -104,6 +104,7 @@ class Workspace:
             self._cache.close()
         for conn in self._readers:
             conn.close()
+        self._pass.close()
         self.conn.close()
 
     def __enter__(self) -> "Workspace":

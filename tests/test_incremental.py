@@ -479,3 +479,21 @@ def test_duplicate_definition_makes_a_bare_call_ambiguous(tmp_path):
     live, fresh = _graphs_after(tmp_path, {"a.py": "def load():\n    pass\n", "b.py": "def f():\n    load()\n"},
                                 [{"a.py": "def load():\n    pass\n\n\ndef load():\n    return 1\n"}])
     assert live == fresh
+
+
+def test_module_moved_under_the_same_name_relinks_what_used_it(tmp_path):
+    """A move to a folder without __init__.py keeps the module name and every lookup's answer: only ids change."""
+    start = {"omega.py": "class Node:\n    def step(self):\n        pass\n",
+             "app.py": "def run(x):\n    x.step()\n",
+             "tests/test_omega.py": "import omega\n\n\nclass TestNode:\n    def test_step(self):\n        omega.Node().step()\n"}
+    moved = {"omega.py": None, "lib/omega.py": start["omega.py"]}
+    live, fresh = _graphs_after(tmp_path, start, [moved])
+    assert live == fresh
+
+
+def test_move_that_changes_which_same_named_module_wins(tmp_path):
+    """Of two modules named ``util`` an import takes the one with the smaller path; a move can change which."""
+    start = {"b/util.py": "def two():\n    pass\n", "c/util.py": "def one():\n    pass\n",
+             "app.py": "import util\n\n\ndef main():\n    util.one()\n"}
+    live, fresh = _graphs_after(tmp_path, start, [{"c/util.py": None, "a/util.py": start["c/util.py"]}])
+    assert live == fresh

@@ -240,6 +240,26 @@ def test_healthy_database_is_reused(tree, workspace, tmp_path):
     assert not list((tmp_path / "idx").glob("*.broken-*"))
 
 
+def test_index_made_before_the_library_index_gets_it_on_open_and_stays_usable(tree, workspace, tmp_path):
+    root = tree(SMALL)
+    first = Workspace(root, index_dir=tmp_path / "idx")
+    first.index()
+    first.close()
+    conn = sqlite3.connect(tmp_path / "idx" / DB_NAME)
+    conn.execute("DROP INDEX nodes_library")  # as an index made before the index was added
+    conn.commit()
+    conn.close()
+    ws = workspace(root)
+    assert ws.rebuilt is False
+    names = {r[0] for r in ws.reader().execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "nodes_library" in names
+    write_tree(root, {"pkg/b.py": "import os\n\n\ndef g():\n    return os.sep\n"})  # json goes, os comes
+    ws.index(paths=["pkg/b.py"])
+    libraries = {r[0] for r in ws.reader().execute("SELECT qualname FROM nodes WHERE kind='library'")}
+    assert libraries == {"os"}
+    assert integrity_problems(ws) == []
+
+
 def test_index_of_another_workspace_is_refused(tmp_path, workspace):
     one = write_tree(tmp_path / "one", SMALL)
     two = write_tree(tmp_path / "two", SMALL)

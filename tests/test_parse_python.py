@@ -418,3 +418,48 @@ def test_language_of_and_dispatch() -> None:
     assert language_of("dir.py/file") is None
     with pytest.raises(ValueError, match="no extractor for language 'rust'"):
         parse_file("src/lib.rs", b"fn main() {}", "rust")
+
+
+#: Edits that keep, break and mend the code around them (indentation, strings, brackets, decorators).
+_EDIT_SNIPPETS = ("\n# note\n", "\n\ndef added(x):\n    return helper(x)\n", "    y = call(1)\n", "(", ")", ":", '"""',
+                  "'", "\n\nclass Extra(Base):\n    pass\n", "if x:\n", "\t", "    ", "\\\n", "@wrap\n", "async ",
+                  "lambda: 0", "\r\n")
+
+
+def _edited(rng, source: bytes) -> bytes:
+    """One random edit: a snippet inserted (anywhere, or at a line start), a span deleted or copied elsewhere."""
+    pos = rng.randint(0, len(source))
+    choice = rng.randint(0, 3)
+    if choice == 0:
+        return source[:pos] + rng.choice(_EDIT_SNIPPETS).encode() + source[pos:]
+    if choice == 1:
+        start = source.rfind(b"\n", 0, pos) + 1
+        return source[:start] + rng.choice(_EDIT_SNIPPETS).encode() + source[start:]
+    if choice == 2:
+        return source[:pos] + source[pos + rng.randint(1, 80):]
+    a = rng.randint(0, len(source))
+    return source[:pos] + source[a:a + rng.randint(1, 120)] + source[pos:]
+
+
+def test_incremental_reparse_of_edited_files_equals_a_fresh_parse() -> None:
+    """A file saved again is re-parsed from its last tree; whatever the edit, the result is a fresh parse's."""
+    import random
+    from pathlib import Path
+
+    rng = random.Random(5)
+    sources = [p.read_bytes() for p in sorted(Path(pyparse.__file__).parent.parent.rglob("*.py"))]
+    trees = pyparse.RecentTrees()
+    for round_ in range(60):
+        path = f"pkg/file{round_ % 7}.py"  # few paths: each is re-parsed from its previous tree many times
+        source = rng.choice(sources)
+        for _ in range(3):
+            source = _edited(rng, source)
+            assert pyparse.parse_python(path, source, trees) == pyparse.parse_python(path, source)
+
+
+def test_recent_trees_keep_a_bounded_number_of_source_bytes() -> None:
+    trees = pyparse.RecentTrees(max_bytes=100)
+    for i in range(5):
+        pyparse.parse_python(f"m{i}.py", b"x = 1\n" * 5, trees)  # 30 bytes each: the oldest go past 100
+    pyparse.parse_python("big.py", b"y = 2\n" * 40, trees)  # larger than the bound: parsed, not kept
+    assert [p for p in ("m0.py", "m1.py", "m2.py", "m3.py", "m4.py", "big.py") if p in trees] == ["m2.py", "m3.py", "m4.py"]

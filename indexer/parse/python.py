@@ -17,7 +17,7 @@ from operator import attrgetter
 from pathlib import PurePosixPath
 
 import tree_sitter_python
-from tree_sitter import Language, Node, Parser, Query, QueryCursor
+from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
 from indexer.terms import terms_text
 from indexer.types import Definition, Import, NodeKind, ParsedFile, Reference
@@ -81,6 +81,79 @@ def grammar() -> _Grammar:
     return _Grammar(language=language, query=Query(language, _QUERY))
 
 
+#: Source bytes whose trees ``RecentTrees`` keeps (a tree costs ~20 bytes per source byte: ~10 MB).
+RECENT_TREE_BYTES = 512 * 1024
+
+
+class RecentTrees:
+    """The last trees this process parsed, by path, so a file saved again is parsed incrementally.
+
+    Tree-sitter re-parses an edited tree by reusing every subtree the edit did not touch, in well
+    under a millisecond for a line added to Django's 117 KB ``query.py`` instead of ~9 ms, and gives
+    the tree a fresh parse gives (checked on thousands of random edits of Django's files, broken
+    code included). The edit is found by comparing the old bytes with the new ones, so the trees
+    never need to know what the disk or the index holds. Only the index writer's own parses keep
+    trees; a pool worker never sees a path twice.
+    """
+
+    def __init__(self, max_bytes: int = RECENT_TREE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._trees: dict[str, tuple[bytes, Tree, dict[str, str]]] = {}  # oldest first
+        self._lock = threading.Lock()
+
+    def parse(self, parser: Parser, path: str, source: bytes) -> tuple[Tree, dict[str, str]]:
+        """The tree of ``source``, re-parsed from ``path``'s last tree when there is one, and the search
+        terms of that last version's pieces of text (most pieces of an edited file are unchanged)."""
+        with self._lock:
+            last = self._trees.pop(path, None)
+        if last is None:
+            return parser.parse(source), {}
+        old_source, old_tree, terms = last
+        _describe_edit(old_tree, old_source, source)
+        return parser.parse(source, old_tree), terms
+
+    def keep(self, path: str, source: bytes, tree: Tree, terms: dict[str, str]) -> None:
+        """Remember ``path``'s newest tree and its pieces' terms, forgetting the oldest past ``max_bytes``."""
+        if len(source) > self.max_bytes:
+            return
+        with self._lock:
+            self._trees[path] = (source, tree, terms)
+            total = sum(len(kept[0]) for kept in self._trees.values())
+            while total > self.max_bytes:
+                oldest = next(iter(self._trees))
+                total -= len(self._trees.pop(oldest)[0])
+
+    def __contains__(self, path: str) -> bool:
+        return path in self._trees
+
+
+def _describe_edit(tree: Tree, old: bytes, new: bytes) -> None:
+    """Tell ``tree`` (of ``old``) that one span was replaced to give ``new``: the bytes between the common ends."""
+    start = _common_prefix(old, new)
+    end = _common_prefix(old[::-1], new[::-1])
+    end = min(end, len(old) - start, len(new) - start)  # the two ends may not overlap
+    old_end, new_end = len(old) - end, len(new) - end
+    tree.edit(start_byte=start, old_end_byte=old_end, new_end_byte=new_end, start_point=_point(old, start),
+              old_end_point=_point(old, old_end), new_end_point=_point(new, new_end))
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the common prefix of two byte strings (a binary search over C-level comparisons)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[:mid] == b[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _point(data: bytes, offset: int) -> tuple[int, int]:
+    """Tree-sitter's (row, byte column) of ``offset`` in ``data``."""
+    return data.count(b"\n", 0, offset), offset - (data.rfind(b"\n", 0, offset) + 1)
+
+
 @dataclass(slots=True)
 class _Def:
     """A definition while the file is being read; becomes a ``Definition``."""
@@ -97,26 +170,33 @@ class _Def:
     children: list[int] = field(default_factory=list)
 
 
-def parse_python(path: str, source: bytes) -> ParsedFile:
-    """Read the definitions, imports and references of one Python file."""
+def parse_python(path: str, source: bytes, trees: RecentTrees | None = None) -> ParsedFile:
+    """Read the definitions, imports and references of one Python file (incrementally, given ``trees``)."""
     g = grammar()
-    tree = g.parser().parse(source)
+    if trees is not None:
+        tree, last_terms = trees.parse(g.parser(), path, source)
+        terms = _PieceTerms(last_terms)
+    else:  # nothing will parse this file again here (a pool worker): plain terms_text
+        tree, terms = g.parser().parse(source), None
     root = tree.root_node
     caps = {name: _in_document_order(nodes) for name, nodes in QueryCursor(g.query).captures(root).items()}
 
     defs = _collect_defs(caps.get("def", []), source)
     scopes = _Scopes(defs)
     test_file = is_test_file(path)
-    definitions = tuple(_definition(d, defs, source, test_file) for d in defs)
+    definitions = tuple(_definition(d, defs, source, test_file, terms) for d in defs)
     imports = tuple(imp for node in caps.get("import", []) for imp in _imports(node, scopes.of(node)))
     references = _references(caps, scopes, defs, source)
+    module_terms = _terms(source, 0, len(source), [d.outer for d in defs if d.parent < 0], terms)
+    if trees is not None:
+        trees.keep(path, source, tree, terms.made)
 
     return ParsedFile(
         path=path,
         language=LANGUAGE,
         lines=_line_count(source),
         doc=_docstring(root, source),
-        module_terms=_terms(source, 0, len(source), [d.outer for d in defs if d.parent < 0]),
+        module_terms=module_terms,
         definitions=definitions,
         imports=imports,
         references=references,
@@ -169,7 +249,8 @@ def _collect_defs(nodes: list[Node], source: bytes) -> list[_Def]:
     return defs
 
 
-def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool) -> Definition:
+def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool,
+                terms: "_PieceTerms | None") -> Definition:
     """The ``Definition`` of one collected def."""
     node = d.node
     first = node.child(0)
@@ -185,7 +266,7 @@ def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool) -> De
         bases=d.bases,
         decorators=_decorators(d.outer, source),
         is_async=not d.is_class and first is not None and first.type == "async",
-        terms=_terms(source, d.outer.start_byte, d.end, [defs[c].body for c in d.children]),
+        terms=_terms(source, d.outer.start_byte, d.end, [defs[c].body for c in d.children], terms),
     )
 
 
@@ -305,7 +386,22 @@ def _docstring(body: Node | None, source: bytes) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-def _terms(source: bytes, start: int, end: int, holes: list[Node | None]) -> str:
+class _PieceTerms:
+    """``terms_text`` of each piece of one file, taking the pieces its last version had from ``last``."""
+
+    def __init__(self, last: dict[str, str]) -> None:
+        self.last = last
+        self.made: dict[str, str] = {}  # this version's pieces: what the next version may reuse
+
+    def __call__(self, text: str) -> str:
+        found = self.last.get(text)
+        if found is None:
+            found = terms_text(text)
+        self.made[text] = found
+        return found
+
+
+def _terms(source: bytes, start: int, end: int, holes: list[Node | None], terms: _PieceTerms | None = None) -> str:
     """Search terms of ``source[start:end]`` with the ``holes`` (nested bodies) left out."""
     pieces: list[bytes] = []
     pos = start
@@ -315,7 +411,8 @@ def _terms(source: bytes, start: int, end: int, holes: list[Node | None]) -> str
         pieces.append(source[pos:hole.start_byte])
         pos = hole.end_byte
     pieces.append(source[pos:end])
-    return terms_text(b"\n".join(pieces).decode("utf-8", "replace"))
+    text = b"\n".join(pieces).decode("utf-8", "replace")
+    return terms_text(text) if terms is None else terms(text)
 
 
 # --------------------------------------------------------------------------- #

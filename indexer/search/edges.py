@@ -76,14 +76,26 @@ class SqlEdges:
 
 
 class EdgeArrays:
-    """Every carrying edge of one generation, indexed by node id in both directions (CSR)."""
+    """Every carrying edge of one generation, indexed by node id in both directions (CSR).
+
+    The rows are kept sorted by (src, dst, weight) without repeats, so edge index order is row
+    order: ``touching`` marks the edges it meets and reads them out in order, with no sort per
+    request (sorting the rows of each request cost ~1.5 ms of a two-hop walk on Django).
+    """
 
     def __init__(self, generation: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> None:
         self.generation = generation
         keep = weight > 0
-        self.src, self.dst, self.weight = src[keep], dst[keep], weight[keep]
-        ends = np.concatenate([self.src, self.dst])
-        edge = np.concatenate([np.arange(len(self.src))] * 2)
+        src, dst, weight = src[keep], dst[keep], weight[keep]
+        order = np.lexsort((weight, dst, src))  # sorted and deduplicated column by column: no n x 3 copies
+        src, dst, weight = src[order], dst[order], weight[order]
+        fresh = np.ones(len(src), dtype=bool)
+        fresh[1:] = (src[1:] != src[:-1]) | (dst[1:] != dst[:-1]) | (weight[1:] != weight[:-1])
+        src, dst, weight = src[fresh], dst[fresh], weight[fresh]
+        self._rows = np.empty((len(src), 3))  # float64 (src, dst, weight), as SqlEdges gives them
+        self._rows[:, 0], self._rows[:, 1], self._rows[:, 2] = src, dst, weight
+        ends = np.concatenate([src, dst])
+        edge = np.concatenate([np.arange(len(src))] * 2)
         order = np.argsort(ends, kind="stable")
         self._edge_of = edge[order]  # edge indices grouped by the node at either end
         size = int(ends.max()) + 2 if len(ends) else 1
@@ -112,9 +124,9 @@ class EdgeArrays:
             return _NO_ROWS
         before = np.cumsum(counts) - counts
         slots = np.repeat(starts - before, counts) + np.arange(total)
-        edges = np.unique(self._edge_of[slots])
-        rows = np.column_stack([self.src[edges], self.dst[edges], self.weight[edges]]).astype(np.float64)
-        return _sorted_unique(rows)
+        met = np.zeros(len(self._rows), dtype=bool)  # an edge with both ends in ``ids`` is met twice
+        met[self._edge_of[slots]] = True
+        return self._rows[np.flatnonzero(met)]
 
 
 class EdgeMemory:

@@ -36,7 +36,11 @@ class Subgraph:
 
 
 def neighbourhood(edges: EdgeSource, seeds: list[int], hops: int = HOPS, max_nodes: int = MAX_NODES) -> Subgraph:
-    """The subgraph within ``hops`` links of ``seeds``, at most ``max_nodes`` nodes (nearest kept)."""
+    """The subgraph within ``hops`` links of ``seeds``, at most ``max_nodes`` nodes (nearest kept).
+
+    Membership tests go through boolean tables indexed by node id (ids are small dense integers):
+    ``np.isin`` sorted both sides on every test, a third of the walk's time.
+    """
     order = list(dict.fromkeys(seeds))
     frontier = list(order)
     expanded: list[np.ndarray] = []  # ids whose edges were read in an earlier hop
@@ -45,15 +49,19 @@ def neighbourhood(edges: EdgeSource, seeds: list[int], hops: int = HOPS, max_nod
         if not frontier or len(order) >= max_nodes:
             break
         rows = edges.touching(frontier)
+        ends = rows[:, :2].ravel().astype(np.int64)  # src, dst of each row in turn
+        placed = np.asarray(order, dtype=np.int64)
+        size = max(_top(ends), _top(placed)) + 1
         if expanded:  # edges with an end expanded before were read then
-            done = np.concatenate(expanded)
-            rows = rows[~(np.isin(rows[:, 0], done) | np.isin(rows[:, 1], done))]
-        expanded.append(np.asarray(frontier, dtype=np.float64))
+            done = _member_table(size, expanded)
+            pair = done[ends].reshape(-1, 2)
+            rows = rows[~(pair[:, 0] | pair[:, 1])]
+            ends = rows[:, :2].ravel().astype(np.int64)
+        expanded.append(np.asarray(frontier, dtype=np.int64))
         room = max_nodes - len(order)
-        ends = rows[:, :2].ravel().astype(np.int64)
         ids, first = np.unique(ends, return_index=True)
-        fresh = ids[np.argsort(first, kind="stable")]
-        fresh = fresh[~np.isin(fresh, np.asarray(order, dtype=np.int64))][:max(room, 0)]
+        fresh = ids[np.argsort(first, kind="stable")]  # in order of discovery
+        fresh = fresh[~_member_table(size, [placed])[fresh]][:max(room, 0)]
         order.extend(fresh.tolist())
         edge_parts.append(rows)
         frontier = fresh.tolist()
@@ -63,11 +71,24 @@ def neighbourhood(edges: EdgeSource, seeds: list[int], hops: int = HOPS, max_nod
         return Subgraph(nodes, empty, empty, np.empty(0))
     rows = np.concatenate(edge_parts)
     src, dst = rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64)
-    sort = np.argsort(nodes, kind="stable")
-    known = np.isin(src, nodes) & np.isin(dst, nodes)  # edges leaving a capped neighbourhood carry nothing
-    src_pos = sort[np.searchsorted(nodes, src[known], sorter=sort)]
-    dst_pos = sort[np.searchsorted(nodes, dst[known], sorter=sort)]
-    return Subgraph(nodes, src_pos, dst_pos, rows[known, 2])
+    position = np.full(max(_top(nodes), _top(src), _top(dst)) + 1, -1, dtype=np.int64)
+    position[nodes] = np.arange(len(nodes))  # node id -> its place in ``nodes``, -1 if not there
+    src_pos, dst_pos = position[src], position[dst]
+    known = (src_pos >= 0) & (dst_pos >= 0)  # edges leaving a capped neighbourhood carry nothing
+    return Subgraph(nodes, src_pos[known], dst_pos[known], rows[known, 2])
+
+
+def _top(ids: np.ndarray) -> int:
+    """The largest id in ``ids``, -1 when empty."""
+    return int(ids.max()) if len(ids) else -1
+
+
+def _member_table(size: int, parts: list[np.ndarray]) -> np.ndarray:
+    """A boolean table over ids ``0..size-1``, true for the ids in ``parts`` (larger ids are left out)."""
+    table = np.zeros(size, dtype=bool)
+    for ids in parts:
+        table[ids[ids < size]] = True
+    return table
 
 
 def personalized_pagerank(graph: Subgraph, seeds: dict[int, float], iterations: int = ITERATIONS,

@@ -48,6 +48,42 @@ _FILES = ("SELECT f.id, f.path, f.module, f.hash, f.language, ff.node_ids "
           "FROM files f JOIN file_facts ff ON ff.file_id = f.id")
 _CHUNK = 20_000  # rows per fetch while loading
 _EMPTY = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
+#: Postings whose BM25 term parts one copy keeps ready (12 bytes each: ~3.6 MB): the words of problem
+#: statements recur from query to query, and gathering a term's live postings was half of a search.
+TERM_PARTS_POSTINGS = 300_000
+#: Document counts one copy keeps, one per stem queries named (words the index lacks included).
+TERM_COUNTS = 200_000
+
+
+class _TermParts:
+    """Per stem, the live docs and BM25's term-frequency part of each, for one Postings copy (bounded)."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._counts: dict[str, int] = {}
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, stem: str) -> tuple[np.ndarray, np.ndarray] | None:
+        return self._parts.get(stem)
+
+    def put(self, stem: str, docs: np.ndarray, parts: np.ndarray) -> None:
+        with self._lock:
+            if self._size + len(docs) > TERM_PARTS_POSTINGS:
+                self._parts.clear()  # bounded memory; the parts are recomputed identically
+                self._size = 0
+            if stem not in self._parts:
+                self._parts[stem] = (docs, parts)
+                self._size += len(docs)
+
+    def count(self, stem: str) -> int | None:
+        return self._counts.get(stem)
+
+    def put_count(self, stem: str, n: int) -> None:
+        with self._lock:
+            if len(self._counts) >= TERM_COUNTS:
+                self._counts.clear()
+            self._counts[stem] = n
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +111,14 @@ class Postings:
     added: dict[str, dict[int, float]] = field(default_factory=dict)  # stem -> {doc: weight} since the load
     added_terms: dict[int, tuple[str, ...]] = field(default_factory=dict)  # doc -> its stems in ``added``
     added_count: int = 0
+    #: Filled by queries, never copied into a patched generation (``replace`` leaves init=False fields out).
+    _term_parts: _TermParts = field(default_factory=_TermParts, init=False, repr=False, compare=False)
 
     def doc_frequencies(self, stems: Iterable[str]) -> dict[str, int]:
         """Documents per stem, for the stems the index knows."""
         out = {}
         for s in stems:
-            n = len(self._postings(s)[0])
+            n = self._doc_count(s)
             if n:
                 out[s] = n
         return out
@@ -93,21 +131,47 @@ class Postings:
         if not stems or self.n_rows == 0:
             return []
         scores = np.zeros(len(self.doc_len))
-        avgdl = self.total_tokens / self.n_rows
         for s in stems:  # FTS5 sums the phrases in query order; so does this, for the same floats
-            docs, weights = self._postings(s)
+            docs, parts = self._scored(s)
             n = len(docs)
             if not n:
                 continue
             idf = math.log((self.n_rows - n + 0.5) / (n + 0.5))
             idf = idf if idf > 0 else 1e-6
-            scores[docs] += idf * ((weights * (K1 + 1.0)) / (weights + K1 * (1 - B + B * self.doc_len[docs] / avgdl)))
+            scores[docs] += idf * parts
         hit = np.flatnonzero(scores)
         if len(hit) > limit:
             cut = np.partition(scores[hit], len(hit) - limit)[len(hit) - limit]
             hit = hit[scores[hit] >= cut]  # every tie at the cut: the node id decides below
         order = np.lexsort((hit, -scores[hit]))[:limit]
         return [(int(i), float(scores[i])) for i in hit[order]]
+
+    def _scored(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
+        """The live docs of ``stem`` and BM25's term-frequency part of each, which ``search`` scales by IDF.
+
+        Made once per copy and stem by the operations ``search`` ran on every query before, so the
+        scores are the same floats.
+        """
+        hit = self._term_parts.get(stem)
+        if hit is not None:
+            return hit
+        docs, weights = self._postings(stem)
+        avgdl = self.total_tokens / self.n_rows
+        parts = (weights * (K1 + 1.0)) / (weights + K1 * (1 - B + B * self.doc_len[docs] / avgdl))
+        docs = docs.astype(np.int32)  # node ids: kept at 12 bytes a posting with its part
+        self._term_parts.put(stem, docs, parts)
+        return docs, parts
+
+    def _doc_count(self, stem: str) -> int:
+        """How many live documents hold ``stem`` (what ``_postings`` would return, without gathering them)."""
+        n = self._term_parts.count(stem)
+        if n is None:
+            index, added = self.terms.get(stem), self.added.get(stem)
+            n = len(added) if added else 0
+            if index is not None:
+                n += int(np.count_nonzero(self.live[self.docs[self.starts[index]:self.starts[index + 1]]]))
+            self._term_parts.put_count(stem, n)
+        return n
 
     def _postings(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
         index = self.terms.get(stem)
