@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from indexer.cache import (INDEX_DEP, MISSING, MemoryBackend, SqliteBackend, TierConfig, TieredCache,
                            index_versions, make_key, task_dep, workspace_id)
 from indexer.cache.backends import Meta
+from indexer.cache.keys import engine_digest
 from indexer.cache.entry import COMPRESS_RATIO, Entry, decode_value, encode_value
 from indexer.cache.tiers import eviction_order
 from indexer.workspace import Workspace
@@ -52,7 +53,7 @@ def test_keys_are_deterministic_normalised_and_namespaced():
                                  "paths": ["a.py", "b.py"]})
     b = make_key(ws, "context", {"paths": ["a.py", "b.py"], "budget": 2000.0, "query": "parse the config"})
     assert a == b
-    assert a.startswith(f"v1:{ws}:context:")
+    assert a.startswith(f"v1.{engine_digest()}:{ws}:context:")
     assert make_key(ws, "search", {"query": "parse the config", "budget": 2000, "paths": ["a.py", "b.py"]}) != a
     assert make_key(workspace_id("/tmp/other"), "context", {"query": "parse the config", "budget": 2000,
                                                             "paths": ["a.py", "b.py"]}) != a
@@ -316,3 +317,24 @@ def test_stats_latency_and_hit_rate_history():
     with pytest.raises(ValueError, match="needs current versions"):
         cache.get("module", "needs-versions")
     cache.close()
+
+
+def test_keys_change_with_the_engine_code(tmp_path, monkeypatch):
+    """An answer cached by other ranking or packing code (an older install, a teammate's Redis) is never read."""
+    from indexer.cache import keys
+
+    before = make_key("ws", "context", {"query": "q"})
+    assert keys.engine_digest() in before
+    package = tmp_path / "indexer"
+    package.mkdir()
+    (package / "rank.py").write_text("WEIGHT = 1\n")
+    monkeypatch.setattr(keys, "__file__", str(package / "cache" / "keys.py"))
+    keys.engine_digest.cache_clear()
+    try:
+        first = keys.engine_digest()
+        (package / "rank.py").write_text("WEIGHT = 2\n")
+        keys.engine_digest.cache_clear()
+        assert keys.engine_digest() != first
+        assert make_key("ws", "context", {"query": "q"}) != before
+    finally:
+        keys.engine_digest.cache_clear()
