@@ -128,3 +128,12 @@ def test_an_issue_report_lifts_every_hit_of_a_busy_file_in_its_order():
     out = rerank.boost_file_cohesion(scores, info, report)
     assert out[0] > out[1] > out[2] and out[0] > out[3]  # each of a.py's three hits gains, the order kept
     assert out[3] == scores[3]  # b.py has one hit
+
+
+def test_tests_and_generated_migrations_rank_below_the_code_unless_tests_are_asked_for():
+    paths = ["shop/models.py", "shop/migrations/0001_initial.py", "shop/migrations/utils.py", "tests/test_shop.py"]
+    info = {i: rerank.CandidateInfo(i, "class", "Order", "Order", p) for i, p in enumerate(paths)}
+    scores = {i: 1.0 for i in info}
+    assert rerank.demote_peripheral(scores, info, "order total field") == {
+        0: 1.0, 1: rerank.DEMOTION, 2: 1.0, 3: rerank.DEMOTION}
+    assert rerank.demote_peripheral(scores, info, "order tests") == scores

@@ -164,7 +164,8 @@ def module_summary(conn, path: str, *, max_members: int = 60) -> str:
 
 def renderings(conn, sources: SourceCache, node: Node, *,
                test_status: dict[str, bool] | None = None) -> tuple[Rendering, ...]:
-    """A node at every level, richest first: full code, summary, signature, its module's summary.
+    """A node at every level, richest first: full code, summary, signature; a module: its own code, its
+    summary, one line.
 
     Summaries are made lazily (see Rendering): call this and pack inside one read snapshot.
     """
@@ -175,6 +176,8 @@ def renderings(conn, sources: SourceCache, node: Node, *,
             out.append(Rendering("full", code))
         if node.path:
             out.append(module_rendering(conn, node.path))
+        # One line, so a module that fits at no richer level never cuts the tiers below it from the budget.
+        out.append(Rendering("signature", f"module {node.qualname}" + (f": {node.doc}" if node.doc else "")))
         return tuple(out)
     if node.kind == NodeKind.LIBRARY:
         return (Rendering("signature", f"library {node.qualname}"),)

@@ -30,6 +30,8 @@ GRAPH_SHARE = 0.3  # most a linked node gains, as a share of the best score
 DEMOTION = 0.5  # tests / examples / docs / vendored / compat code, unless asked for
 _DEMOTED_PARTS = re.compile(r"(^|/)(tests?|testing|examples?|docs?|vendor(ed)?|third_party|compat|benchmarks?)(/|$)")
 _TEST_FILE = re.compile(r"(^|/)(test_[^/]*|[^/]*_test|conftest)\.py$")
+#: Generated schema migrations (Django's ``migrations/0001_initial.py``): they repeat every model and field name.
+_GENERATED = re.compile(r"(^|/)migrations/\d{4}_[^/]*\.py$")
 _ASKS_FOR_TESTS = re.compile(r"\btest", re.IGNORECASE)
 SEARCH_LIKE_WORDS = 12  # longer requests read as reports or tasks, not searches
 PATH_MATCH_SHARE = 1.0  # most a file named like the query gains, as a share of the best score
@@ -308,7 +310,8 @@ def asks_for_tests(query: str) -> bool:
 
 
 def demote_peripheral(scores: dict[int, float], info: dict[int, CandidateInfo], query: str) -> dict[int, float]:
-    """Tests, examples, docs and vendored code rank below the code itself unless the query asks for tests."""
+    """Tests, examples, docs, vendored code and generated migrations rank below the code itself unless the query
+    asks for tests."""
     if asks_for_tests(query):
         return scores
     return {i: s * (DEMOTION if _is_peripheral(info[i]) else 1.0) for i, s in scores.items()}
@@ -348,7 +351,8 @@ def demote_legacy(scores: dict[int, float], info: dict[int, CandidateInfo],
 
 
 def _is_peripheral(node: CandidateInfo) -> bool:
-    return node.kind == "test" or bool(_DEMOTED_PARTS.search(node.path) or _TEST_FILE.search(node.path))
+    return node.kind == "test" or bool(_DEMOTED_PARTS.search(node.path) or _TEST_FILE.search(node.path)
+                                       or _GENERATED.search(node.path))
 
 
 def fuse(lexical: list[tuple[int, float]], dense: list[tuple[int, float]], alpha: float) -> dict[int, float]:
