@@ -596,7 +596,10 @@ class IndexPass:
                     before = prior_bases.get(class_id, symbols.bases.get(class_id, ()))
                     if set(before) != set(bases):
                         changed_classes.add("b:" + symbols.nodes[class_id].qualname)
-                    symbols.bases[class_id] = bases
+                    if bases:
+                        symbols.bases[class_id] = bases
+                    else:  # as a table loaded from the store has it: no entry for a class without bases
+                        symbols.bases.pop(class_id, None)
             known = set(dirty)
             if changed_classes:
                 stored |= self._add_dependents(dirty, changed_classes)
@@ -718,24 +721,33 @@ class IndexPass:
 
     def _symbols_table(self) -> Symbols:
         """The cached symbol table, or one loaded from the store."""
-        if self._symbols is not None:
-            return self._symbols
-        symbols = Symbols()
-        paths = dict(self.conn.execute("SELECT id, path FROM files"))
-        for node_id, kind, name, qualname, parent, file_id in self.conn.execute(
-                "SELECT id, kind, name, qualname, parent_id, file_id FROM nodes"):
-            path = paths.get(file_id, "")
-            symbols.add_node(NodeInfo(node_id, kind, name, qualname, parent, file_id,
-                                      bool(path) and is_test_path(path), path))
-        for file_id, module, blob, ids in self.conn.execute(
-                "SELECT f.id, f.module, ff.blob, ff.node_ids FROM files f JOIN file_facts ff ON ff.file_id=f.id"):
-            facts = FileFacts.from_blob(blob, file_id=file_id, path="", module=module,
-                                        module_node=msgpack.unpackb(ids)[0], def_ids=())
-            symbols.set_module_imports(facts)
-        for src, dst in self.conn.execute("SELECT src, dst FROM edges WHERE kind='inherits' ORDER BY src, dst"):
-            symbols.bases.setdefault(src, []).append(dst)
-        self._symbols = symbols
-        return symbols
+        if self._symbols is None:
+            self._symbols = load_symbols(self.conn)
+        return self._symbols
+
+
+def load_symbols(conn) -> Symbols:
+    """The symbol table of what the store holds: what a pass built in memory, rebuilt after a restart.
+
+    Library nodes stay out, as they do in a live pass: resolution names libraries by string
+    (``lib:numpy``), and a library node pruned while it sat in the table left an id that SQLite hands
+    to the next new node, so a lookup of the library's name found that node.
+    """
+    symbols = Symbols()
+    paths = dict(conn.execute("SELECT id, path FROM files"))
+    for node_id, kind, name, qualname, parent, file_id in conn.execute(
+            "SELECT id, kind, name, qualname, parent_id, file_id FROM nodes WHERE kind != 'library'"):
+        path = paths.get(file_id, "")
+        symbols.add_node(NodeInfo(node_id, kind, name, qualname, parent, file_id,
+                                  bool(path) and is_test_path(path), path))
+    for file_id, module, blob, ids in conn.execute(
+            "SELECT f.id, f.module, ff.blob, ff.node_ids FROM files f JOIN file_facts ff ON ff.file_id=f.id"):
+        facts = FileFacts.from_blob(blob, file_id=file_id, path="", module=module,
+                                    module_node=msgpack.unpackb(ids)[0], def_ids=())
+        symbols.set_module_imports(facts)
+    for src, dst in conn.execute("SELECT src, dst FROM edges WHERE kind='inherits' ORDER BY src, dst"):
+        symbols.bases.setdefault(src, []).append(dst)
+    return symbols
 
 
 def _parsed_node_keys(parsed: list[_Loaded], modules: dict[str, str]) -> Counter:

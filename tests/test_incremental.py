@@ -22,9 +22,12 @@ from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 from conftest import graph_of, integrity_problems, write_tree
+from indexer.graph.resolve import Symbols
+from indexer.indexing import load_symbols
 from indexer.workspace import Workspace
 
-MAX_EXAMPLES = 30
+#: More examples for a bug hunt: CODEAHEAD_PROPERTY_EXAMPLES=500 python -m pytest tests/test_incremental.py
+MAX_EXAMPLES = int(os.environ.get("CODEAHEAD_PROPERTY_EXAMPLES", "30"))
 MAX_STEPS = 7
 SOURCE_FOLDERS = ("pkg", "pkg/sub", "")
 TEST_FOLDER = "tests"
@@ -168,8 +171,12 @@ def render_module(path: str, module: Module) -> str:
 # --------------------------------------------------------------------------- #
 
 def _known_modules(tree: Tree) -> list[str]:
-    """Dotted names of source modules, plus one that never exists (an unresolved import)."""
-    return sorted({dotted(p) for p in tree.modules if not p.startswith(TEST_FOLDER)} | {"pkg.missing"})
+    """Dotted names of source modules, one that never exists (an unresolved import), and the package.
+
+    ``pkg`` is a workspace module while pkg/__init__.py exists and a library import while it does not,
+    so a library node and workspace nodes come and go under the same name.
+    """
+    return sorted({dotted(p) for p in tree.modules if not p.startswith(TEST_FOLDER)} | {"pkg.missing", "pkg"})
 
 
 def call_strategy(tree: Tree, in_method: bool) -> st.SearchStrategy[Call]:
@@ -350,6 +357,8 @@ def op_delete_subpackage(tree: Tree, draw) -> list[str]:
 OPERATIONS = (op_add_function, op_remove_function, op_rename_function, op_add_call, op_change_import,
               op_change_base, op_shift_lines, op_add_module, op_delete_module, op_move_module,
               op_toggle_init, op_change_reexport, op_delete_subpackage)
+#: What can still be done once every module is gone (deleting the test file, then pkg/sub/, empties the tree).
+OPERATIONS_WITHOUT_MODULES = (op_add_module, op_toggle_init, op_change_reexport, op_delete_subpackage)
 
 
 # --------------------------------------------------------------------------- #
@@ -404,6 +413,26 @@ def assert_same_as_fresh(ws: Workspace, root: Path, fresh_dir: Path) -> None:
         f"missing edges {missing_edges}\nextra edges {extra_edges}")
     assert integrity_problems(ws) == []
     assert ws.status()["files"] == expected_files
+    assert_symbols_match_store(ws)
+
+
+def _table(symbols: Symbols) -> dict:
+    """A symbol table as plain data, id lists sorted: two tables of one store compare equal."""
+    def ids(index: dict) -> dict:
+        return {key: sorted(values) for key, values in index.items()}
+    return {"nodes": symbols.nodes, "by_qualname": ids(symbols.by_qualname), "by_name": ids(symbols.by_name),
+            "modules": ids(symbols.modules), "module_imports": symbols.module_imports,
+            "bases": ids(symbols.bases), "top_packages": symbols.top_packages}
+
+
+def assert_symbols_match_store(ws: Workspace) -> None:
+    """The table a pass kept in memory equals the one a restart would load: nothing stale survives a pass."""
+    live = ws._pass._symbols
+    if live is None:
+        return
+    live_table, loaded_table = _table(live), _table(load_symbols(ws.reader()))
+    for part, loaded in loaded_table.items():
+        assert live_table[part] == loaded, f"in-memory symbol table drifted from the store in {part}"
 
 
 @pytest.mark.parametrize("mode", ["walk", "paths"])
@@ -420,11 +449,17 @@ def test_incremental_index_equals_fresh_index(mode, data):
         root.mkdir()
         disk = Disk(root)
         disk.sync(tree.render(), [])
-        with Workspace(root, index_dir=tmp_path / "live") as ws:
+        ws = Workspace(root, index_dir=tmp_path / "live")
+        try:
             ws.index()
             assert_same_as_fresh(ws, root, tmp_path / "fresh-0")
             for step in range(1, data.draw(st.integers(1, MAX_STEPS), label="steps") + 1):
-                op = data.draw(st.sampled_from(OPERATIONS), label=f"op {step}")
+                if data.draw(st.booleans(), label=f"reopen before step {step}"):
+                    # A restart: the next pass starts from the symbol table loaded from the store.
+                    ws.close()
+                    ws = Workspace(root, index_dir=tmp_path / "live")
+                ops = OPERATIONS if tree.modules else OPERATIONS_WITHOUT_MODULES
+                op = data.draw(st.sampled_from(ops), label=f"op {step}")
                 removed_dirs = op(tree, data.draw)
                 files = tree.render()
                 changed = disk.sync(files, removed_dirs)
@@ -435,6 +470,8 @@ def test_incremental_index_equals_fresh_index(mode, data):
                 else:
                     ws.index(paths=changed, deleted_dirs=removed_dirs)
                 assert_same_as_fresh(ws, root, tmp_path / f"fresh-{step}")
+        finally:
+            ws.close()
 
 
 # --------------------------------------------------------------------------- #

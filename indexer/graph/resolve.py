@@ -77,12 +77,15 @@ class Symbols:
     top_packages: set[str] = field(default_factory=set)
 
     def add_node(self, info: NodeInfo) -> None:
+        """Index a workspace node; library nodes are never added (they are named by string, ``lib:x``)."""
+        if info.kind == "library":
+            return
         self.nodes[info.id] = info
         self.by_qualname.setdefault(info.qualname, []).append(info.id)
         if info.kind == "module":
             self.modules.setdefault(info.qualname, []).append(info.id)
             self.top_packages.add(info.qualname.split(".", 1)[0])
-        elif info.kind != "library":
+        else:
             self.by_name.setdefault(info.name, []).append(info.id)
 
     def remove_node(self, node_id: int) -> None:
@@ -93,7 +96,7 @@ class Symbols:
         if info.kind == "module":
             _remove(self.modules, info.qualname, node_id)
             self.module_imports.pop(node_id, None)
-        elif info.kind != "library":
+        else:
             _remove(self.by_name, info.name, node_id)
         self.bases.pop(node_id, None)
 
@@ -356,7 +359,7 @@ class Resolver:
         out.deps.add("q:" + qualname)
         direct = self.symbols.by_qualname.get(qualname)
         if direct:
-            return [(i, Confidence.IMPORT) for i in direct if self.symbols.nodes[i].kind != "library"]
+            return [(i, Confidence.IMPORT) for i in direct]
         parts = qualname.split(".")
         # Longest module prefix, then walk the rest as attributes.
         for cut in range(len(parts) - 1, 0, -1):
