@@ -10,8 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer import tokens
+from indexer.context.packer import pack
 from indexer.events import UnknownTask
 from indexer.graph.query import UnknownTarget
+from indexer.tokens import Cl100k
 from indexer.types import Tier
 from indexer.workspace import Workspace
 
@@ -146,3 +148,36 @@ def test_error_frames_bring_their_code(workspaces):
     packed = ws.context(task_id="T1", budget=4000)
     whys = [i.why for i in packed.items]
     assert any(w.startswith("error points at pkg/mod_0.py:5") for w in whys), whys
+
+
+def _assembled(ws: Workspace, ranked_names: list[str], budget: int):
+    """Candidates the assembler offers for search hits in this order (scores falling), by qualified name."""
+    from indexer.context.assemble import Assembler, Request
+    from indexer.context.render import SourceCache, SourceLines
+
+    conn = ws.reader()
+    ids = dict(conn.execute("SELECT qualname, id FROM nodes"))
+    ranked = [(ids[name], 10.0 - i * 0.1, "test") for i, name in enumerate(ranked_names)]
+    cands = Assembler(conn, SourceCache(conn, SourceLines())).candidates(Request("q", [], None, ranked, budget))
+    return {c.name: c for c in cands}
+
+
+def test_past_the_first_hits_a_long_body_gives_way_to_breadth(tmp_path):
+    """From MEDIUM down a body over a tenth of the budget is offered from its summary; graph neighbours are one line."""
+    small = [f"def small_{i}():\n    return helper()\n" for i in range(8)]
+    big = "def big():\n" + "".join(f"    value_{i} = compute({i}, 'a longer line of code')\n" for i in range(60))
+    (tmp_path / "app.py").write_text("def helper():\n    return 1\n\n\n" + "\n\n".join(small) + "\n\n" + big)
+    with Workspace(tmp_path, index_dir=tmp_path / ".idx") as ws:
+        ws.index()
+        big_tokens = tokens.count(big)
+        assert 400 < big_tokens < 0.35 * 4000  # over the MEDIUM share, under the HIGH one
+        early = _assembled(ws, ["app.big", *(f"app.small_{i}" for i in range(8))], 4000)
+        late = _assembled(ws, [*(f"app.small_{i}" for i in range(8)), "app.big"], 4000)
+        first, medium = early["app.big"].renderings[0], late["app.big"].renderings[0]
+        assert early["app.big"].tier == Tier.CRITICAL and first.level == "full" and first.max_tokens == 1400
+        assert late["app.big"].tier == Tier.MEDIUM and medium.level == "full" and medium.max_tokens == 400
+        packed = {i.name: i.level for i in pack(list(late.values()), 4000, Cl100k()).items}
+        assert packed["app.big"] == "summary"  # the body would have fitted the room, not the share
+        assert {i.name: i.level for i in pack(list(early.values()), 4000, Cl100k()).items}["app.big"] == "full"
+        neighbour = late["app.helper"]  # called by every hit, never a hit itself
+        assert neighbour.tier == Tier.LOW and [r.level for r in neighbour.renderings] == ["signature"]

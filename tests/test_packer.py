@@ -117,6 +117,20 @@ def test_block_header_cites_path_and_lines() -> None:
     assert pathless.text.startswith("### function T1")
 
 
+@pytest.mark.parametrize(("path", "qualname", "shown"), [
+    ("django/db/models/query.py", "django.db.models.query.QuerySet.bulk_create", "QuerySet.bulk_create"),
+    ("tests/bulk_create/tests.py", "bulk_create.tests.BulkCreateTests.test_x", "BulkCreateTests.test_x"),
+    ("pkg/__init__.py", "pkg.setup", "setup"),
+    ("pkg/a.py", "pkg.a", "pkg.a"),  # a module keeps its name
+    ("pkg/a.py", "other.thing", "other.thing"),  # nothing the path says: the whole name
+    ("pkg/ab.py", "pkg.a.b", "pkg.a.b"),  # a prefix of a part is not the module
+])
+def test_header_names_a_definition_relative_to_its_file(path, qualname, shown) -> None:
+    c = Candidate(key="k", tier=Tier.HIGH, score=1.0, kind="method", name=qualname, why="test",
+                  renderings=(Rendering("signature", "def f()"),), path=path, start_line=1, end_line=2)
+    assert pack([c], 1000, TOK).text == f"### {path}:1-2 method {shown} [signature]\ndef f()"
+
+
 def test_everything_fits_at_full_when_budget_is_large() -> None:
     cands = [cand(f"c{i}", Tier(i % 4), i / 10, "body " * 50, "sig") for i in range(20)]
     result = pack(cands, 200_000, TOK, header="# Context")

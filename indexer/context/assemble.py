@@ -5,8 +5,8 @@ Tiers follow DESIGN.md:
   the best search hit.
 - HIGH: the focus's immediate dependencies and parents, other functions of the current module, the last two
   iterations, the next best hits.
-- MEDIUM: tests of the focus / current module, callers, further hits and graph neighbours, successful approaches.
-- LOW: older iterations, the remaining neighbours, the project overview.
+- MEDIUM: tests of the focus / current module, callers, further hits, successful approaches.
+- LOW: older iterations, the hits past the first 25 and the graph neighbours (one line each), the project overview.
 """
 
 from __future__ import annotations
@@ -22,17 +22,21 @@ from indexer.types import Candidate, Node, NodeKind, Rendering, Tier
 CRITICAL_HITS = 1  # search hits ranked this high are CRITICAL
 HIGH_HITS = 6
 MEDIUM_HITS = 25
-#: Further hits are LOW and offered as summaries and signatures: at a small budget a map of where the next
-#: likely answers are beats one more body (SWE-bench Lite: the gold function is in the top 10 functions
-#: for 56% of tasks, in the top 50 for 70%).
+#: Further hits are LOW and offered as signatures: at a small budget a map of where the next likely
+#: answers are beats one more body (SWE-bench Lite: the gold function is in the top 10 functions for
+#: 56% of tasks, in the top 50 for 70%).
 BREADTH_HITS = 60
 #: Hits past HIGH_HITS are offered with their full code only up to one more per this many budget tokens;
-#: the other MEDIUM hits and graph neighbours from their summary down, the LOW ones as signatures.
+#: the other MEDIUM hits from their summary down, the LOW ones as signatures.
 TOKENS_PER_FULL_HIT = 1000
 MAX_NEIGHBOURS = 40
 MAX_DEPENDENCIES = 4
 #: Full code is offered only when it costs at most this share of the budget (else summary first).
 FULL_CODE_SHARE = 0.35
+#: Full code from MEDIUM down, and module listings below CRITICAL, are offered only up to this share: one
+#: 800-token body at rank 8 (or a vendored module's listing at rank 6) of a 4k context used to push out the
+#: summaries of the next 20 hits.
+MEDIUM_SHARE = 0.1
 ERROR_FRAMES = 3
 #: Below ~60 tokens per candidate a pool is larger than any packing can use; it only costs rendering time.
 TOKENS_PER_CANDIDATE = 60
@@ -98,18 +102,21 @@ class Assembler:
         """Offer ``node`` from its ``richest`` level down (a module keeps its module summary whatever is asked)."""
         levels = renderings(self.conn, self.sources, node, test_status=test_status)
         if richest != "full":
-            drop = {"full"} if richest == "summary" else {"full", "summary"}
+            # A module's summary is a listing of its whole file: a signature-only candidate gets its one line.
+            drop = {"full"} if richest == "summary" else {"full", "summary", "module"}
             levels = tuple(r for r in levels if r.level not in drop) or levels
         if levels and levels[0].level == "full" and len(levels) > 1:
             # A full body over its share of the budget is offered from the summary down
             # (cl100k tokens average ~4 chars of code; 8 chars a token is a safe shortcut;
             # the packer applies the exact cap to the bodies it reaches).
             full = levels[0]
-            cap = int(FULL_CODE_SHARE * budget)
+            cap = int((FULL_CODE_SHARE if tier < Tier.MEDIUM else MEDIUM_SHARE) * budget)
             levels = levels[1:] if len(full.text) > 8 * cap else (Rendering("full", full.text, max_tokens=cap),
                                                                    *levels[1:])
         if tier >= Tier.LOW:
             levels = tuple(r for r in levels if r.level != "full") or levels
+        if tier > Tier.CRITICAL:
+            levels = tuple(_capped(r, int(MEDIUM_SHARE * budget)) if r.level == "module" else r for r in levels)
         self._add(Candidate(key=f"node:{node.id}", tier=tier, score=score, kind=node.kind.value,
                             name=node.qualname, why=why, renderings=levels, path=node.path,
                             start_line=node.start_line, end_line=node.end_line))
@@ -165,9 +172,10 @@ class Assembler:
             node = nodes.get(node_id)
             if node is None or node.kind == NodeKind.LIBRARY:
                 continue
-            tier = Tier.MEDIUM if rank < limit // 3 else Tier.LOW
-            self._node(node, tier, score, "graph walk from the hits", req.budget, test_status,
-                       richest="summary" if tier < Tier.LOW else "signature")
+            # LOW and one line each: as summaries at MEDIUM the first third took ~1,000 tokens of a 4k
+            # context, and held the gold function less often than the search hits they displaced.
+            self._node(node, Tier.LOW, score, "graph walk from the hits", req.budget, test_status,
+                       richest="signature")
 
     def _task(self, task) -> None:
         lines = [f"Task {task.task_id}: {task.title or ''} [{task.status}]".rstrip()]
@@ -208,3 +216,8 @@ class Assembler:
     def _files_of_task(self, task, budget: int) -> None:
         for age, path in enumerate(reversed(list(task.files_edited)[-5:])):
             self._module(path, Tier.HIGH if age == 0 else Tier.MEDIUM, "edited in this task", budget)
+
+
+def _capped(rendering: Rendering, max_tokens: int) -> Rendering:
+    """The same rendering, offered only while it costs at most ``max_tokens`` (its text is still made lazily)."""
+    return Rendering(rendering.level, make=lambda: rendering.text, max_tokens=max_tokens)

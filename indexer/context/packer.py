@@ -24,10 +24,27 @@ def priority(c: Candidate) -> tuple[int, float, str]:
     return (c.tier.value, -c.score, c.key)
 
 
+def name_in_file(path: str, qualname: str) -> str:
+    """A definition's name without the module part the path already says (``QuerySet.bulk_create``).
+
+    The module is the longest tail of the path's folders that starts the name: a folder without
+    ``__init__.py`` is not part of it (``tests/bulk_create/tests.py`` holds ``bulk_create.tests.X``).
+    A module keeps its own name. At a small budget the repeated module costs ~8 tokens a block.
+    """
+    parts = path.removesuffix(".py").split("/")
+    if parts[-1] == "__init__":
+        parts.pop()
+    for start in range(len(parts)):
+        module = ".".join(parts[start:])
+        if qualname.startswith(module + "."):
+            return qualname[len(module) + 1:]
+    return qualname
+
+
 def block_header(c: Candidate, level: str) -> str:
-    """The line an agent cites: ``### path:start-end kind name [level]``."""
+    """The line an agent cites: ``### path:start-end kind name [level]``, the name relative to the file."""
     if c.path is not None:
-        return f"### {c.path}:{c.start_line}-{c.end_line} {c.kind} {c.name} [{level}]"
+        return f"### {c.path}:{c.start_line}-{c.end_line} {c.kind} {name_in_file(c.path, c.name)} [{level}]"
     return f"### {c.kind} {c.name} [{level}]"
 
 
