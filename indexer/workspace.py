@@ -460,9 +460,11 @@ class Workspace:
             if on_applied is not None:
                 on_applied(batch, result)
 
-        self._watcher = Watcher(self.root, apply, is_ignored=self._is_ignored, debounce=debounce,
-                                max_delay=max_delay, self_paths=[self.index_dir])
-        self._watcher.start()
+        watcher = Watcher(self.root, apply, is_ignored=self._is_ignored, debounce=debounce,
+                          max_delay=max_delay, self_paths=[self.index_dir])
+        # Published once its observer watches (start() returns after the inotify watches are added): a
+        # caller that sees ``watcher`` set may write a file and expect it to be seen.
+        self._watcher = watcher.start()
 
     def _is_ignored(self, path: str, is_dir: bool) -> bool:
         # Late-bound: a full pass (after an ignore file changed) replaces ``self.rules``.

@@ -107,8 +107,10 @@ def test_burst_of_500_writes_is_applied_in_few_passes(live):
         _write(root, f"bulk/mod_{i:03d}.py", f"def bulk_function_{i:03d}():\n    return {i}\n")
     _eventually(lambda: ws.reader().execute(
         "SELECT count(*) FROM files WHERE path LIKE 'bulk/%'").fetchone()[0] == 500, timeout=60)
+    # The last files' later events (a close after the create) may still be pending: wait them out, so
+    # every pass the burst causes is counted.
+    _eventually(lambda: ws.freshness()["pending_changes"] == 0, timeout=10)
     assert len(batches) - before <= 10, f"{len(batches) - before} passes for one burst"
-    assert ws.freshness()["pending_changes"] == 0
 
 
 def test_change_while_not_watching_is_reconciled_on_open(tmp_path):
