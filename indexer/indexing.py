@@ -34,7 +34,7 @@ from indexer.graph.parallel import Links, can_fork, links_forked, links_here
 from indexer.graph.resolve import LIBRARY, NodeInfo, Resolution, Resolver, Symbols
 from indexer.modules import module_names
 from indexer.parse import RecentTrees, language_of, parse_file
-from indexer.terms import path_terms, terms_text
+from indexer.terms import search_rows
 from indexer.types import IndexStats, ParsedFile, Skipped, SkipReason, SourceFile
 from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules, read_source, walk
 
@@ -92,13 +92,11 @@ def _content_hash(data: bytes) -> str:
 
 def _for_writer(parsed: ParsedFile, module: str) -> _Parsed:
     """What the writer needs of a parsed file: node rows, FTS rows and the resolution facts."""
-    where = path_terms(parsed.path)
-    terms = [(terms_text(module.replace(".", " ")), where, parsed.doc, parsed.module_terms)]
-    terms += [(terms_text(d.local_name.replace(".", " ")), where, d.doc, d.terms) for d in parsed.definitions]
     definitions = tuple((d.kind.value, d.name, d.local_name, d.parent, d.start_line, d.end_line, d.signature, d.doc)
                         for d in parsed.definitions)
     facts = facts_of(parsed, file_id=0, module=module, module_node=0, def_ids=()).to_blob()
-    return _Parsed(parsed.language, parsed.lines, parsed.doc, parsed.has_errors, definitions, facts, tuple(terms))
+    return _Parsed(parsed.language, parsed.lines, parsed.doc, parsed.has_errors, definitions, facts,
+                   tuple(search_rows(parsed, module)))
 
 
 def _load(root: str, path: str, known_hash: str | None, module: str, max_bytes: int,
