@@ -82,7 +82,16 @@ def _check_packing(packed, budget: int) -> None:
         # Nothing of a lower priority is kept once an item of some tier had to go.
         assert all(t <= dropped.tier for t in kept_tiers), (dropped, kept_tiers)
     for item in packed.items:
-        assert f"{item.path}:{item.start_line}-{item.end_line}" in packed.text if item.path else True
+        assert _cited(item, packed.text) if item.path else True
+
+
+def _cited(item, text: str) -> bool:
+    """An agent can cite the item: a block header ``path:start-end``, or a line of the path's outline."""
+    if item.level != "signature":
+        return f"### {item.path}:{item.start_line}-{item.end_line} " in text
+    outline = text.split(f"### {item.path} [signatures]\n", 1)[-1].split("\n\n", 1)[0]
+    return f"### {item.path} [signatures]" in text and any(
+        line.startswith(f"{item.start_line}-{item.end_line} ") for line in outline.splitlines())
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

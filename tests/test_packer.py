@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer.context.packer import REASON_BUDGET, REASON_TIER_CUT, SEPARATOR, block_text, pack, priority
+from indexer.context.packer import (OUTLINE_LEVEL, REASON_BUDGET, REASON_TIER_CUT, SEPARATOR, block_text, compose,
+                                    outline_header, outline_line, pack, priority)
 from indexer.tokens import Cl100k
 from indexer.types import LEVELS, Candidate, PackedContext, Rendering, Tier
 
@@ -53,25 +54,49 @@ budgets = st.one_of(st.integers(1, 400), st.integers(1, 200_000))
 headers = st.one_of(st.just(""), st.text(max_size=60))
 
 
+def _piece(c: Candidate, r: Rendering) -> tuple[Candidate, str, bool]:
+    """How a rendering enters the text: a signature with a path as a line of its file's outline."""
+    outline = r.level == OUTLINE_LEVEL and c.path is not None
+    return c, outline_line(c, r) if outline else block_text(c, r), outline
+
+
 def check_degradation(result: PackedContext, cands: list[Candidate], header: str) -> None:
-    """Recompute each packed item's room: every richer rendering must not have fitted there."""
+    """Replay the packed items: every richer rendering than the one chosen must not have fitted there,
+    by the exact count of the text it would have made or by the packer's estimate (piece counts summed)."""
     by_key = {c.key: c for c in cands}
-    sep = TOK.count(SEPARATOR)
-    parts = [header] if header and TOK.count(header) <= result.budget else []
-    used = TOK.count(parts[0]) if parts else 0
+    sep, newline = TOK.count(SEPARATOR), TOK.count("\n")
+    head = header if header and TOK.count(header) <= result.budget else ""
+    pieces: list[tuple[Candidate, str, bool]] = []
+    used, parts = (TOK.count(head), 1) if head else (0, 0)
+    outlined: set[str] = set()
+
+    def cost(piece: tuple[Candidate, str, bool]) -> tuple[int, int]:
+        """(the piece's tokens as reported, what it adds to the estimate)."""
+        c, text, outline = piece
+        if outline and c.path in outlined:
+            return TOK.count(text), TOK.count(text) + newline
+        opens = TOK.count(outline_header(c.path)) + newline if outline else 0
+        return TOK.count(text) + opens, TOK.count(text) + opens + (sep if parts else 0)
+
     for item in result.items:
         c = by_key[item.key]
         chosen = [r.level for r in c.renderings].index(item.level)
-        room = result.budget - used - (sep if parts else 0)
-        assert item.tokens == TOK.count(block_text(c, c.renderings[chosen])) <= room
+        piece = _piece(c, c.renderings[chosen])
+        tokens, added = cost(piece)
+        assert item.tokens == tokens and used + added <= result.budget
         for richer in c.renderings[:chosen]:
-            block = block_text(c, richer)
-            estimate_fails = TOK.count(block) > room
-            exact_fails = TOK.count(SEPARATOR.join([*parts, block])) > result.budget
+            trial = _piece(c, richer)
+            estimate_fails = used + cost(trial)[1] > result.budget or (
+                richer.max_tokens is not None and TOK.count(trial[1]) > richer.max_tokens)
+            exact_fails = TOK.count(compose(head, [*pieces, trial])) > result.budget
             assert estimate_fails or exact_fails, f"{item.key} degraded to {item.level} though {richer.level} fitted"
-        parts.append(block_text(c, c.renderings[chosen]))
-        used += item.tokens + (sep if len(parts) > 1 else 0)
-    assert SEPARATOR.join(parts) == result.text
+        pieces.append(piece)
+        used += added
+        if not piece[2] or c.path not in outlined:
+            parts += 1
+        if piece[2]:
+            outlined.add(c.path)
+    assert compose(head, pieces) == result.text
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -127,8 +152,42 @@ def test_block_header_cites_path_and_lines() -> None:
 ])
 def test_header_names_a_definition_relative_to_its_file(path, qualname, shown) -> None:
     c = Candidate(key="k", tier=Tier.HIGH, score=1.0, kind="method", name=qualname, why="test",
-                  renderings=(Rendering("signature", "def f()"),), path=path, start_line=1, end_line=2)
-    assert pack([c], 1000, TOK).text == f"### {path}:1-2 method {shown} [signature]\ndef f()"
+                  renderings=(Rendering("summary", "def f()"),), path=path, start_line=1, end_line=2)
+    assert pack([c], 1000, TOK).text == f"### {path}:1-2 method {shown} [summary]\ndef f()"
+
+
+def _signature(key: str, qualname: str, path: str | None, start: int, text: str, score: float = 1.0) -> Candidate:
+    return Candidate(key=key, tier=Tier.LOW, score=score, kind="method", name=qualname, why="test",
+                     renderings=(Rendering("signature", text),), path=path, start_line=start if path else 0,
+                     end_line=start + 4 if path else 0)
+
+
+def test_signatures_are_lines_of_their_files_outline() -> None:
+    """One header per file, lines in file order, names relative to the file, the outline where its file
+    first came; a signature without a path stays a block."""
+    cands = [
+        _signature("a", "pkg.a.Cls.meth", "pkg/a.py", 40, "def meth(self,\n        x)", score=3),
+        _signature("b", "pkg.b.helper", "pkg/b.py", 7, "async def helper()", score=2),
+        _signature("c", "pkg.a.Other", "pkg/a.py", 10, "class Other(Base)", score=1),
+        _signature("d", "lib.thing", None, 0, "library lib.thing", score=0.5),
+        Candidate(key="m", tier=Tier.LOW, score=0.1, kind="module", name="pkg.b", why="test", path="pkg/b.py",
+                  renderings=(Rendering("signature", "module pkg.b: Helpers."),), start_line=1, end_line=30),
+    ]
+    result = pack(cands, 1000, TOK)
+    assert result.text == ("### pkg/a.py [signatures]\n10-14 class Other(Base)\n40-44 def Cls.meth(self, x)\n\n"
+                           "### pkg/b.py [signatures]\n1-30 module: Helpers.\n7-11 async def helper()\n\n"
+                           "### method lib.thing [signature]\nlibrary lib.thing")
+    assert [i.level for i in result.items] == ["signature"] * 5
+    assert result.tokens == TOK.count(result.text)
+
+
+def test_an_outline_costs_less_than_signature_blocks() -> None:
+    """What the outline is for: at a small budget more of the further hits fit."""
+    cands = [_signature(f"s{i}", f"django.db.models.query.QuerySet.method_{i}", "django/db/models/query.py",
+                        10 * i + 1, f"def method_{i}(self, *args, **kwargs)", score=100 - i) for i in range(60)]
+    blocks = sum(TOK.count(block_text(c, c.renderings[0])) + TOK.count(SEPARATOR) for c in cands)
+    result = pack(cands, blocks * 2 // 3, TOK)
+    assert not result.dropped and result.tokens <= blocks * 2 // 3
 
 
 def test_everything_fits_at_full_when_budget_is_large() -> None:

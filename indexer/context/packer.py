@@ -4,17 +4,25 @@ Candidates go in priority order (tier, then score, then key). Each takes its ric
 rendering that still fits what is left; once a candidate of tier T fits at no level,
 nothing of a lower-priority tier is packed. The final text is counted as a whole and
 trimmed from the end until it fits, because BPE counts of joined texts are not sums.
+
+A rendering is a block with a ``### path:start-end kind name [level]`` header, except a
+signature, which is one ``start-end signature`` line of its file's outline: at a small
+budget the map of where the further answers are is worth more than their headers.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from indexer.tokens import Tokenizer
 from indexer.types import Candidate, Dropped, PackedContext, PackedItem, Rendering
 
 SEPARATOR = "\n\n"
+#: The level shown as lines of a file's outline instead of blocks of their own.
+OUTLINE_LEVEL = "signature"
 REASON_BUDGET = "budget"
 REASON_TIER_CUT = "tier_cut"
 
@@ -48,6 +56,29 @@ def block_header(c: Candidate, level: str) -> str:
     return f"### {c.kind} {c.name} [{level}]"
 
 
+def outline_header(path: str) -> str:
+    """The header of a file's outline: the signatures packed at that level, one line each."""
+    return f"### {path} [{OUTLINE_LEVEL}s]"
+
+
+def outline_line(c: Candidate, r: Rendering) -> str:
+    """One line of a file's outline, ``start-end signature``, the definition named relative to the file.
+
+    A signature block cost ~29 tokens on Django, its header more than the signature; a line under
+    its file's header costs ~11, so a 4k context lists twice the further hits.
+    """
+    signature = " ".join(r.text.split())
+    if c.kind == "module":  # the path above names it
+        return f"{c.start_line}-{c.end_line} {signature.replace(f'module {c.name}', 'module', 1)}"
+    last = c.name.rsplit(".", 1)[-1]
+    shown = name_in_file(c.path or "", c.name)
+    for keyword in ("def ", "async def ", "class "):
+        if signature.startswith(keyword + last) and shown != last:
+            signature = keyword + shown + signature[len(keyword) + len(last):]
+            break
+    return f"{c.start_line}-{c.end_line} {signature}"
+
+
 def block_text(c: Candidate, r: Rendering) -> str:
     """One candidate's block in the packed text: header line, then the rendering."""
     head = block_header(c, r.level)
@@ -56,12 +87,14 @@ def block_text(c: Candidate, r: Rendering) -> str:
 
 @dataclass(slots=True)
 class _Placed:
-    """A candidate placed by the greedy pass, with the rendering index it took."""
+    """A candidate placed by the greedy pass: the rendering it took, the text it adds, what that costs."""
 
     candidate: Candidate
     index: int
-    block: str
-    tokens: int
+    piece: str  # a block, or one line of its file's outline
+    outline: bool
+    tokens: int  # the piece's estimated cost (an outline's first line: with the outline's header)
+    cost: int  # what the layout grew by: ``tokens`` and the separator or newline before the piece
 
 
 def _cannot_fit(text: str, room: int, tokenizer: Tokenizer) -> bool:
@@ -70,22 +103,6 @@ def _cannot_fit(text: str, room: int, tokenizer: Tokenizer) -> bool:
         return True  # any non-empty text costs at least one token
     max_chars = getattr(tokenizer, "max_token_chars", None)
     return bool(max_chars) and len(text) > room * max_chars
-
-
-def _first_fit(
-    c: Candidate, start: int, room: int, tokenizer: Tokenizer
-) -> tuple[int, str, int] | None:
-    """The first rendering from ``start`` on whose block fits ``room`` and its own cap: (index, block, tokens)."""
-    for i in range(start, len(c.renderings)):
-        rendering = c.renderings[i]
-        limit = room if rendering.max_tokens is None else min(room, rendering.max_tokens)
-        block = block_text(c, rendering)
-        if _cannot_fit(block, limit, tokenizer):
-            continue
-        tokens = tokenizer.count(block)
-        if tokens <= limit:
-            return i, block, tokens
-    return None
 
 
 def _dropped(c: Candidate, reason: str) -> Dropped:
@@ -104,54 +121,101 @@ def _packed(p: _Placed) -> PackedItem:
 
 
 class _Layout:
-    """The growing text: its parts and their summed (estimated) cost."""
+    """The growing text: blocks and file outlines in the order they were placed, and their estimated cost.
+
+    A block costs its own count plus a separator; an outline line costs its count plus a newline, and
+    the first line of a file also its outline's header and a separator. BPE counts of joined texts are
+    not sums, so ``pack`` counts the final text once more.
+    """
 
     def __init__(self, budget: int, tokenizer: Tokenizer, header: str) -> None:
         self.budget = budget
         self.tokenizer = tokenizer
         self.sep_cost = tokenizer.count(SEPARATOR)
+        self.newline_cost = tokenizer.count("\n")
         header_cost = tokenizer.count(header)
         # A header that alone overflows is left out; the candidates may still fit.
         self.head = header if header and header_cost <= budget else ""
-        self.head_cost = header_cost if self.head else 0
+        self.used = header_cost if self.head else 0
         self.placed: list[_Placed] = []
+        self._parts = 1 if self.head else 0  # blocks and outlines, the header included
+        self._outlined: Counter[str] = Counter()  # path -> lines in its outline
 
-    def used(self) -> int:
-        """Summed cost of the parts so far, separators included."""
-        parts = len(self.placed) + (1 if self.head else 0)
-        return self.head_cost + sum(p.tokens for p in self.placed) + self.sep_cost * max(parts - 1, 0)
+    def fit(self, c: Candidate, start: int = 0) -> _Placed | None:
+        """The first rendering from ``start`` on whose piece fits what is left and its own cap."""
+        sep = self.sep_cost if self._parts else 0
+        for i in range(start, len(c.renderings)):
+            rendering = c.renderings[i]
+            outline = rendering.level == OUTLINE_LEVEL and c.path is not None
+            piece = outline_line(c, rendering) if outline else block_text(c, rendering)
+            opens = outline and not self._outlined[c.path]
+            lead = self.newline_cost if outline and not opens else sep
+            head = self.tokenizer.count(outline_header(c.path)) + self.newline_cost if opens else 0
+            room = self.budget - self.used - lead - head
+            limit = room if rendering.max_tokens is None else min(room, rendering.max_tokens)
+            if _cannot_fit(piece, limit, self.tokenizer):
+                continue
+            tokens = self.tokenizer.count(piece)
+            if tokens <= limit:
+                return _Placed(c, i, piece, outline, tokens + head, tokens + head + lead)
+        return None
 
-    def room(self) -> int:
-        """Tokens a new block may cost, after the separator it brings."""
-        has_parts = bool(self.head or self.placed)
-        return self.budget - self.used() - (self.sep_cost if has_parts else 0)
+    def place(self, p: _Placed) -> None:
+        """Add a piece ``fit`` just offered."""
+        if not p.outline or not self._outlined[p.candidate.path]:
+            self._parts += 1
+        if p.outline:
+            self._outlined[p.candidate.path] += 1
+        self.used += p.cost
+        self.placed.append(p)
+
+    def pop(self) -> _Placed:
+        """Take the last piece back out: the layout is as it was before it was placed."""
+        p = self.placed.pop()
+        if p.outline:
+            self._outlined[p.candidate.path] -= 1
+        if not p.outline or not self._outlined[p.candidate.path]:
+            self._parts -= 1
+        self.used -= p.cost
+        return p
 
     def text(self) -> str:
         """The packed text as it stands."""
-        parts = ([self.head] if self.head else []) + [p.block for p in self.placed]
-        return SEPARATOR.join(parts)
+        return compose(self.head, [(p.candidate, p.piece, p.outline) for p in self.placed])
+
+
+def compose(head: str, pieces: Sequence[tuple[Candidate, str, bool]]) -> str:
+    """The packed text: the header, then the pieces in order; a file's outline stands where its first
+    line came, its lines in file order."""
+    parts: list[str | list[tuple[int, str]]] = [head] if head else []
+    outlines: dict[str, list[tuple[int, str]]] = {}
+    for c, piece, outline in pieces:
+        if not outline:
+            parts.append(piece)
+        elif c.path in outlines:
+            outlines[c.path].append((c.start_line, piece))
+        else:
+            outlines[c.path] = [(-1, outline_header(c.path)), (c.start_line, piece)]
+            parts.append(outlines[c.path])
+    return SEPARATOR.join(
+        part if isinstance(part, str) else "\n".join(line for _, line in sorted(part, key=itemgetter(0)))
+        for part in parts)
 
 
 def _greedy(ordered: list[Candidate], layout: _Layout) -> list[Dropped]:
     """Place candidates in order at their richest fitting rendering; return the dropped."""
     dropped: list[Dropped] = []
     cut_tier: int | None = None  # the tier of the first candidate that fitted nowhere
-    used = layout.used()
-    has_parts = bool(layout.head)
     for c in ordered:
         if cut_tier is not None and c.tier.value > cut_tier:
             dropped.append(_dropped(c, REASON_TIER_CUT))
             continue
-        sep = layout.sep_cost if has_parts else 0
-        fit = _first_fit(c, 0, layout.budget - used - sep, layout.tokenizer)
+        fit = layout.fit(c)
         if fit is None:
             dropped.append(_dropped(c, REASON_BUDGET))
             cut_tier = c.tier.value if cut_tier is None else cut_tier
             continue
-        index, block, tokens = fit
-        layout.placed.append(_Placed(c, index, block, tokens))
-        used += sep + tokens
-        has_parts = True
+        layout.place(fit)
     return dropped
 
 
@@ -161,17 +225,16 @@ def _trim(layout: _Layout) -> tuple[str, int, list[Dropped]]:
     text = layout.text()
     total = layout.tokenizer.count(text)
     while total > layout.budget:
-        last = layout.placed.pop()
+        last = layout.pop()
         start = last.index + 1
-        while (fit := _first_fit(last.candidate, start, layout.room(), layout.tokenizer)) is not None:
-            index, block, tokens = fit
-            layout.placed.append(_Placed(last.candidate, index, block, tokens))
+        while (fit := layout.fit(last.candidate, start)) is not None:
+            layout.place(fit)
             text = layout.text()
             total = layout.tokenizer.count(text)
             if total <= layout.budget:
                 break
-            layout.placed.pop()
-            start = index + 1
+            layout.pop()
+            start = fit.index + 1
         else:
             dropped.append(_dropped(last.candidate, REASON_BUDGET))
             text = layout.text()
