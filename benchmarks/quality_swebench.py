@@ -8,7 +8,8 @@ ends with it; an entry naming a class is matched by the class node itself (Moatl
 its own body, outside any method, was edited). Entries that name no node at the base commit
 (module-level assignments or imports) are dropped; tasks left with no gold function are left out of the
 function and context metrics and counted. Context recall: `ws.context(problem_statement, budget=N)` holds
-an item (any level: full, summary or signature) for every gold function (`all`) / at least one (`any`).
+an item (any level: full, summary or signature) for every gold function (`all`) / at least one (`any`);
+`code`: every gold function with its own code (level full).
 
 Each repository keeps ONE working folder (`<corpora>/work/<name>/`) and one index: tasks run in
 repository then `created_at` order, and for each the folder is synced to the base commit before an
@@ -224,12 +225,15 @@ def score_context(ws, query: str, options, gold_fns: list[tuple[str, str]]) -> d
         hits = covered(gold_fns, ((i.path, i.name) for i in packed.items if i.level != "module"))
         out[f"ctx_all@{budget}"] = all(hits)
         out[f"ctx_any@{budget}"] = any(hits)
+        # The stricter figure: every gold function with its own code (level full), not a summary or a line.
+        out[f"ctx_code@{budget}"] = all(covered(gold_fns, ((i.path, i.name) for i in packed.items
+                                                           if i.level == "full")))
     return out
 
 
 def metric_names() -> list[str]:
     return [*(f"file@{k}" for k in FILE_KS), *(f"func@{k}" for k in FUNCTION_KS),
-            *(f"ctx_{w}@{b}" for b in BUDGETS for w in ("all", "any"))]
+            *(f"ctx_{w}@{b}" for b in BUDGETS for w in ("all", "any", "code"))]
 
 
 # --------------------------------------------------------------------------- #

@@ -31,8 +31,8 @@ from indexer.store.schema import open_database
 from indexer.types import IndexStats, Link, Node, PackedContext, SearchHit
 from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules
 
-#: Search results the context packer draws from.
-_CONTEXT_POOL = 60
+#: Search results the context packer may draw from (it takes fewer at a small budget; see assemble.py).
+_CONTEXT_POOL = 200
 #: Task events that name a file the agent moved to.
 _FILE_EVENTS = ("file_opened", "file_edited", "module_started")
 #: A watcher batch of at most this many saved files counts as navigation (more is a checkout or a formatter).

@@ -82,7 +82,8 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
 
     @server.tool(annotations=_READ_ONLY, description=(
         "Packed code context for a query, a focus (path, path:line or dotted symbol) and/or a task, "
-        "within a token budget: the most relevant code first, with its callers, callees and tests."))
+        "within a token budget: the most relevant code first, with its callers, callees and tests. Blocks cite "
+        "`path:start-end`; `### path [signatures]` lists more as `start-end signature` lines."))
     async def get_context(
         ctx: Context,
         query: Annotated[str | None, Field(description="what you are working on, in words or identifiers")] = None,

@@ -5,8 +5,9 @@ Tiers follow DESIGN.md:
   the best search hit.
 - HIGH: the focus's immediate dependencies and parents, other functions of the current module, the last two
   iterations, the next best hits.
-- MEDIUM: tests of the focus / current module, callers, further hits, successful approaches.
-- LOW: older iterations, the hits past the first 25 and the graph neighbours (one line each), the project overview.
+- MEDIUM: tests of the focus / current module, callers, the next hits (more at a larger budget), successful
+  approaches.
+- LOW: older iterations, the further hits and the graph neighbours (one line each), the project overview.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from indexer.types import Candidate, Node, NodeKind, Rendering, Tier
 
 CRITICAL_HITS = 1  # search hits ranked this high are CRITICAL
 HIGH_HITS = 6
-MEDIUM_HITS = 25
-#: Further hits are LOW and offered as signatures: at a small budget a map of where the next likely
-#: answers are beats one more body (SWE-bench Lite: the gold function is in the top 10 functions for
-#: 56% of tasks, in the top 50 for 70%).
-BREADTH_HITS = 60
+#: Hits past HIGH_HITS are MEDIUM (offered from their summary down) up to one more per this many budget
+#: tokens: 16 at 2k, 26 at 4k, 46 at 8k. A summary costs ~65 tokens, a line of a file's outline ~19.
+TOKENS_PER_MEDIUM_HIT = 200
+#: Further hits are LOW and offered as signatures, up to one per TOKENS_PER_CANDIDATE of budget and at most
+#: this many: at a small budget a map of where the next likely answers are beats one more body (SWE-bench
+#: Lite: the gold function is in the top 10 functions for 56% of tasks, in the top 50 for 70%, top 100 75%).
+BREADTH_HITS = 200
 #: Hits past HIGH_HITS are offered with their full code only up to one more per this many budget tokens;
 #: the other MEDIUM hits from their summary down, the LOW ones as signatures.
 TOKENS_PER_FULL_HIT = 1000
@@ -79,9 +82,10 @@ class Assembler:
         hits = req.ranked[:self._share(BREADTH_HITS, req.budget)]
         hit_nodes = self._nodes([node_id for node_id, _, _ in hits])
         full_hits = HIGH_HITS + req.budget // TOKENS_PER_FULL_HIT
+        medium_hits = HIGH_HITS + req.budget // TOKENS_PER_MEDIUM_HIT
         for rank, (node_id, score, why) in enumerate(hits):
             tier = (Tier.CRITICAL if rank < CRITICAL_HITS else Tier.HIGH if rank < HIGH_HITS
-                    else Tier.MEDIUM if rank < MEDIUM_HITS else Tier.LOW)
+                    else Tier.MEDIUM if rank < medium_hits else Tier.LOW)
             node = hit_nodes.get(node_id)
             if node is not None:
                 self._node(node, tier, score, f"search #{rank + 1}: {why}", req.budget, test_status,
