@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from indexer.search import rerank
 from indexer.search.hybrid import SearchOptions
 
@@ -137,3 +139,16 @@ def test_tests_and_generated_migrations_rank_below_the_code_unless_tests_are_ask
     assert rerank.demote_peripheral(scores, info, "order total field") == {
         0: 1.0, 1: rerank.DEMOTION, 2: 1.0, 3: rerank.DEMOTION}
     assert rerank.demote_peripheral(scores, info, "order tests") == scores
+
+
+@pytest.mark.parametrize("path", ["vendor/six.py", "pkg/vendored/six.py", "pip/_vendor/requests/api.py",
+                                  "third_party/x.py"])
+def test_vendored_copies_rank_below_the_project_code(path):
+    info = {0: rerank.CandidateInfo(0, "function", "get", "get", "pkg/api.py"),
+            1: rerank.CandidateInfo(1, "function", "get", "get", path)}
+    assert rerank.demote_peripheral({0: 1.0, 1: 1.0}, info, "send a get request") == {0: 1.0, 1: rerank.DEMOTION}
+
+
+def test_a_folder_only_named_like_vendor_is_not_vendored():
+    info = {0: rerank.CandidateInfo(0, "function", "get", "get", "pkg/vendors/api.py")}
+    assert rerank.demote_peripheral({0: 1.0}, info, "send a get request") == {0: 1.0}

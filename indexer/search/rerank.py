@@ -28,7 +28,8 @@ FILE_COHESION_CAP = 4
 GRAPH_SEEDS = 3  # best hits a graph walk starts from
 GRAPH_SHARE = 0.3  # most a linked node gains, as a share of the best score
 DEMOTION = 0.5  # tests / examples / docs / vendored / compat code, unless asked for
-_DEMOTED_PARTS = re.compile(r"(^|/)(tests?|testing|examples?|docs?|vendor(ed)?|third_party|compat|benchmarks?)(/|$)")
+#: ``_vendor`` is where pip, setuptools and their kin keep vendored copies (``pip/_vendor/requests``).
+_DEMOTED_PARTS = re.compile(r"(^|/)(tests?|testing|examples?|docs?|_?vendor(ed)?|third_party|compat|benchmarks?)(/|$)")
 _TEST_FILE = re.compile(r"(^|/)(test_[^/]*|[^/]*_test|conftest)\.py$")
 #: Generated schema migrations (Django's ``migrations/0001_initial.py``): they repeat every model and field name.
 _GENERATED = re.compile(r"(^|/)migrations/\d{4}_[^/]*\.py$")
