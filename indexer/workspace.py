@@ -15,7 +15,7 @@ from indexer import sqlite, tokens
 from indexer.cache import (INDEX_DEP, MISSING, SqliteBackend, TieredCache, index_versions, make_key, task_dep,
                            workspace_id)
 from indexer.config import DB_NAME, default_index_dir
-from indexer.context.assemble import Assembler, Request
+from indexer.context.assemble import BREADTH_HITS, Assembler, Request
 from indexer.context.overview import overview as build_overview
 from indexer.context.packer import pack
 from indexer.context.render import SourceCache, SourceLines, module_summary
@@ -31,8 +31,6 @@ from indexer.store.schema import open_database
 from indexer.types import IndexStats, Link, Node, PackedContext, SearchHit
 from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules
 
-#: Search results the context packer may draw from (it takes fewer at a small budget; see assemble.py).
-_CONTEXT_POOL = 200
 #: Task events that name a file the agent moved to.
 _FILE_EVENTS = ("file_opened", "file_edited", "module_started")
 #: A watcher batch of at most this many saved files counts as navigation (more is a checkout or a formatter).
@@ -327,7 +325,7 @@ class Workspace:
             edges = self._edges.source(conn)
             ranked = hybrid.ranked_ids(conn, text, dense=self._dense(), options=options,
                                       frequencies=self._frequencies, edges=edges,
-                                      postings=self._postings.source(conn))[:_CONTEXT_POOL] \
+                                      postings=self._postings.source(conn))[:BREADTH_HITS] \
                 if text.strip() else []
             assembler = Assembler(conn, SourceCache(conn, self._source_lines), edges)
             cands = assembler.candidates(Request(query_text, focus_nodes[:1], task, ranked, limit))

@@ -28,6 +28,7 @@ TOKENS_PER_MEDIUM_HIT = 200
 #: Further hits are LOW and offered as signatures, up to one per TOKENS_PER_CANDIDATE of budget and at most
 #: this many: at a small budget a map of where the next likely answers are beats one more body (SWE-bench
 #: Lite: the gold function is in the top 10 functions for 56% of tasks, in the top 50 for 70%, top 100 75%).
+#: Also the number of ranked nodes the workspace hands over.
 BREADTH_HITS = 200
 #: Hits past HIGH_HITS are offered with their full code only up to one more per this many budget tokens;
 #: the other MEDIUM hits from their summary down, the LOW ones as signatures.

@@ -65,7 +65,7 @@ def outline_line(c: Candidate, r: Rendering) -> str:
     """One line of a file's outline, ``start-end signature``, the definition named relative to the file.
 
     A signature block cost ~29 tokens on Django, its header more than the signature; a line under
-    its file's header costs ~11, so a 4k context lists twice the further hits.
+    its file's header costs ~19 (the header shared), so a 4k context lists ~1.5x the further hits.
     """
     signature = " ".join(r.text.split())
     if c.kind == "module":  # the path above names it
@@ -140,6 +140,7 @@ class _Layout:
         self.placed: list[_Placed] = []
         self._parts = 1 if self.head else 0  # blocks and outlines, the header included
         self._outlined: Counter[str] = Counter()  # path -> lines in its outline
+        self._outline_header_costs: dict[str, int] = {}  # path -> its outline header and newline
 
     def fit(self, c: Candidate, start: int = 0) -> _Placed | None:
         """The first rendering from ``start`` on whose piece fits what is left and its own cap."""
@@ -150,15 +151,22 @@ class _Layout:
             piece = outline_line(c, rendering) if outline else block_text(c, rendering)
             opens = outline and not self._outlined[c.path]
             lead = self.newline_cost if outline and not opens else sep
-            head = self.tokenizer.count(outline_header(c.path)) + self.newline_cost if opens else 0
-            room = self.budget - self.used - lead - head
+            opening = self._outline_header_cost(c.path) if opens else 0
+            room = self.budget - self.used - lead - opening
             limit = room if rendering.max_tokens is None else min(room, rendering.max_tokens)
             if _cannot_fit(piece, limit, self.tokenizer):
                 continue
             tokens = self.tokenizer.count(piece)
             if tokens <= limit:
-                return _Placed(c, i, piece, outline, tokens + head, tokens + head + lead)
+                return _Placed(c, i, piece, outline, tokens + opening, tokens + opening + lead)
         return None
+
+    def _outline_header_cost(self, path: str) -> int:
+        """Tokens of a file's outline header and its newline, counted once per path."""
+        cost = self._outline_header_costs.get(path)
+        if cost is None:
+            cost = self._outline_header_costs[path] = self.tokenizer.count(outline_header(path)) + self.newline_cost
+        return cost
 
     def place(self, p: _Placed) -> None:
         """Add a piece ``fit`` just offered."""
@@ -187,18 +195,19 @@ class _Layout:
 def compose(head: str, pieces: Sequence[tuple[Candidate, str, bool]]) -> str:
     """The packed text: the header, then the pieces in order; a file's outline stands where its first
     line came, its lines in file order."""
-    parts: list[str | list[tuple[int, str]]] = [head] if head else []
-    outlines: dict[str, list[tuple[int, str]]] = {}
+    parts: list[str | tuple[str, list[tuple[int, str]]]] = [head] if head else []
+    outlines: dict[str, list[tuple[int, str]]] = {}  # path -> (start line, line) of its outline
     for c, piece, outline in pieces:
         if not outline:
             parts.append(piece)
         elif c.path in outlines:
             outlines[c.path].append((c.start_line, piece))
         else:
-            outlines[c.path] = [(-1, outline_header(c.path)), (c.start_line, piece)]
-            parts.append(outlines[c.path])
+            outlines[c.path] = [(c.start_line, piece)]
+            parts.append((c.path, outlines[c.path]))
     return SEPARATOR.join(
-        part if isinstance(part, str) else "\n".join(line for _, line in sorted(part, key=itemgetter(0)))
+        part if isinstance(part, str)
+        else "\n".join([outline_header(part[0]), *(line for _, line in sorted(part[1], key=itemgetter(0)))])
         for part in parts)
 
 
