@@ -13,6 +13,7 @@ files has forked children resolve them while the writer stores their edges.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import threading
@@ -20,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from multiprocessing.context import BaseContext
@@ -121,7 +123,25 @@ Job = tuple[str, str | None, str]  # (path, known hash, module name)
 
 
 def _load_batch(root: str, jobs: list[Job], max_bytes: int) -> list[_Loaded]:
-    return [_load(root, path, known, module, max_bytes) for path, known, module in jobs]
+    with collector_paused():
+        return [_load(root, path, known, module, max_bytes) for path, known, module in jobs]
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Run without Python's cyclic garbage collector, then restore it.
+
+    A pass allocates millions of small objects that form no cycles (rows, facts, the symbol
+    table), and reference counting frees them. Each allocation burst made the collector walk the
+    whole heap again: 1.25 of the writer's 5.75 CPU-s on a cold index of Django went to it.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _pool_context() -> BaseContext:
@@ -250,8 +270,9 @@ class IndexPass:
             progress("walk", plan.seen, plan.seen)
         loaded = _load_stream(str(self.root), plan.to_load, self.max_bytes, self.workers, progress, self._trees)
         try:
-            stats = self._write(loaded, plan, current, modules, known, skipped, full=paths is None,
-                                had_files=had_files, progress=progress)
+            with collector_paused():
+                stats = self._write(loaded, plan, current, modules, known, skipped, full=paths is None,
+                                    had_files=had_files, progress=progress)
         except BaseException:
             self.conn.rollback()
             self._symbols = None  # may hold half of the failed pass
