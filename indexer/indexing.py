@@ -123,8 +123,7 @@ Job = tuple[str, str | None, str]  # (path, known hash, module name)
 
 
 def _load_batch(root: str, jobs: list[Job], max_bytes: int) -> list[_Loaded]:
-    with collector_paused():
-        return [_load(root, path, known, module, max_bytes) for path, known, module in jobs]
+    return [_load(root, path, known, module, max_bytes) for path, known, module in jobs]
 
 
 @contextmanager
@@ -169,7 +168,9 @@ def _load_stream(root: str, jobs: list[Job], max_bytes: int, workers: int,
                 progress("parse", i + 1, total)
         return
     batches = [jobs[i : i + _POOL_BATCH] for i in range(0, total, _POOL_BATCH)]
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+    # A worker lives for one pass and keeps nothing between files: it never needs the cyclic collector
+    # (see ``collector_paused``), not even at the end of a batch, where it would walk the whole batch.
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=gc.disable)
     done = 0
     try:
         for result in pool.map(_load_batch, [root] * len(batches), batches, [max_bytes] * len(batches)):
