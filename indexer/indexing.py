@@ -14,35 +14,28 @@ files has forked children resolve them while the writer stores their edges.
 from __future__ import annotations
 
 import gc
-import hashlib
 import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing import get_context
-from multiprocessing.context import BaseContext
 from pathlib import Path
 
 import msgpack
 
 from indexer import sqlite
 from indexer.graph.changes import ChangeTracker, FileShape, lookup_names
-from indexer.graph.facts import FileFacts, facts_of, is_test_path
+from indexer.graph.facts import FileFacts, is_test_path
 from indexer.graph.parallel import Links, can_fork, links_forked, links_here
 from indexer.graph.resolve import LIBRARY, NodeInfo, Resolution, Resolver, Symbols
+from indexer.loading import Job, Loaded, Parsed, Progress, load_stream
 from indexer.modules import module_names
-from indexer.parse import RecentTrees, language_of, parse_file
-from indexer.terms import search_rows
-from indexer.types import IndexStats, ParsedFile, Skipped, SkipReason, SourceFile
-from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules, read_source, walk
+from indexer.parse import RecentTrees, language_of
+from indexer.types import IndexStats, Skipped, SkipReason, SourceFile
+from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules, walk
 
-#: Below this many files to parse, a process pool costs more than it saves.
-_POOL_MIN_FILES = 48
-_POOL_BATCH = 32
 _SQL_CHUNK = 500  # host parameters per IN (...) list
 #: Files written per batch: bounds the rows held in memory, and what is left to write once the last
 #: file arrives from the pool or the resolver (the writer works while they do).
@@ -50,80 +43,6 @@ _WRITE_BATCH = 64
 #: From this many files to resolve, forked children resolve the links while the writer stores them.
 _PARALLEL_RESOLVE_MIN = 256
 _FILE_ROW = "path, id, hash, size, mtime, module"  # a stored file as a pass plans with it
-
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
-
-
-# --------------------------------------------------------------------------- #
-# Reading and parsing (runs in worker processes)
-# --------------------------------------------------------------------------- #
-
-@dataclass(frozen=True, slots=True)
-class _Parsed:
-    """A parsed file in the form the writer stores, built in the worker.
-
-    Plain tuples and one msgpack blob: pickling hundreds of thousands of dataclasses
-    across the process pool cost ~4 CPU-seconds on Django.
-    """
-
-    language: str
-    lines: int
-    doc: str
-    has_errors: bool
-    #: (kind, name, local_name, parent index, start_line, end_line, signature, doc) per definition
-    definitions: tuple[tuple, ...]
-    facts: bytes  # FileFacts.to_blob(): imports (absolute), references, bases
-    search_terms: tuple[tuple[str, str, str, str], ...]  # FTS (name, path, doc, body): module, then defs
-
-
-@dataclass(frozen=True, slots=True)
-class _Loaded:
-    """A worker's answer for one file."""
-
-    path: str
-    hash: str = ""
-    text: str = ""
-    parsed: _Parsed | None = None
-    skipped: Skipped | None = None
-    unchanged: bool = False
-
-
-def _content_hash(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def _for_writer(parsed: ParsedFile, module: str) -> _Parsed:
-    """What the writer needs of a parsed file: node rows, FTS rows and the resolution facts."""
-    definitions = tuple((d.kind.value, d.name, d.local_name, d.parent, d.start_line, d.end_line, d.signature, d.doc)
-                        for d in parsed.definitions)
-    facts = facts_of(parsed, file_id=0, module=module, module_node=0, def_ids=()).to_blob()
-    return _Parsed(parsed.language, parsed.lines, parsed.doc, parsed.has_errors, definitions, facts,
-                   tuple(search_rows(parsed, module)))
-
-
-def _load(root: str, path: str, known_hash: str | None, module: str, max_bytes: int,
-          trees: RecentTrees | None = None) -> _Loaded:
-    """Read, hash and (if the hash changed) parse one file; never raises for a bad file."""
-    data = read_source(root, path, max_bytes)
-    if isinstance(data, Skipped):
-        return _Loaded(path, skipped=data)
-    digest = _content_hash(data)
-    if digest == known_hash:
-        return _Loaded(path, hash=digest, unchanged=True)
-    language = language_of(path) or "python"
-    try:
-        parsed = parse_file(path, data, language, trees)
-    except Exception as exc:  # an extractor bug must cost one file, not the pass
-        return _Loaded(path, skipped=Skipped(path, SkipReason.SYNTAX_ERROR, f"extractor failed: {exc}"))
-    return _Loaded(path, hash=digest, text=data.decode("utf-8", errors="replace"),
-                   parsed=_for_writer(parsed, module))
-
-
-Job = tuple[str, str | None, str]  # (path, known hash, module name)
-
-
-def _load_batch(root: str, jobs: list[Job], max_bytes: int) -> list[_Loaded]:
-    return [_load(root, path, known, module, max_bytes) for path, known, module in jobs]
 
 
 @contextmanager
@@ -141,45 +60,6 @@ def collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _pool_context() -> BaseContext:
-    """Forkserver where there is one: the server imports the parser once, each worker forked from it has it."""
-    if os.name != "posix":
-        return get_context("spawn")
-    context = get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    return context
-
-
-def _load_stream(root: str, jobs: list[Job], max_bytes: int, workers: int,
-                 progress: Progress | None, trees: RecentTrees | None = None) -> Iterator[_Loaded]:
-    """Load every job, in job order, yielding each file as soon as it is ready.
-
-    The writer consumes the stream while the pool is still parsing, so inserts overlap the
-    parse instead of following it. The pool stops when the stream ends or is closed. Files
-    parsed here (a small pass) keep their trees in ``trees``; the pool's workers keep none.
-    """
-    total = len(jobs)
-    if total < _POOL_MIN_FILES or workers <= 1:
-        for i, (path, known, module) in enumerate(jobs):
-            yield _load(root, path, known, module, max_bytes, trees)
-            if progress and (i % 64 == 0 or i == total - 1):
-                progress("parse", i + 1, total)
-        return
-    batches = [jobs[i : i + _POOL_BATCH] for i in range(0, total, _POOL_BATCH)]
-    # A worker lives for one pass and keeps nothing between files: it never needs the cyclic collector
-    # (see ``collector_paused``), not even at the end of a batch, where it would walk the whole batch.
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=gc.disable)
-    done = 0
-    try:
-        for result in pool.map(_load_batch, [root] * len(batches), batches, [max_bytes] * len(batches)):
-            yield from result
-            done += len(result)
-            if progress:
-                progress("parse", done, total)
-    finally:  # a failed write must not wait for the rest of the parse
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- #
@@ -206,7 +86,7 @@ class _Intake:
     bad: list[Skipped] = field(default_factory=list)
     recovered: list[str] = field(default_factory=list)  # parsed, with syntax errors
 
-    def sort(self, loaded: Iterable[_Loaded]) -> Iterator[_Loaded]:
+    def sort(self, loaded: Iterable[Loaded]) -> Iterator[Loaded]:
         """The parsed files of ``loaded``, noting every other answer on the way."""
         for item in loaded:
             self.paths.add(item.path)
@@ -269,7 +149,7 @@ class IndexPass:
         plan.seen = seen
         if progress:
             progress("walk", plan.seen, plan.seen)
-        loaded = _load_stream(str(self.root), plan.to_load, self.max_bytes, self.workers, progress, self._trees)
+        loaded = load_stream(str(self.root), plan.to_load, self.max_bytes, self.workers, progress, self._trees)
         try:
             with collector_paused():
                 stats = self._write(loaded, plan, current, modules, known, skipped, full=paths is None,
@@ -359,7 +239,7 @@ class IndexPass:
         return plan
 
     # -- writing -------------------------------------------------------------- #
-    def _write(self, loaded: Iterator[_Loaded], plan, current, modules, known, skipped, *, full, had_files,
+    def _write(self, loaded: Iterator[Loaded], plan, current, modules, known, skipped, *, full, had_files,
                progress) -> dict:
         conn = self.conn
         now = time.time()
@@ -489,7 +369,7 @@ class IndexPass:
                 out.setdefault((info.kind, info.qualname), []).append(node_id)
         return out
 
-    def _insert_parsed(self, parsed: Iterable[_Loaded], current, modules, known, symbols: Symbols, now: float,
+    def _insert_parsed(self, parsed: Iterable[Loaded], current, modules, known, symbols: Symbols, now: float,
                        reuse: dict[int, dict[tuple[str, str], list[int]]], id_floor: int) -> list[FileFacts]:
         conn = self.conn
         next_id = id_floor + 1
@@ -511,7 +391,7 @@ class IndexPass:
                 rows.clear()
 
         for item in parsed:  # nothing else holds the text and terms once an item is written
-            p: _Parsed = item.parsed
+            p: Parsed = item.parsed
             f = current[item.path]
             module = modules[item.path]
             if item.path in known:
@@ -771,7 +651,7 @@ def load_symbols(conn) -> Symbols:
     return symbols
 
 
-def _parsed_node_keys(parsed: list[_Loaded], modules: dict[str, str]) -> Counter:
+def _parsed_node_keys(parsed: list[Loaded], modules: dict[str, str]) -> Counter:
     """(kind, qualname, in test) of every node the parsed files will have, counted (see ``_node_keys``)."""
     keys: Counter = Counter()
     for item in parsed:

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import graph_of, integrity_problems, write_tree
 from indexer.config import DB_NAME, INDEX_DIR_ENV, default_index_dir
-from indexer.indexing import _POOL_MIN_FILES
+from indexer.loading import POOL_MIN_FILES
 from indexer.workspace import Workspace, WorkspaceError
 
 SMALL: dict[str, str] = {
@@ -301,8 +301,18 @@ def test_index_dir_inside_workspace_is_not_indexed(tmp_path, workspace):
 # Parallel parse
 # --------------------------------------------------------------------------- #
 
+def test_pool_workers_import_no_sqlite_or_vectors():
+    """The forkserver imports the worker module before the first file is parsed, while the writer waits."""
+    import subprocess
+    import sys
+
+    probe = "import sys, indexer.loading; print(sorted(m for m in ('sqlite_vec', 'numpy', 'indexer.sqlite') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_process_pool_builds_the_same_graph(tmp_path):
-    count = _POOL_MIN_FILES + 4
+    count = POOL_MIN_FILES + 4
     files = {"lib/__init__.py": ""}
     for i in range(count):
         callee = f"from lib.m{i + 1} import f{i + 1}\n\n\n" if i + 1 < count else ""
