@@ -34,10 +34,12 @@ CONFIGS: dict[str, SearchOptions] = {
 }
 
 
-def choose_configs(names: Sequence[str], ablate: str | None, posting_budgets: Sequence[float] = ()) -> dict[str, SearchOptions]:
+def choose_configs(names: Sequence[str], ablate: str | None, posting_budgets: Sequence[float] = (),
+                   alphas: Sequence[float] = ()) -> dict[str, SearchOptions]:
     """The named configurations, plus configuration `ablate` (e.g. `full`) minus each signal in turn
     (`full-graph`), plus each named configuration at each other posting budget (`name@budget`: the
-    speed/quality trade-off of lexical.py)."""
+    speed/quality trade-off of lexical.py), plus each named configuration with vectors at each fixed
+    lexical share of the fusion (`name~alpha`; by default the share depends on the query)."""
     unknown = [n for n in [*names, *([ablate] if ablate else [])] if n not in CONFIGS]
     if unknown:
         raise SystemExit(f"unknown configuration {unknown[0]!r}: choose from {', '.join(CONFIGS)}")
@@ -50,6 +52,10 @@ def choose_configs(names: Sequence[str], ablate: str | None, posting_budgets: Se
     for budget in posting_budgets:
         for name in names:
             chosen[f"{name}@{budget:g}"] = replace(CONFIGS[name], posting_budget=budget)
+    for alpha in alphas:
+        for name in names:
+            if CONFIGS[name].use_dense:
+                chosen[f"{name}~{alpha:g}"] = replace(CONFIGS[name], alpha=alpha)
     return chosen
 
 
@@ -59,6 +65,17 @@ def budgets_arg(text: str) -> list[float]:
         return [float(b) for b in text.split(",") if b]
     except ValueError:
         raise SystemExit(f"--posting-budgets takes numbers like 0.2,0.5 (shares of all nodes), not {text!r}")
+
+
+def alphas_arg(text: str) -> list[float]:
+    """`--alphas 0.6,0.9` -> [0.6, 0.9], each a lexical share in [0, 1]."""
+    try:
+        alphas = [float(a) for a in text.split(",") if a]
+    except ValueError:
+        alphas = [-1.0]
+    if not all(0.0 <= a <= 1.0 for a in alphas):
+        raise SystemExit(f"--alphas takes lexical shares between 0 and 1 like 0.6,0.9, not {text!r}")
+    return alphas
 
 
 def needs_vectors(configs: dict[str, SearchOptions]) -> bool:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _quality import (CONFIGS, budgets_arg, emit, DEFAULT_BENCH, DEFAULT_CORPORA, TokenCosts, ablation_deltas, choose_configs, mean,
+from _quality import (CONFIGS, alphas_arg, budgets_arg, emit, DEFAULT_BENCH, DEFAULT_CORPORA, TokenCosts, ablation_deltas, choose_configs, mean,
                       ndcg_at_k, needs_vectors, ranked_nodes, table, within_budget)
 
 from corpora import semble_dir, semble_repos
@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated configurations to compare")
     parser.add_argument("--ablate", nargs="?", const="full", default=None, metavar="CONFIG",
                         help="also run CONFIG (default: full) without each signal in turn")
+    parser.add_argument("--alphas", type=alphas_arg, default=[],
+                        help="also run each configuration with vectors at these fixed lexical shares, e.g. 0.6,0.9")
     parser.add_argument("--posting-budgets", type=budgets_arg, default=[],
                         help="also run each configuration with these query posting budgets (e.g. 0.2,0.5)")
     parser.add_argument("--embedder", default=None, help="wordllama (default when installed) or minilm, for the "
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON object to this file")
     args = parser.parse_args(argv)
-    configs = choose_configs([c for c in args.configs.split(",") if c], args.ablate, args.posting_budgets)
+    configs = choose_configs([c for c in args.configs.split(",") if c], args.ablate, args.posting_budgets, args.alphas)
     wanted = {r for r in args.repos.split(",") if r}
     specs = [s for s in semble_repos(args.bench) if not wanted or s["name"] in wanted]
     if not specs:

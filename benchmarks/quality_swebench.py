@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from _quality import (CONFIGS, budgets_arg, emit, DEFAULT_BENCH, DEFAULT_CORPORA, ablation_deltas, choose_configs, mean,
+from _quality import (CONFIGS, alphas_arg, budgets_arg, emit, DEFAULT_BENCH, DEFAULT_CORPORA, ablation_deltas, choose_configs, mean,
                       needs_vectors, ranked_nodes, table)
 
 from corpora import COMPLETE_MARKER, checkout, mirror_dir
@@ -335,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated configurations to compare")
     parser.add_argument("--ablate", nargs="?", const="full", default=None, metavar="CONFIG",
                         help="also run CONFIG (default: full) without each signal in turn")
+    parser.add_argument("--alphas", type=alphas_arg, default=[],
+                        help="also run each configuration with vectors at these fixed lexical shares, e.g. 0.6,0.9")
     parser.add_argument("--posting-budgets", type=budgets_arg, default=[],
                         help="also run each configuration with these query posting budgets (e.g. 0.2,0.5)")
     parser.add_argument("--no-context", action="store_true", help="skip the packed-context metrics (faster)")
@@ -344,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON object to this file")
     parser.add_argument("--quiet", action="store_true", help="no per-task progress on stderr")
     args = parser.parse_args(argv)
-    configs = choose_configs([c for c in args.configs.split(",") if c], args.ablate, args.posting_budgets)
+    configs = choose_configs([c for c in args.configs.split(",") if c], args.ablate, args.posting_budgets, args.alphas)
     tasks = load_tasks(args.bench, {r for r in args.repos.split(",") if r}, args.subset, args.limit)
     if not tasks:
         raise SystemExit("no task matches the filters: check --repos / --subset")

@@ -152,3 +152,33 @@ def test_vendored_copies_rank_below_the_project_code(path):
 def test_a_folder_only_named_like_vendor_is_not_vendored():
     info = {0: rerank.CandidateInfo(0, "function", "get", "get", "pkg/vendors/api.py")}
     assert rerank.demote_peripheral({0: 1.0}, info, "send a get request") == {0: 1.0}
+
+
+def test_vectors_weigh_more_in_a_search_than_in_an_issue_report(tree, workspace):
+    """A search-box query leans on the embedding more than a long report, whose many words overlap the code."""
+    from indexer import sqlite
+    from indexer.search.hybrid import REPORT_ALPHA, SEARCH_ALPHA, ranked_ids
+
+    ws = workspace(tree({"net/retry.py": "def retry_request():\n    pass\n",
+                         "net/pool.py": "def reuse_connections():\n    pass\n", **FILLER}))
+    ws.index()
+    ids = {h.node.name: h.node.id for q in ("retry request", "reuse connections")
+           for h in ws.search(q, top_k=50, options=ON)}
+    lexical_only, dense_only = ids["retry_request"], ids["reuse_connections"]
+
+    def dense(query: str, k: int) -> list[tuple[int, float]]:  # the embedding prefers the pool
+        return [(dense_only, 0.9), (lexical_only, 0.2)]
+
+    search = "retry request"
+    report = "retry request " + " ".join(f"word{i}" for i in range(20))  # a long issue report
+    assert SEARCH_ALPHA < REPORT_ALPHA
+    conn = sqlite.connect(ws.db_path, readonly=True)
+    try:
+        for query, alpha in ((search, SEARCH_ALPHA), (report, REPORT_ALPHA)):
+            scores = {i: s for i, s, _ in ranked_ids(conn, query, dense=dense, options=SearchOptions(signals=()))}
+            assert scores[dense_only] == pytest.approx(1 - alpha)  # no lexical match: the dense share alone
+            assert scores[lexical_only] == pytest.approx(alpha)  # the best BM25 hit, the embedding's least similar
+        forced = {i: s for i, s, _ in ranked_ids(conn, report, dense=dense, options=SearchOptions(alpha=0.5, signals=()))}
+        assert forced[dense_only] == pytest.approx(0.5)
+    finally:
+        conn.close()
