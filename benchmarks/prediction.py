@@ -5,6 +5,8 @@ Usage: /work/venv/bin/python benchmarks/prediction.py [--bench DIR] [--graphs in
 
 (a) Moatless traces (``trajectories/moatless_lite_dev.jsonl``): one model per repository, tasks in ``created_at``
     order (joined from ``swebench/lite_dev.jsonl``); before each access after the first, rank the next file.
+    The test files the agent's harness ran (``auto_test_run`` actions) since the previous access are fed first,
+    as the server sees ``test_result`` events (``Predictor.observe_test_run``); the model re-ranks and prefetches.
     The structure and the problem statement's search come from one of two sources:
     ``--graphs index`` (default): codeahead's own index of the repository at the task's base commit (one working
     folder per repository under ``--work``, moved from commit to commit by ``git diff`` and indexed incrementally),
@@ -330,6 +332,31 @@ def _as_graph(parts: tuple) -> StaticGraph:
     return StaticGraph(files, imports, tests, search=lambda q, k: hits[:k])
 
 
+def test_runs_before(trace: dict) -> list[list[str]] | None:
+    """For each access of ``files_repo``, the test files the harness ran (``auto_test_run``) since the access before.
+
+    ``files_repo`` is the trace's other actions with a path, restricted to files of the base commit, consecutive
+    repeats collapsed; walk ``actions`` in that way. None when the actions do not give back ``files_repo``
+    (or a path of it comes where it cannot), so that task's test runs are not fed.
+    """
+    files = trace["files_repo"]
+    in_repo = set(files)
+    runs: list[list[str]] = [[] for _ in files]
+    pending: list[str] = []
+    j = 0
+    for action, path in trace.get("actions", ()):
+        if not path:
+            continue
+        if action == "auto_test_run":
+            pending.append(path)
+        elif j < len(files) and path == files[j]:
+            runs[j], pending = pending, []
+            j += 1
+        elif path in in_repo and not (j > 0 and path == files[j - 1]):
+            return None  # a repository file where files_repo has another one
+    return runs if j == len(files) else None
+
+
 def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cache: Path | None = None,
                graphs_from: str = "index", work: Path = DEFAULT_WORK, corpora: Path = DEFAULT_CORPORA) -> dict:
     """Replay every trace with a per-repository model; score the model, the baselines and prefetching."""
@@ -345,6 +372,7 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
     cached = pickle.loads(graph_cache.read_bytes()) if graph_cache and graph_cache.exists() else {}
     version = engine_fingerprint() if graphs_from == "index" else "ast"
     computed = {}
+    runs_fed = {"tasks_aligned": 0, "tasks_not_aligned": 0, "runs_fed": 0}
     for trace in traces:
         repo, task = trace["repo"], tasks[trace["instance_id"]]
         if repo not in by_repo:
@@ -363,12 +391,26 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
         graph_s += time.perf_counter() - t0
         predictor.set_query(tid, task["problem_statement"])
         files = trace["files_repo"]
+        runs = test_runs_before(trace)
+        runs_fed["tasks_aligned" if runs is not None else "tasks_not_aligned"] += 1
+        runs = runs or [[] for _ in files]
         ranking: list[str] = []
+        for test in runs[0] if files else ():
+            predictor.observe_test_run(test, task_id=tid)
+        runs_fed["runs_fed"] += len(runs[0]) if files else 0
         start = [p.path for p in predictor.predict(task_id=tid, top_k=max(prefetch_ks))]
         for k, pf in prefetchers.items():  # the server prefetches on task_started, before the agent opens a file
             pf.submit(start[:k], task_id=tid)
             pf.wait_idle()
         for i, path in enumerate(files):
+            if i > 0 and runs[i]:  # test_result events since the last access: the server re-ranks and re-prefetches
+                for test in runs[i]:
+                    predictor.observe_test_run(test, task_id=tid)
+                runs_fed["runs_fed"] += len(runs[i])
+                ranking = [p.path for p in predictor.predict(task_id=tid, top_k=max(KS + tuple(prefetch_ks)))]
+                for k, pf in prefetchers.items():
+                    pf.submit(ranking[:k], task_id=tid)
+                    pf.wait_idle()
             if i > 0:
                 model.add(ranking[:max(KS)], {path})
                 for name, ranked in baselines.rankings(files[i - 1], files[:i], {files[i - 1]}).items():
@@ -405,6 +447,7 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
                                 "requests": v["requests"],
                                 "builds_per_access": round(prefetchers[k].counts["built"] / max(1, accesses), 2),
                                 "dropped": prefetchers[k].counts["dropped"]} for k, v in prefetch.items()},
+        "test_runs": runs_fed,
         "weights": {r: p.stats()["weights"] for r, (p, _, _) in by_repo.items()},
         "ranking": {r: p.stats()["ranking"] for r, (p, _, _) in by_repo.items()},
         "seconds": round(time.perf_counter() - started, 1),

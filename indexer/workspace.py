@@ -356,9 +356,25 @@ class Workspace:
             return event
         if type == "task_started" and self._predictor is not None:
             self._predictor.set_query(task_id, event.data.get("query") or event.data.get("title"))
+        if type == "test_result":
+            test_file = self._test_file(event.data["test"])
+            if test_file is not None:  # a candidate next file for the task, not a visit
+                self.predictor.observe_test_run(test_file, task_id=task_id)
         if self._prefetcher is not None:  # rebuild the likely next files from the task's new state
             self._prefetcher.after_event(self.predictor, task_id=task_id, top_k=self._prefetch_top_k)
         return event
+
+    def _test_file(self, test: str) -> str | None:
+        """The indexed file a test id names (``tests/test_x.py::TestY::test_z`` or a path), else None."""
+        head = test.split("::", 1)[0].strip()
+        if not head:
+            return None
+        try:
+            rel = self._relative(head)
+        except query.UnknownTarget:
+            return None
+        found = self.reader().execute("SELECT 1 FROM files WHERE path=?", (rel,)).fetchone()
+        return rel if found else None
 
     def task_state(self, task_id: str, at: int | None = None) -> TaskState:
         """A task's state replayed from its events (up to sequence ``at``)."""

@@ -131,6 +131,98 @@ def test_task_tests_ranks_the_querys_tests_among_themselves():
     assert scored["pkg/test_io.py"][1] == "a test the task description points at (#2 of the tests)"
 
 
+def test_tests_run_in_task_scores_unopened_run_tests_latest_first():
+    from indexer.predict.signals import tests_run_in_task
+
+    scored = tests_run_in_task(["tests/a.py", "tests/b.py", "tests/c.py", "tests/a.py"], seen={"tests/c.py"})
+    # Latest run first (a.py ran again last), an opened test left out, each listed once.
+    assert list(scored) == ["tests/a.py", "tests/b.py"]
+    assert scored["tests/a.py"] == (1.0, "ran as a test in this task")
+    assert scored["tests/b.py"][0] == pytest.approx(2 ** -0.5)
+    assert tests_run_in_task([], seen=()) == {}
+
+
+def _run_test_graph() -> StaticGraph:
+    files = ["pkg/core.py", "pkg/io.py", "pkg/misc.py", "tests/test_core.py", "tests/test_io.py"]
+    return StaticGraph(files, imports={"pkg/core.py": {"pkg/io.py", "pkg/misc.py"}})
+
+
+def test_a_test_run_ranks_the_test_file_and_is_not_a_visit():
+    events = [("t1", "pkg/core.py"), ("t1", "pkg/io.py"), ("t2", "pkg/core.py")]
+    predictor, twin = _replay(Predictor(_run_test_graph()), events), _replay(Predictor(_run_test_graph()), events)
+    before = [p.path for p in predictor.predict(task_id="t2", top_k=10)]
+    assert "tests/test_core.py" not in before  # no signal reaches it: no import, no test link, no query
+    predictor.observe_test_run("tests/test_io.py", task_id="t2")
+    predictor.observe_test_run("tests/test_core.py", task_id="t2")
+    predictor.observe_test_run("tests/test_core.py", task_id="t2")  # a rerun is one candidate
+    top = predictor.predict(task_id="t2", top_k=10)
+    ranked = [p.path for p in top]
+    assert ranked.index("tests/test_core.py") < ranked.index("tests/test_io.py")  # the latest run first
+    assert "ran as a test in this task" in top[ranked.index("tests/test_core.py")].reasons
+    # Not a visit: the model equals a twin's that saw the same moves and no runs, but for the runs themselves.
+    twin.predict(task_id="t2", top_k=10)
+    twin.predict(task_id="t2", top_k=10)
+    state, twin_state = predictor.to_state(), twin.to_state()
+    assert [row[-1] for row in state["trails"]] == [[], ["tests/test_io.py", "tests/test_core.py"]]
+    state["trails"] = [row[:-1] for row in state["trails"]]
+    twin_state["trails"] = [row[:-1] for row in twin_state["trails"]]
+    assert state == twin_state
+    trail = predictor.trails["t2"]
+    assert trail.files == ["pkg/core.py"] and trail.visits == {"pkg/core.py": 1}
+    assert trail.tests_run == ["tests/test_io.py", "tests/test_core.py"]
+    assert predictor.recent[0] == "pkg/core.py" and "tests/test_core.py" not in predictor.visit_counts
+    # Another task does not see t2's runs; once opened, the test is a visited file, no longer a run candidate.
+    assert not any("ran as a test in this task" in p.reasons for p in predictor.predict("pkg/core.py", task_id="t3"))
+    predictor.observe("tests/test_core.py", task_id="t2")
+    reasons = {p.path: p.reasons for p in predictor.predict(task_id="t2", top_k=10)}
+    assert "ran as a test in this task" not in reasons.get("pkg/core.py", [])
+    assert "ran as a test in this task" in reasons["tests/test_io.py"]
+
+
+def test_test_runs_are_deterministic_and_persist(tmp_path):
+    def run(store=None) -> Predictor:
+        predictor = _replay(Predictor(_run_test_graph(), store=store), [("t1", "pkg/core.py"), ("t1", "pkg/io.py")])
+        predictor.observe_test_run("tests/test_core.py", task_id="t1")
+        predictor.observe("tests/test_core.py", task_id="t1")  # learned with the signal in the candidates
+        predictor.observe_test_run("tests/test_io.py", task_id="t1")
+        return predictor
+
+    first, second = run(), run()
+    assert first.to_state() == second.to_state() and first.predict(task_id="t1") == second.predict(task_id="t1")
+    db = tmp_path / "index.db"
+    conn = sqlite.connect(db)
+    trained = run(PredictStore(conn))
+    trained.save()
+    conn.close()
+    conn = sqlite.connect(db)
+    restored = Predictor(_run_test_graph(), store=PredictStore(conn))
+    assert restored.to_state() == trained.to_state()
+    assert restored.trails["t1"].tests_run == ["tests/test_core.py", "tests/test_io.py"]
+    assert restored.predict(task_id="t1") == trained.predict(task_id="t1")
+    # A state saved before test runs were kept (five fields per trail) still loads, with no runs.
+    old = trained.to_state()
+    old["trails"] = [row[:5] for row in old["trails"]]
+    restored.from_state(old)
+    assert restored.trails["t1"].tests_run == [] and restored.trails["t1"].files == trained.trails["t1"].files
+    conn.close()
+
+
+def test_a_test_result_event_feeds_the_predictor(tmp_path):
+    root = tmp_path / "ws"
+    _write(root, {"pkg/core.py": "def f():\n    return 1\n",
+                  "tests/test_core.py": "def test_f():\n    assert True\n"})
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        ws.record("T", "file_opened", {"path": "pkg/core.py"})
+        ws.record("T", "test_result", {"test": "tests/test_core.py::test_f", "passed": False})
+        ws.record("T", "test_result", {"test": "no/such/file.py::test_x", "passed": True})
+        ws.record("T", "test_result", {"test": "test_f", "passed": True})
+        trail = ws.predictor.trails["T"]
+        assert trail.tests_run == ["tests/test_core.py"] and trail.files == ["pkg/core.py"]
+        reasons = {p.path: p.reasons for p in ws.predictor.predict(task_id="T")}
+        assert "ran as a test in this task" in reasons["tests/test_core.py"]
+
+
 def test_mine_git_learns_co_change_and_ignores_large_commits(tmp_path):
     def git(*args):
         subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],

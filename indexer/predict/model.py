@@ -20,13 +20,14 @@ from indexer.predict.markov import DECAY, Markov
 
 SIGNALS = ("recent_in_task", "returns_in_task", "markov", "co_change", "imported_by_current",
            "importers_of_current", "linked_to_task", "test_links", "same_directory", "query_match", "task_tests",
-           "popular", "recent_overall")
+           "tests_run_in_task", "popular", "recent_overall")
 #: Priors for a new workspace, from the agent-trace statistics: returns to seen files lead,
 #: then habits (Markov, co-change), the task text and the import graph; folders and popularity are weak.
 PRIOR_WEIGHTS = {
     "recent_in_task": 3.0, "returns_in_task": 1.0, "markov": 2.0, "co_change": 1.5,
     "imported_by_current": 1.5, "importers_of_current": 1.0, "linked_to_task": 0.5, "test_links": 1.0,
-    "same_directory": 1.0, "query_match": 2.0, "task_tests": 1.0, "popular": 0.5, "recent_overall": 0.5,
+    "same_directory": 1.0, "query_match": 2.0, "task_tests": 1.0, "tests_run_in_task": 2.0, "popular": 0.5,
+    "recent_overall": 0.5,
 }
 #: Separate blends for a task's first file (no trail: habits and recency across tasks matter)
 #: and for moves inside a task (its own trail and the current file's links matter).
@@ -38,6 +39,8 @@ DEFAULT_TASK = "_"
 #: Tasks whose trails are kept (least recently used dropped); each trail keeps its last MAX_TRAIL files.
 MAX_TASKS = 64
 MAX_TRAIL = 50
+#: Test files remembered per task from its test runs (latest kept).
+MAX_TESTS_RUN = 50
 MAX_RECENT = 100
 #: Two events of one task further apart than this (seconds, when ``at`` is given) are not a transition.
 SESSION_GAP_S = 3600.0
@@ -68,13 +71,14 @@ class Prediction:
 
 @dataclass(slots=True)
 class Trail:
-    """One task's files in visit order (consecutive repeats collapsed) and its query."""
+    """One task's files in visit order (consecutive repeats collapsed), its query and the test files it ran."""
 
     files: list[str] = field(default_factory=list)
     visits: dict[str, int] = field(default_factory=dict)
     query: str | None = None
     last_at: float | None = None
     hits: list[tuple[str, float]] | None = None  # query retrieval, computed once per query
+    tests_run: list[str] = field(default_factory=list)  # test files run in the task, oldest run first
 
 
 class Predictor:
@@ -153,6 +157,22 @@ class Predictor:
             trail.files.append(path)
             del trail.files[:-MAX_TRAIL]
             trail.visits[path] = trail.visits.get(path, 0) + 1
+
+    def observe_test_run(self, path: str, *, task_id: str | None = None) -> None:
+        """A test file of the task was run (a ``test_result`` event): a candidate, not a visit.
+
+        Nothing that counts visits changes (the trail, recency, returns, Markov, co-change, popularity); the
+        ``tests_run_in_task`` signal ranks the task's run tests that it has not opened yet, latest runs first.
+        """
+        with self._lock:
+            trail = self._trail(task_id or DEFAULT_TASK)
+            if trail.tests_run and trail.tests_run[-1] == path:
+                return
+            if path in trail.tests_run:
+                trail.tests_run.remove(path)
+            trail.tests_run.append(path)
+            del trail.tests_run[:-MAX_TESTS_RUN]
+            self._changed()
 
     def learn_commit(self, files: Iterable[str]) -> bool:
         """Learn a set of files changed together (a commit, a finished task); False when too large."""
@@ -317,6 +337,8 @@ class Predictor:
             return sig.query_match(self._query_hits(trail)[:sig.QUERY_TOP_K])
         if name == "task_tests":
             return sig.task_tests(self._query_hits(trail), trail.visits)
+        if name == "tests_run_in_task":
+            return sig.tests_run_in_task(trail.tests_run, trail.visits)
         if name == "popular":
             return sig.popular(self.popularity, self.visit_counts)
         return sig.recent_overall(self.recent)
@@ -354,7 +376,8 @@ class Predictor:
                 "cochange": self.cochange.to_state(),
                 "weights": {phase: dict(ws) for phase, ws in self.weights.items()},
                 "experts": self.switch.to_state(),
-                "trails": [[k, t.files, sorted(t.visits.items()), t.query, t.last_at] for k, t in self.trails.items()],
+                "trails": [[k, t.files, sorted(t.visits.items()), t.query, t.last_at, t.tests_run]
+                           for k, t in self.trails.items()],
                 "popularity": sorted(self.popularity.items()),
                 "visit_counts": sorted(self.visit_counts.items()),
                 "recent": self.recent,
@@ -374,8 +397,9 @@ class Predictor:
                 if phase in self.weights:
                     self.weights[phase].update({s: w for s, w in ws.items() if s in self.weights[phase]})
             self.switch.load_state(state.get("experts", {}))
-            for key, files, visits, query, last_at in state["trails"]:
-                self.trails[key] = Trail(list(files), dict(visits), query, last_at)
+            for key, files, visits, query, last_at, *rest in state["trails"]:  # rest: tests run (newer states)
+                self.trails[key] = Trail(list(files), dict(visits), query, last_at,
+                                         tests_run=list(rest[0]) if rest else [])
             self.popularity = dict(state["popularity"])
             self.visit_counts = dict(state["visit_counts"])
             self.recent = list(state["recent"])

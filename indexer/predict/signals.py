@@ -170,6 +170,22 @@ def task_tests(hits: Sequence[tuple[str, float]], seen: Collection[str]) -> Scor
             for rank, p in enumerate(tests, start=1)}
 
 
+def tests_run_in_task(runs: Sequence[str], seen: Collection[str]) -> Scored:
+    """Test files run in this task (``test_result`` events) and not opened yet, the latest runs first.
+
+    An agent's harness runs tests after its edits; about one move in twelve to a new file goes to a test file run
+    earlier in the task (to read why it failed, or to add a case). ``runs`` is in run order, oldest first.
+    """
+    out: Scored = {}
+    for path in reversed(runs):
+        if path not in seen and path not in out:
+            rank = len(out) + 1
+            out[path] = (1.0 / math.sqrt(rank), "ran as a test in this task")
+            if rank >= MAX_PER_SIGNAL:
+                break
+    return out
+
+
 def markov_next(probs: Mapping[str, float], reason_of: Callable[[str], str | None]) -> Scored:
     """Files that followed the current one before, by transition probability (not rescaled: certainty counts)."""
     best = sorted(probs.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_PER_SIGNAL]
