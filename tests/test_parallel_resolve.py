@@ -43,8 +43,14 @@ def test_forked_cold_index_equals_one_process(tmp_path, monkeypatch):
     real = indexing.links_forked
     monkeypatch.setattr(indexing, "links_forked", lambda *a: forked_calls.append(1) or real(*a))
     with Workspace(root, index_dir=tmp_path / "forked", workers=2) as forked:
-        forked.index()
+        stats = forked.index()
         forked_graph, forked_deps = graph_of(forked), _deps(forked)
+        # a pass into an empty index counts what it wrote instead of counting the tables: the same figures
+        tables = {t: dict(forked.reader().execute(f"SELECT kind, count(*) FROM {t} GROUP BY kind"))
+                  for t in ("nodes", "edges")}
+        assert (stats.nodes_by_kind, stats.edges_by_kind) == (tables["nodes"], tables["edges"])
+        assert {"library", "test", "function", "module"} <= set(stats.nodes_by_kind)
+        assert {"contains", "calls", "imports", "tests", "depends_on"} <= set(stats.edges_by_kind)
         libraries = forked.reader().execute("SELECT id, qualname FROM nodes WHERE kind='library'").fetchall()
     assert forked_calls, "the forked path did not run"
     monkeypatch.setattr(indexing, "_PARALLEL_RESOLVE_MIN", 10**9)
