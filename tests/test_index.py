@@ -326,3 +326,43 @@ def test_process_pool_builds_the_same_graph(tmp_path):
         assert pooled_stats.files_parsed == count + 1
         assert graph_of(pooled) == graph_of(serial)
         assert ("calls", "lib.m1.f1") in {(l.name, l.node.qualname) for l in pooled.related("lib.m0.f0")}
+
+
+# --------------------------------------------------------------------------- #
+# The garbage collector a pass pauses
+# --------------------------------------------------------------------------- #
+
+def test_a_pass_gives_the_garbage_collector_back_as_it_found_it(tmp_path, monkeypatch):
+    import gc
+
+    from indexer import indexing
+
+    root = write_tree(tmp_path / "ws", {"a.py": "def f():\n    return 1\n", "b.py": "from a import f\n\n\nf()\n"})
+    seen_during: list[bool] = []
+    real_resolve = indexing.IndexPass._resolve
+
+    def resolve(self, *args, **kwargs):
+        seen_during.append(gc.isenabled())
+        return real_resolve(self, *args, **kwargs)
+
+    monkeypatch.setattr(indexing.IndexPass, "_resolve", resolve)
+    assert gc.isenabled()
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        assert seen_during == [False] and gc.isenabled()  # paused while writing, back on after
+        gc.disable()  # a caller that runs without it keeps it off
+        try:
+            (root / "a.py").write_text("def f():\n    return 2\n")
+            ws.index()
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+
+        def broken(self, *args, **kwargs):
+            raise RuntimeError("writer bug")
+
+        monkeypatch.setattr(indexing.IndexPass, "_resolve", broken)
+        (root / "a.py").write_text("def f():\n    return 3\n")
+        with pytest.raises(RuntimeError, match="writer bug"):
+            ws.index()
+        assert gc.isenabled()  # a failed pass gives it back too
