@@ -71,11 +71,11 @@ def _for_writer(parsed: ParsedFile, module: str) -> Parsed:
                         for d in parsed.definitions)
     facts = facts_of(parsed, file_id=0, module=module, module_node=0, def_ids=()).to_blob()
     return Parsed(parsed.language, parsed.lines, parsed.doc, parsed.has_errors, definitions, facts,
-                   tuple(search_rows(parsed, module)))
+                  tuple(search_rows(parsed, module)))
 
 
 def load(root: str, path: str, known_hash: str | None, module: str, max_bytes: int,
-          trees: RecentTrees | None = None) -> Loaded:
+         trees: RecentTrees | None = None) -> Loaded:
     """Read, hash and (if the hash changed) parse one file; never raises for a bad file."""
     data = read_source(root, path, max_bytes)
     if isinstance(data, Skipped):
@@ -89,7 +89,7 @@ def load(root: str, path: str, known_hash: str | None, module: str, max_bytes: i
     except Exception as exc:  # an extractor bug must cost one file, not the pass
         return Loaded(path, skipped=Skipped(path, SkipReason.SYNTAX_ERROR, f"extractor failed: {exc}"))
     return Loaded(path, hash=digest, text=data.decode("utf-8", errors="replace"),
-                   parsed=_for_writer(parsed, module))
+                  parsed=_for_writer(parsed, module))
 
 
 Job = tuple[str, str | None, str]  # (path, known hash, module name)
@@ -109,7 +109,7 @@ def _pool_context() -> BaseContext:
 
 
 def load_stream(root: str, jobs: list[Job], max_bytes: int, workers: int,
-                 progress: Progress | None, trees: RecentTrees | None = None) -> Iterator[Loaded]:
+                progress: Progress | None, trees: RecentTrees | None = None) -> Iterator[Loaded]:
     """Load every job, in job order, yielding each file as soon as it is ready.
 
     The writer consumes the stream while the pool is still parsing, so inserts overlap the
