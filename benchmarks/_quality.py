@@ -59,21 +59,26 @@ def choose_configs(names: Sequence[str], ablate: str | None, posting_budgets: Se
     return chosen
 
 
+def _numbers(text: str) -> list[float] | None:
+    """`0.2,0.5` -> [0.2, 0.5]; None when a part is not a number."""
+    try:
+        return [float(n) for n in text.split(",") if n]
+    except ValueError:
+        return None
+
+
 def budgets_arg(text: str) -> list[float]:
     """`--posting-budgets 0.2,0.5` -> [0.2, 0.5]."""
-    try:
-        return [float(b) for b in text.split(",") if b]
-    except ValueError:
+    budgets = _numbers(text)
+    if budgets is None:
         raise SystemExit(f"--posting-budgets takes numbers like 0.2,0.5 (shares of all nodes), not {text!r}")
+    return budgets
 
 
 def alphas_arg(text: str) -> list[float]:
     """`--alphas 0.6,0.9` -> [0.6, 0.9], each a lexical share in [0, 1]."""
-    try:
-        alphas = [float(a) for a in text.split(",") if a]
-    except ValueError:
-        alphas = [-1.0]
-    if not all(0.0 <= a <= 1.0 for a in alphas):
+    alphas = _numbers(text)
+    if alphas is None or not all(0.0 <= a <= 1.0 for a in alphas):
         raise SystemExit(f"--alphas takes lexical shares between 0 and 1 like 0.6,0.9, not {text!r}")
     return alphas
 

@@ -395,22 +395,26 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
         runs_fed["tasks_aligned" if runs is not None else "tasks_not_aligned"] += 1
         runs = runs or [[] for _ in files]
         ranking: list[str] = []
-        for test in runs[0] if files else ():
-            predictor.observe_test_run(test, task_id=tid)
-        runs_fed["runs_fed"] += len(runs[0]) if files else 0
-        start = [p.path for p in predictor.predict(task_id=tid, top_k=max(prefetch_ks))]
-        for k, pf in prefetchers.items():  # the server prefetches on task_started, before the agent opens a file
-            pf.submit(start[:k], task_id=tid)
-            pf.wait_idle()
+
+        def feed_runs(tests: list[str]) -> None:
+            for test in tests:
+                predictor.observe_test_run(test, task_id=tid)
+            runs_fed["runs_fed"] += len(tests)
+
+        def rank_and_prefetch(top_k: int) -> list[str]:
+            ranked = [p.path for p in predictor.predict(task_id=tid, top_k=top_k)]
+            for k, pf in prefetchers.items():
+                pf.submit(ranked[:k], task_id=tid)  # entries serve their task only (a new checkout)
+                pf.wait_idle()
+            return ranked
+
+        feed_runs(runs[0] if files else [])
+        rank_and_prefetch(max(prefetch_ks))  # the server prefetches on task_started, before the agent opens a file
+        top_k = max(KS + tuple(prefetch_ks))
         for i, path in enumerate(files):
             if i > 0 and runs[i]:  # test_result events since the last access: the server re-ranks and re-prefetches
-                for test in runs[i]:
-                    predictor.observe_test_run(test, task_id=tid)
-                runs_fed["runs_fed"] += len(runs[i])
-                ranking = [p.path for p in predictor.predict(task_id=tid, top_k=max(KS + tuple(prefetch_ks)))]
-                for k, pf in prefetchers.items():
-                    pf.submit(ranking[:k], task_id=tid)
-                    pf.wait_idle()
+                feed_runs(runs[i])
+                ranking = rank_and_prefetch(top_k)
             if i > 0:
                 model.add(ranking[:max(KS)], {path})
                 for name, ranked in baselines.rankings(files[i - 1], files[:i], {files[i - 1]}).items():
@@ -424,10 +428,7 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
                     prefetch[k]["served"] += prefetched or built_before
             predictor.observe(path, task_id=tid)
             baselines.observe(path)
-            ranking = [p.path for p in predictor.predict(task_id=tid, top_k=max(KS + tuple(prefetch_ks)))]
-            for k, pf in prefetchers.items():
-                pf.submit(ranking[:k], task_id=tid)  # entries serve their task only (a new checkout)
-                pf.wait_idle()
+            ranking = rank_and_prefetch(top_k)
         baselines.end_set(files)
     accesses = sum(len(t["files_repo"]) for t in traces)
     for pf in prefetchers.values():

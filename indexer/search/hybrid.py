@@ -53,7 +53,12 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
     terms = query_terms(conn, query, frequencies, posting_budget=options.posting_budget, postings=postings)
     lexical = bm25_search(conn, [t for t, _ in terms], pool, postings)
     dense_hits = dense(query, _DENSE_POOL) if (dense is not None and options.use_dense) else []
-    alpha = 1.0 if not dense_hits else fusion_weight(query) if options.alpha is None else options.alpha
+    if not dense_hits:
+        alpha = 1.0
+    elif options.alpha is None:
+        alpha = fusion_weight(query)
+    else:
+        alpha = options.alpha
     scores = rerank.fuse(lexical, dense_hits, alpha)
     if not scores:
         return []
