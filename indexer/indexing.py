@@ -34,6 +34,7 @@ from indexer.graph.resolve import LIBRARY, NodeInfo, Resolution, Resolver, Symbo
 from indexer.loading import Job, Loaded, Parsed, Progress, load_stream
 from indexer.modules import module_names
 from indexer.parse import RecentTrees, language_of
+from indexer.store import fts_totals
 from indexer.types import IndexStats, Skipped, SkipReason, SourceFile
 from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules, walk
 
@@ -133,6 +134,7 @@ class IndexPass:
             progress: Progress | None = None) -> IndexStats:
         """Index the whole workspace, or only ``paths`` (and folders in ``deleted_dirs``) when given."""
         started = time.perf_counter()
+        fts_totals.settle(self.conn)  # what a pass that crashed after its commit left to subtract
         view = self._partial_view(paths, deleted_dirs) if paths is not None else None
         if view is None:
             known = {row[0]: row for row in self.conn.execute(f"SELECT {_FILE_ROW} FROM files")}
@@ -474,6 +476,7 @@ class IndexPass:
         kept = [i for f in old_facts if f.file_id in keep_rows for i in (f.module_node, *f.def_ids)]
         self._delete_in("DELETE FROM edges WHERE src IN ({})", gone)
         self._delete_in("DELETE FROM edges WHERE kind = 'contains' AND src IN ({})", kept)
+        fts_totals.note_removed(conn, node_ids)  # FTS5 would go on counting them in bm25()
         self._delete_in("DELETE FROM fts WHERE rowid IN ({})", node_ids)
         if self._has_table("node_vectors"):  # a vec0 table: no cascades reach it
             conn.executemany("DELETE FROM node_vectors WHERE node_id = ?", [(i,) for i in node_ids])
@@ -690,6 +693,7 @@ def _commit(conn, checkpoints: _Checkpoints) -> None:
     conn.execute("PRAGMA wal_autocheckpoint=0")
     try:
         conn.commit()
+        fts_totals.settle(conn)  # the deleted rows leave bm25()'s figures: a transaction of its own
     finally:
         conn.execute(f"PRAGMA wal_autocheckpoint={int(limit)}")
     checkpoints.request(conn)

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from conftest import graph_of, integrity_problems, write_tree
 from indexer.graph.resolve import Symbols
 from indexer.indexing import load_symbols
+from indexer.store import fts_totals
 from indexer.workspace import Workspace
 
 #: More examples for a bug hunt: CODEAHEAD_PROPERTY_EXAMPLES=500 python -m pytest tests/test_incremental.py
@@ -405,6 +406,7 @@ def assert_same_as_fresh(ws: Workspace, root: Path, fresh_dir: Path) -> None:
         fresh.index()
         expected_nodes, expected_edges = graph_of(fresh)
         expected_files = fresh.status()["files"]
+        expected_totals = _bm25_totals(fresh)
     nodes, edges = graph_of(ws)
     missing_nodes, extra_nodes = _difference(nodes, expected_nodes)
     missing_edges, extra_edges = _difference(edges, expected_edges)
@@ -413,7 +415,14 @@ def assert_same_as_fresh(ws: Workspace, root: Path, fresh_dir: Path) -> None:
         f"missing edges {missing_edges}\nextra edges {extra_edges}")
     assert integrity_problems(ws) == []
     assert ws.status()["files"] == expected_files
+    assert _bm25_totals(ws) == expected_totals, "bm25()'s row count and token totals drifted"
     assert_symbols_match_store(ws)
+
+
+def _bm25_totals(ws: Workspace) -> list[int]:
+    """FTS5's row count and token totals (bm25()'s averages); an index whose rows all went equals one that had none."""
+    totals = fts_totals.read(ws.reader())
+    return totals if any(totals) else []
 
 
 def _table(symbols: Symbols) -> dict:

@@ -28,6 +28,7 @@ import msgpack
 import numpy as np
 
 from indexer.parse import parse_file
+from indexer.store import fts_totals
 from indexer.search.edges import generation
 from indexer.terms import search_rows
 
@@ -105,7 +106,7 @@ class Postings:
     weights: np.ndarray  # float32 (sums of small integers: exact)
     live: np.ndarray  # bool by node id: its loaded postings are current
     doc_len: np.ndarray  # float64 tokens by node id, all columns (FTS5's D)
-    n_rows: int  # FTS5's row count and token total (its averages: deleted rows stay counted)
+    n_rows: int  # FTS5's row count and token total (its averages record)
     total_tokens: int
     files: dict[int, _File]
     added: dict[str, dict[int, float]] = field(default_factory=dict)  # stem -> {doc: weight} since the load
@@ -258,34 +259,13 @@ class _Runs:
 def averages(conn) -> tuple[int, int]:
     """The row count and token total FTS5's bm25() divides by, from its averages record.
 
-    In a contentless-delete table a deleted row stays in both figures (FTS5 never learns its
-    tokens), so they drift from the live rows' sums as files are edited; scores equal to FTS5's
-    need FTS5's figures. The record (id 1 of ``fts_data``) is a varint row count followed by one
-    varint token total per column.
+    Scores equal to FTS5's need FTS5's figures; ``store.fts_totals`` keeps them true as rows are
+    deleted (a contentless-delete table on its own would go on counting them).
     """
-    row = conn.execute("SELECT block FROM fts_data WHERE id = 1").fetchone()
-    values = _varints(row[0]) if row else []
+    values = fts_totals.read(conn)
     if len(values) != 1 + len(COLUMN_WEIGHTS):
         raise RuntimeError(f"unexpected FTS5 averages record: {values!r}")
     return values[0], sum(values[1:])
-
-
-def _varints(data: bytes) -> list[int]:
-    """SQLite's big-endian varints (7 bits a byte, the ninth byte whole)."""
-    out, i = [], 0
-    while i < len(data):
-        value = 0
-        for k in range(9):
-            byte = data[i]
-            i += 1
-            if k == 8:
-                value = (value << 8) | byte
-                break
-            value = (value << 7) | (byte & 0x7F)
-            if not byte & 0x80:
-                break
-        out.append(value)
-    return out
 
 
 def changed_files(old: Postings, files: dict[int, _File]) -> tuple[list[int], list[int]]:

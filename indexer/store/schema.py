@@ -13,12 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from indexer import sqlite
+from indexer.store import fts_totals
 
 log = logging.getLogger(__name__)
 
 #: Written into the SQLite header (PRAGMA application_id): "CAHD".
 APPLICATION_ID = 0x43414844
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -79,7 +80,9 @@ CREATE VIRTUAL TABLE IF NOT EXISTS fts_vocab USING fts5vocab(fts, 'row');
 """
 
 #: MIGRATIONS[v] upgrades a database at schema version v to v + 1.
-MIGRATIONS: dict[int, Callable[[object], None]] = {}
+MIGRATIONS: dict[int, Callable[[object], None]] = {
+    1: fts_totals.rewrite,  # version 1 left deleted rows counted in bm25()'s averages record
+}
 #: Indexes added since a schema version was cut. Builds without them read and write such a database
 #: unchanged (SQLite keeps every index up to date), so they are made on open, with no version bump that
 #: would make an older build rebuild the index.
