@@ -320,7 +320,7 @@ class IndexPass:
         self._resolve(new_facts, changed_keys, linked, symbols, prior_bases,
                       stored={known[p][1] for p in replaced})
 
-        generation = int(conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+        generation = _generation(conn)
         if intake.parsed_paths or gone:
             generation += 1
             conn.executemany("UPDATE meta SET value=? WHERE key=?",
@@ -644,6 +644,34 @@ class IndexPass:
         if self._symbols is None:
             self._symbols = load_symbols(self.conn)
         return self._symbols
+
+    @property
+    def has_symbols(self) -> bool:
+        return self._symbols is not None
+
+    def adopt_symbols(self, symbols: Symbols, generation: int) -> bool:
+        """Take a table loaded elsewhere (see ``snapshot_symbols``) if no pass has run since its snapshot.
+
+        Call it holding the writer's lock; whether it was taken. A pass that ran meanwhile has
+        its own table already, or changed the store the loaded table describes.
+        """
+        if self._symbols is not None or _generation(self.conn) != generation:
+            return False
+        self._symbols = symbols
+        return True
+
+
+def snapshot_symbols(conn) -> tuple[Symbols, int]:
+    """The symbol table of one snapshot of a read connection, and that snapshot's generation."""
+    conn.execute("BEGIN")
+    try:
+        return load_symbols(conn), _generation(conn)
+    finally:
+        conn.rollback()
+
+
+def _generation(conn) -> int:
+    return int(conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
 
 
 def load_symbols(conn) -> Symbols:

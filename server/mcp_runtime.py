@@ -132,7 +132,7 @@ class Runtime:
             return
         if self._watch:  # first: a save during the slower steps below must not be missed
             ws.start_watching(on_applied=self._on_applied)
-        ws.warm()  # in-memory postings and edges, in the background: requests read SQLite until then
+        ws.warm()  # postings, edges and the symbol table, in the background: requests read SQLite until then
         ws.enable_vectors()  # in the background: search improves when vectors land
         warm_up(ws)  # before prediction starts: these reads are not the agent's moves
         ws.enable_prefetch()

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from conftest import graph_of, integrity_problems, write_tree
 from indexer.graph.resolve import Symbols
-from indexer.indexing import load_symbols
+from indexer.indexing import load_symbols, snapshot_symbols
 from indexer.store import fts_totals
 from indexer.workspace import Workspace
 
@@ -543,3 +543,41 @@ def test_move_that_changes_which_same_named_module_wins(tmp_path):
              "app.py": "import util\n\n\ndef main():\n    util.one()\n"}
     live, fresh = _graphs_after(tmp_path, start, [{"c/util.py": None, "a/util.py": start["c/util.py"]}])
     assert live == fresh
+
+
+# --------------------------------------------------------------------------- #
+# The symbol table preloaded by warm()
+# --------------------------------------------------------------------------- #
+
+def test_warm_preloads_the_symbol_table_the_next_pass_uses(tmp_path):
+    files = {"pkg/__init__.py": "", "pkg/a.py": "class A:\n    pass\n",
+             "pkg/b.py": "from pkg.a import A\n\n\nclass B(A):\n    def run(self):\n        return A()\n"}
+    root = write_tree(tmp_path / "ws", files)
+    with Workspace(root, index_dir=tmp_path / "live") as ws:
+        ws.index()
+    with Workspace(root, index_dir=tmp_path / "live") as ws:
+        ws.index()  # nothing changed: a pass that needs no symbol table
+        assert not ws._pass.has_symbols
+        ws.warm(wait=True)
+        assert ws._pass.has_symbols
+        assert_symbols_match_store(ws)
+        write_tree(root, {"pkg/a.py": "class A:\n    pass\n\n\nclass C(A):\n    pass\n"})
+        ws.index(paths=["pkg/a.py"])
+        assert_same_as_fresh(ws, root, tmp_path / "fresh")
+
+
+def test_a_preloaded_table_older_than_the_store_is_not_adopted(tmp_path):
+    root = write_tree(tmp_path / "ws", {"m.py": "def f():\n    return 1\n"})
+    with Workspace(root, index_dir=tmp_path / "live") as ws:
+        ws.index()
+        ws._pass._symbols = None  # as after a restart
+        symbols, generation = snapshot_symbols(ws.reader())
+        write_tree(root, {"m.py": "def f():\n    return 1\n\n\ndef g():\n    return f()\n"})
+        ws.index()  # a pass ran between the snapshot and the hand-over: it loaded the table itself
+        own = ws._pass._symbols
+        assert not ws._pass.adopt_symbols(symbols, generation)
+        assert ws._pass._symbols is own
+        ws._pass._symbols = None
+        assert not ws._pass.adopt_symbols(symbols, generation)  # the store moved on since the snapshot
+        assert ws._pass.adopt_symbols(*snapshot_symbols(ws.reader()))
+        assert_symbols_match_store(ws)
