@@ -35,8 +35,13 @@ BREADTH_HITS = 200
 TOKENS_PER_FULL_HIT = 1000
 MAX_NEIGHBOURS = 40
 MAX_DEPENDENCIES = 4
-#: Full code is offered only when it costs at most this share of the budget (else summary first).
+#: Full code is offered only when it costs at most this share of the budget (else summary first): CRITICAL
+#: items (the best hit, the focus, the error's frame) at FULL_CODE_SHARE, HIGH ones at HIGH_CODE_SHARE. At
+#: 0.35 for both, three bodies of hits 2-6 could fill a 4k context (1,078 + 768 + 416 tokens on one Django
+#: report) and push out the signatures of the next 50 hits; at 0.2 the SWE-bench 4k context holds every
+#: gold function of .710 of tasks instead of .697 (its full code: .529 instead of .542; benchmarks/README.md).
 FULL_CODE_SHARE = 0.35
+HIGH_CODE_SHARE = 0.2
 #: Full code from MEDIUM down, and module listings below CRITICAL, are offered only up to this share: one
 #: 800-token body at rank 8 (or a vendored module's listing at rank 6) of a 4k context used to push out the
 #: summaries of the next 20 hits.
@@ -115,7 +120,8 @@ class Assembler:
             # (cl100k tokens average ~4 chars of code; 8 chars a token is a safe shortcut;
             # the packer applies the exact cap to the bodies it reaches).
             full = levels[0]
-            cap = int((FULL_CODE_SHARE if tier < Tier.MEDIUM else MEDIUM_SHARE) * budget)
+            share = {Tier.CRITICAL: FULL_CODE_SHARE, Tier.HIGH: HIGH_CODE_SHARE}.get(tier, MEDIUM_SHARE)
+            cap = int(share * budget)
             levels = levels[1:] if len(full.text) > 8 * cap else (Rendering("full", full.text, max_tokens=cap),
                                                                    *levels[1:])
         if tier >= Tier.LOW:
