@@ -473,6 +473,10 @@ class Workspace:
             return None
 
         def load() -> None:
+            # After the postings and edges: loaded beside their transient peak, the table added ~40 MB
+            # to the process's peak RSS on Django; loaded after, it fits in what they freed.
+            self._postings.wait()
+            self._edges.wait()
             try:
                 conn = sqlite.connect(self.db_path, readonly=True, vectors=False)
                 try:
