@@ -35,6 +35,7 @@ from indexer.loading import Job, Loaded, Parsed, Progress, load_stream
 from indexer.modules import module_names
 from indexer.parse import RecentTrees, language_of
 from indexer.store import fts_totals
+from indexer.store.schema import generation
 from indexer.types import IndexStats, Skipped, SkipReason, SourceFile
 from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules, walk
 
@@ -320,11 +321,11 @@ class IndexPass:
         self._resolve(new_facts, changed_keys, linked, symbols, prior_bases,
                       stored={known[p][1] for p in replaced})
 
-        generation = _generation(conn)
+        gen = generation(conn)
         if intake.parsed_paths or gone:
-            generation += 1
+            gen += 1
             conn.executemany("UPDATE meta SET value=? WHERE key=?",
-                             [(str(generation), "generation"), (repr(now), "last_change")])
+                             [(str(gen), "generation"), (repr(now), "last_change")])
         _commit(conn, self._checkpoints)
         if progress:
             progress("resolve", 1, 1)
@@ -341,7 +342,7 @@ class IndexPass:
             "files_parsed": len(intake.parsed_paths),
             "files_deleted": len(gone),
             "files_unchanged": plan.seen - len(intake.parsed_paths),
-            "generation": generation,
+            "generation": gen,
             **counts,
         }
 
@@ -649,13 +650,13 @@ class IndexPass:
     def has_symbols(self) -> bool:
         return self._symbols is not None
 
-    def adopt_symbols(self, symbols: Symbols, generation: int) -> bool:
+    def adopt_symbols(self, symbols: Symbols, snapshot: int) -> bool:
         """Take a table loaded elsewhere (see ``snapshot_symbols``) if no pass has run since its snapshot.
 
-        Call it holding the writer's lock; whether it was taken. A pass that ran meanwhile has
+        ``snapshot`` is the generation it was loaded at. Call it holding the writer's lock; whether it was taken. A pass that ran meanwhile has
         its own table already, or changed the store the loaded table describes.
         """
-        if self._symbols is not None or _generation(self.conn) != generation:
+        if self._symbols is not None or generation(self.conn) != snapshot:
             return False
         self._symbols = symbols
         return True
@@ -665,13 +666,9 @@ def snapshot_symbols(conn) -> tuple[Symbols, int]:
     """The symbol table of one snapshot of a read connection, and that snapshot's generation."""
     conn.execute("BEGIN")
     try:
-        return load_symbols(conn), _generation(conn)
+        return load_symbols(conn), generation(conn)
     finally:
         conn.rollback()
-
-
-def _generation(conn) -> int:
-    return int(conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
 
 
 def load_symbols(conn) -> Symbols:

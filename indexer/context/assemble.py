@@ -46,6 +46,7 @@ HIGH_CODE_SHARE = 0.2
 #: 800-token body at rank 8 (or a vendored module's listing at rank 6) of a 4k context used to push out the
 #: summaries of the next 20 hits.
 MEDIUM_SHARE = 0.1
+_CODE_SHARE = {Tier.CRITICAL: FULL_CODE_SHARE, Tier.HIGH: HIGH_CODE_SHARE}  # else MEDIUM_SHARE
 ERROR_FRAMES = 3
 #: Below ~60 tokens per candidate a pool is larger than any packing can use; it only costs rendering time.
 TOKENS_PER_CANDIDATE = 60
@@ -120,8 +121,7 @@ class Assembler:
             # (cl100k tokens average ~4 chars of code; 8 chars a token is a safe shortcut;
             # the packer applies the exact cap to the bodies it reaches).
             full = levels[0]
-            share = {Tier.CRITICAL: FULL_CODE_SHARE, Tier.HIGH: HIGH_CODE_SHARE}.get(tier, MEDIUM_SHARE)
-            cap = int(share * budget)
+            cap = int(_CODE_SHARE.get(tier, MEDIUM_SHARE) * budget)
             levels = levels[1:] if len(full.text) > 8 * cap else (Rendering("full", full.text, max_tokens=cap),
                                                                    *levels[1:])
         if tier >= Tier.LOW:

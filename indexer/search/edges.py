@@ -19,6 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
+from indexer.store.schema import generation  # noqa: F401  (re-exported: readers key memory by it)
+
 #: How strongly each edge kind carries relevance (either direction); kinds not listed carry nothing.
 EDGE_WEIGHTS = {"calls": 1.0, "tests": 0.6, "inherits": 0.8, "imports": 0.3, "contains": 0.7}
 _WEIGHT = "CASE kind " + " ".join(f"WHEN '{k}' THEN {w}" for k, w in EDGE_WEIGHTS.items()) + " END * confidence"
@@ -33,12 +35,6 @@ class EdgeSource(Protocol):
     def touching(self, ids: list[int]) -> np.ndarray:
         """(src, dst, weight) rows of every carrying edge with an end in ``ids``: unique, sorted."""
         ...
-
-
-def generation(conn) -> int:
-    """The index generation a connection's snapshot sees."""
-    row = conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
-    return int(row[0]) if row else 0
 
 
 def _sorted_unique(rows: np.ndarray) -> np.ndarray:

@@ -155,6 +155,12 @@ def open_database(path: Path) -> tuple[object, bool]:
     raise AssertionError("unreachable")
 
 
+def generation(conn) -> int:
+    """The index generation a connection's snapshot sees (each pass that changes the index adds one)."""
+    row = conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+    return int(row[0]) if row else 0
+
+
 def _create(conn: object) -> None:
     from indexer.events import EVENTS_SCHEMA
 
