@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from indexer import tokens
 from indexer.context.packer import pack
+from indexer.context.render import SourceCache, SourceLines
 from indexer.events import UnknownTask
 from indexer.graph.query import UnknownTarget
 from indexer.tokens import Cl100k
@@ -162,7 +163,6 @@ def test_error_frames_bring_their_code(workspaces):
 def _assembled(ws: Workspace, ranked_names: list[str], budget: int):
     """Candidates the assembler offers for search hits in this order (scores falling), by qualified name."""
     from indexer.context.assemble import Assembler, Request
-    from indexer.context.render import SourceCache, SourceLines
 
     conn = ws.reader()
     ids = dict(conn.execute("SELECT qualname, id FROM nodes"))
@@ -190,3 +190,17 @@ def test_past_the_first_hits_a_long_body_gives_way_to_breadth(tmp_path):
         assert {i.name: i.level for i in pack(list(early.values()), 4000, Cl100k()).items}["app.big"] == "full"
         neighbour = late["app.helper"]  # called by every hit, never a hit itself
         assert neighbour.tier == Tier.LOW and [r.level for r in neighbour.renderings] == ["signature"]
+
+
+def test_code_after_a_form_feed_or_crlf_is_the_nodes_own_lines(tmp_path):
+    """Lines are numbered as the parser numbers them: a form feed (Emacs page break) is not a line break."""
+    (tmp_path / "paged.py").write_bytes(b"def first():\r\n    return 1\r\n\x0c\r\ndef second():\r\n    return 2\r\n")
+    with Workspace(tmp_path, index_dir=tmp_path / ".idx") as ws:
+        ws.index()
+        conn = ws.reader()
+        source = SourceCache(conn, SourceLines())
+        second = ws.node("paged.second")
+        assert (second.start_line, second.end_line) == (4, 5)
+        assert source.code(second) == "def second():\n    return 2"
+        module = ws.node("paged.py")
+        assert source.own_code(module) == "def first(): ...\n\x0c\ndef second(): ..."
