@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -230,9 +231,13 @@ def saturate_files(scores: dict[int, float], info: dict[int, CandidateInfo], que
 
 
 @lru_cache(maxsize=1 << 16)
-def _name_parts(name: str) -> frozenset[str]:
-    """Parts of a node name, cached: the same names are candidates of query after query."""
-    return frozenset(split_identifier(name))
+def _name_parts(name: str) -> tuple[str, ...]:
+    """Distinct parts of a node name, cached: the same names are candidates of query after query.
+
+    A tuple of interned parts, not a frozenset: ~100 bytes an entry instead of ~500 (the cache
+    held 10 MB after 166 Django problem statements as frozensets, and grew toward its cap).
+    """
+    return tuple(sys.intern(p) for p in dict.fromkeys(split_identifier(name)))
 
 
 def boost_name_terms(scores: dict[int, float], info: dict[int, CandidateInfo], terms: set[str]) -> dict[int, float]:
@@ -240,7 +245,7 @@ def boost_name_terms(scores: dict[int, float], info: dict[int, CandidateInfo], t
     out = {}
     for i, s in scores.items():
         parts = _name_parts(info[i].name)
-        hits = len(parts & terms)
+        hits = sum(part in terms for part in parts)
         out[i] = s * (1.0 + NAME_PART_BOOST * hits / max(len(parts), 1))
     return out
 
