@@ -230,10 +230,14 @@ def load(conn) -> Postings:
 
 
 class _Runs:
-    """Sums consecutive rows of one (term, doc) into a posting, across chunk boundaries."""
+    """Sums consecutive rows of one (term, doc) into a posting, across chunk boundaries.
+
+    Kept column by column, and each column is joined and released before the next, so that the
+    whole copy is never twice in memory (Django's four columns are ~24 MB).
+    """
 
     def __init__(self) -> None:
-        self._parts: list[tuple[np.ndarray, ...]] = []
+        self._columns: tuple[list[np.ndarray], ...] = ([], [], [], [])
 
     def add(self, terms: np.ndarray, docs: np.ndarray, weights: np.ndarray) -> None:
         first = np.ones(len(terms), dtype=bool)
@@ -241,19 +245,22 @@ class _Runs:
         starts = np.flatnonzero(first)
         part = [terms[starts], docs[starts], np.add.reduceat(weights, starts),
                 np.diff(np.append(starts, len(terms))).astype(np.int32)]
-        if self._parts:
-            last = self._parts[-1]
-            if last[0][-1] == part[0][0] and last[1][-1] == part[1][0]:  # a run split by the chunk edge
-                last[2][-1] += part[2][0]
-                last[3][-1] += part[3][0]
+        columns = self._columns
+        if columns[0]:
+            if columns[0][-1][-1] == part[0][0] and columns[1][-1][-1] == part[1][0]:  # a run split by the chunk edge
+                columns[2][-1][-1] += part[2][0]
+                columns[3][-1][-1] += part[3][0]
                 part = [p[1:] for p in part]
-        self._parts.append(tuple(part))
+        for column, values in zip(columns, part):
+            column.append(values)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        """(term index, doc, weighted count, token count) per posting."""
-        if not self._parts:
-            return tuple(np.empty(0, dtype=t) for t in (np.int32, np.int32, np.float32, np.int32))
-        return tuple(np.concatenate(column) for column in zip(*self._parts))
+        """(term index, doc, weighted count, token count) per posting; the runs are emptied."""
+        out = []
+        for column, dtype in zip(self._columns, (np.int32, np.int32, np.float32, np.int32)):
+            out.append(np.concatenate(column) if column else np.empty(0, dtype=dtype))
+            column.clear()
+        return tuple(out)
 
 
 def averages(conn) -> tuple[int, int]:
