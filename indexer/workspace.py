@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from indexer import sqlite, tokens
+from indexer.allocator import pin_mmap_threshold
 from indexer.cache import (INDEX_DEP, MISSING, SqliteBackend, TieredCache, index_versions, make_key, task_dep,
                            workspace_id)
 from indexer.config import DB_NAME, default_index_dir
@@ -54,6 +55,7 @@ class Workspace:
     def __init__(self, root: str | Path, *, index_dir: str | Path | None = None,
                  max_bytes: int = DEFAULT_MAX_BYTES, workers: int | None = None,
                  embedder: str | None = None) -> None:
+        pin_mmap_threshold()  # before anything large is allocated: a steadier peak RSS (see allocator.py)
         self.root = Path(root).expanduser().resolve()
         if not self.root.is_dir():
             raise WorkspaceError(f"workspace {self.root} is not a folder: pass an existing folder")
