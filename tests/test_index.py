@@ -366,3 +366,43 @@ def test_a_pass_gives_the_garbage_collector_back_as_it_found_it(tmp_path, monkey
         with pytest.raises(RuntimeError, match="writer bug"):
             ws.index()
         assert gc.isenabled()  # a failed pass gives it back too
+
+
+# --------------------------------------------------------------------------- #
+# The FTS segments a large pass leaves
+# --------------------------------------------------------------------------- #
+
+def _fts_merge_work_left(db_path: Path) -> int:
+    """Rows one incremental FTS5 merge step would change (fewer than 2: the index is one segment)."""
+    from indexer import sqlite as store_sqlite  # the project's SQLite: the stdlib's may predate contentless_delete
+
+    conn = store_sqlite.connect(db_path, vectors=False)
+    try:
+        before = conn.total_changes
+        conn.execute("INSERT INTO fts(fts, rank) VALUES('merge', -250)")
+        changed = conn.total_changes - before
+        conn.rollback()
+        return changed
+    finally:
+        conn.close()
+
+
+def _many_files(count: int) -> dict[str, str]:
+    return {f"pkg/mod{i}.py": "".join(f"def handler_{i}_{j}(value_{j}, other_{i}):\n    return helper_{j}_{i}(value_{j})\n\n"
+                                      for j in range(40)) for i in range(count)}
+
+
+@pytest.mark.parametrize("merged", [True, False])
+def test_a_large_pass_leaves_one_fts_segment(tmp_path, monkeypatch, merged):
+    from indexer import indexing
+
+    if not merged:  # the same pass below the threshold: what the merge saves later writes from
+        monkeypatch.setattr(indexing, "MERGE_FTS_FILES", 10**6)
+    root = write_tree(tmp_path / "ws", _many_files(indexing.MERGE_FTS_FILES if merged else 240))
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        hits = [h.node.qualname for h in ws.search("handler_7_3", top_k=3)]
+    # close() waited for the background merge
+    left = _fts_merge_work_left(tmp_path / "idx" / DB_NAME)
+    assert (left < 2) if merged else (left >= 2)
+    assert hits[0] == "mod7.handler_7_3"  # the merge changed no answer
