@@ -5,7 +5,7 @@ but after freeing one it raises the threshold to that block's size, so later blo
 size come from the heap arenas instead, where freed space stays resident and each loader thread
 has an arena of its own. On Django, warming the in-memory indexes then peaked at 275 to 298 MB
 from run to run (RssAnon 155 to 197 MB after 166 queries) with the same Python allocations;
-with the threshold pinned at 1 MiB, 259 to 264 MB, and get_context's p50 unchanged
+with the threshold pinned at 1 MiB, 257 to 265 MB, and get_context's p50 unchanged
 (``benchmarks/README.md``, 2026-12-03). Pinned at 128 KiB it peaks a little lower but maps and
 unmaps every query's score array: p99 rose by ~4 ms.
 
@@ -16,7 +16,6 @@ that set ``MALLOC_MMAP_THRESHOLD_`` itself keeps its own choice; other C librari
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import platform
@@ -48,8 +47,8 @@ def _pin() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+        # The process's own symbols hold glibc's: ``ctypes.util.find_library`` would run ldconfig (~16 ms a start).
+        return ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
     except (OSError, AttributeError) as exc:  # no mallopt in this libc: the default allocator works
         log.debug("malloc mmap threshold not pinned: %s", exc)
         return False

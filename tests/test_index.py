@@ -396,7 +396,7 @@ def _many_files(count: int) -> dict[str, str]:
 def test_a_large_pass_leaves_one_fts_segment(tmp_path, monkeypatch, merged):
     from indexer import indexing
 
-    if not merged:  # the same pass below the threshold: what the merge saves later writes from
+    if not merged:  # a large pass with the merge switched off: the segments the merge saves later writes from
         monkeypatch.setattr(indexing, "MERGE_FTS_FILES", 10**6)
     root = write_tree(tmp_path / "ws", _many_files(indexing.MERGE_FTS_FILES if merged else 240))
     with Workspace(root, index_dir=tmp_path / "idx") as ws:
