@@ -14,6 +14,7 @@ files has forked children resolve them while the writer stores their edges.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import threading
@@ -535,16 +536,13 @@ class IndexPass:
         nodes_of = {f.file_id: (f.module_node, *f.def_ids) for f in files if f.file_id in stored}
         dirty.clear()
         if len(files) >= _PARALLEL_RESOLVE_MIN and self.workers > 1 and can_fork():
-            links = links_forked(symbols, files, self.workers)
+            links = links_forked(symbols, files, self.workers, results)
         else:
-            links = links_here(resolver, files)
+            links = links_here(resolver, files, results)
         libraries = dict(self.conn.execute("SELECT qualname, id FROM nodes WHERE kind='library'").fetchall())  # indexed
         batch: list[Links] = []
-        for file_id, edges, deps in links:
-            first = results.pop(file_id)  # the inherits edges of phase 1
-            edges.extend((*key, confidence) for key, confidence in first.edges.items())
-            deps.extend(first.deps)
-            batch.append((file_id, edges, deps))
+        for link in links:
+            batch.append(link)
             if len(batch) >= _WRITE_BATCH:
                 self._write_resolutions(batch, libraries, nodes_of)
                 batch.clear()
@@ -586,26 +584,27 @@ class IndexPass:
         """
         conn = self.conn
         next_id = (conn.execute("SELECT max(id) FROM nodes").fetchone()[0] or 0) + 1
-        edge_rows, dep_rows, new_libs, old_edges, old_deps = [], [], [], [], []
-        for file_id, edges, deps in links:
-            rows: dict[tuple[int, str, int], float] = {}  # as INSERT OR REPLACE would leave them: the last wins
-            for src, kind, dst, conf in edges:
-                if isinstance(dst, str):
-                    name = dst[len(LIBRARY):]
-                    if name not in libraries:
-                        libraries[name], next_id = next_id, next_id + 1
-                        new_libs.append((libraries[name], None, "library", name, name, None, 0, 0, "", ""))
-                    dst = libraries[name]
-                rows[(src, kind, dst)] = conf
-            keys = set(deps)
-            if file_id in nodes_of:
-                before = self._stored_resolution(file_id, nodes_of[file_id])
-                old_edges += [key for key in before[0] if key not in rows]
-                old_deps += [(key, file_id) for key in before[1] - keys]
-                rows = {key: conf for key, conf in rows.items() if before[0].get(key) != conf}
-                keys -= before[1]
-            edge_rows += [(*key, conf) for key, conf in rows.items()]
-            dep_rows += [(key, file_id) for key in keys]
+        edge_rows, dep_lists, dep_rows, new_libs, old_edges, old_deps = [], [], [], [], [], []
+        for file_id, edges, library_edges, deps in links:
+            for src, kind, dst, conf in library_edges:
+                name = dst[len(LIBRARY):]
+                lib_id = libraries.get(name)
+                if lib_id is None:
+                    lib_id = libraries[name] = next_id
+                    next_id += 1
+                    new_libs.append((lib_id, None, "library", name, name, None, 0, 0, "", ""))
+                edges.append((src, kind, lib_id, conf))
+            if file_id not in nodes_of:  # nothing stored to compare with: every row is new
+                edge_rows += edges
+                dep_lists.append((file_id, deps))
+                continue
+            rows = {(src, kind, dst): conf for src, kind, dst, conf in edges}
+            keys = set(json.loads(deps))
+            before = self._stored_resolution(file_id, nodes_of[file_id])
+            old_edges += [key for key in before[0] if key not in rows]
+            old_deps += [(key, file_id) for key in before[1] - keys]
+            edge_rows += [(*key, conf) for key, conf in rows.items() if before[0].get(key) != conf]
+            dep_rows += [(key, file_id) for key in keys - before[1]]
         conn.executemany("INSERT INTO nodes(id, file_id, kind, name, qualname, parent_id, start_line, end_line,"
                          " signature, doc) VALUES (?,?,?,?,?,?,?,?,?,?)", new_libs)
         conn.executemany("DELETE FROM edges WHERE src = ? AND kind = ? AND dst = ?", old_edges)
@@ -613,6 +612,7 @@ class IndexPass:
         conn.executemany("INSERT OR REPLACE INTO edges(src, kind, dst, confidence) VALUES (?,?,?,?)", edge_rows)
         if self._new_edges is not None:
             self._new_edges.update(map(itemgetter(1), edge_rows))
+        conn.executemany("INSERT OR IGNORE INTO deps(file_id, name) SELECT ?, value FROM json_each(?)", dep_lists)
         dep_rows.sort()  # in key order the b-tree inserts touch neighbouring pages: ~20% less insert time
         conn.executemany("INSERT OR IGNORE INTO deps(name, file_id) VALUES (?, ?)", dep_rows)
 

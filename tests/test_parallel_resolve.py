@@ -75,10 +75,12 @@ def _symbols_and_facts(tmp_path, count: int):
 def test_links_forked_match_links_here_in_order(tmp_path):
     ws, symbols, facts = _symbols_and_facts(tmp_path, 3 * parallel.CHUNK_FILES)
     with ws:
-        here = list(parallel.links_here(Resolver(symbols), list(facts)))
-        forked = list(parallel.links_forked(symbols, list(facts), 3))
-    assert [f for f, _, _ in forked] == [f.file_id for f in facts]
-    assert [(f, e, sorted(d)) for f, e, d in forked] == [(f, e, sorted(d)) for f, e, d in here]
+        here = list(parallel.links_here(Resolver(symbols), list(facts), {}))
+        forked = list(parallel.links_forked(symbols, list(facts), 3, {}))
+    assert [link[0] for link in forked] == [f.file_id for f in facts]
+    assert forked == here
+    assert any(libraries for _, _, libraries, _ in here), "no library edge was resolved"
+    assert all(isinstance(row[2], int) for _, code, _, _ in here for row in code)
 
 
 def test_a_failing_child_fails_the_pass_and_is_reaped(tmp_path, monkeypatch):
@@ -92,13 +94,13 @@ def test_a_failing_child_fails_the_pass_and_is_reaped(tmp_path, monkeypatch):
             children.append(pid)
         return pid
 
-    def broken(resolver, facts):  # runs in the child
+    def broken(*args):  # runs in the child
         raise ValueError("resolver bug")
 
     monkeypatch.setattr(parallel.os, "fork", fork)
     monkeypatch.setattr(parallel, "links_of", broken)
     with ws, pytest.raises(RuntimeError, match="died"):
-        list(parallel.links_forked(symbols, list(facts), 2))
+        list(parallel.links_forked(symbols, list(facts), 2, {}))
     for pid in children:
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # already reaped
@@ -112,8 +114,8 @@ def test_forked_incremental_pass_equals_fresh_index(tmp_path, monkeypatch):
         live.index()
         forked: list[int] = []
         real = indexing.links_forked
-        monkeypatch.setattr(indexing, "links_forked", lambda symbols, files, n: forked.append(len(files))
-                            or real(symbols, files, n))
+        monkeypatch.setattr(indexing, "links_forked", lambda symbols, files, *rest: forked.append(len(files))
+                            or real(symbols, files, *rest))
         # m5.f5 goes away and C5 loses its base: every file that called, imported or inherited it re-resolves
         (root / "pkg/m5.py").write_text(files["pkg/m5.py"].replace("def f5", "def g5").replace("(C6)", "(object)"))
         stats = live.index(paths=["pkg/m5.py"])
