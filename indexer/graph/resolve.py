@@ -205,20 +205,22 @@ class Resolver:
         """Every edge of the file except contains and inherits."""
         scope = _FileScope(facts)
         self._imports(facts, scope, out)
-        seen: dict[tuple[str, str, int], list] = {}
+        nodes = self.symbols.nodes
+        # The same name used again in the same scope (on another line) adds the same edges: skip it.
+        seen: set[tuple[str, str, int]] = set()
         for kind, target, _line, where in facts.references:
-            src = facts.def_ids[where] if where >= 0 else facts.module_node
             key = (kind, target, where)
-            found = seen.get(key)
-            if found is None:
-                found = seen[key] = self._resolve(target, where, scope, out, walk_bases=True, call=kind == "call")
-            for dst, conf in found:
+            if key in seen:
+                continue
+            seen.add(key)
+            src = facts.def_ids[where] if where >= 0 else facts.module_node
+            for dst, conf in self._resolve(target, where, scope, out, walk_bases=True, call=kind == "call"):
                 if isinstance(dst, str):
                     out.add(src, "depends_on", dst, conf)
                     continue
                 if kind == "name" and conf < Confidence.SAME_MODULE:
                     continue  # a bare name found only by a global guess is noise
-                if self.symbols.nodes[dst].kind in ("module", "test"):
+                if nodes[dst].kind in ("module", "test"):
                     continue
                 out.add(src, "calls", dst, conf)
         self._tests(facts, out)
@@ -503,20 +505,28 @@ class _FileScope:
         return out
 
     def local(self, name: str, where: int) -> int | None:
+        children = self._children
         for scope in self.chain(where):
-            index = self._children.get(scope, {}).get(name)
-            if index is not None:
-                return index
+            names = children.get(scope)
+            if names is not None:
+                index = names.get(name)
+                if index is not None:
+                    return index
         return None
 
     def imported(self, name: str, where: int) -> tuple[str, str | None] | None:
+        imports = self._imports
         for scope in self.chain(where):
-            bound = self._imports.get(scope, {}).get(name)
-            if bound is not None:
-                return bound
+            names = imports.get(scope)
+            if names is not None:
+                bound = names.get(name)
+                if bound is not None:
+                    return bound
         return None
 
     def star_modules(self, where: int) -> list[str]:
+        if not self._stars:  # most files have no star import
+            return []
         return [m for scope in self.chain(where) for m in self._stars.get(scope, ())]
 
     def enclosing_class(self, where: int) -> int | None:
