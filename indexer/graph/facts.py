@@ -96,7 +96,7 @@ def facts_of(
         def_parents=tuple(d.parent for d in defs),
         bases=tuple((i, d.bases) for i, d in enumerate(defs) if d.bases),
         imports=imports,
-        references=tuple((r.kind, r.target, r.line, r.scope) for r in parsed.references),
+        references=parsed.references,  # named (kind, target, line, scope) tuples
         is_test_file=is_test_path(parsed.path),
     )
 
