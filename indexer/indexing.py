@@ -33,7 +33,7 @@ from indexer.graph.changes import ChangeTracker, FileShape, lookup_names
 from indexer.graph.facts import FileFacts, is_test_path
 from indexer.graph.parallel import Links, can_fork, links_forked, links_here
 from indexer.graph.resolve import LIBRARY, NodeInfo, Resolution, Resolver, Symbols
-from indexer.loading import Job, Loaded, Parsed, Progress, load_stream
+from indexer.loading import Job, Loaded, Parsed, Progress, load_stream, start_pool_server
 from indexer.modules import module_names
 from indexer.parse import RecentTrees, language_of
 from indexer.store import fts_totals
@@ -146,6 +146,8 @@ class IndexPass:
         view = self._partial_view(paths, deleted_dirs) if paths is not None else None
         if view is None:
             known = {row[0]: row for row in self.conn.execute(f"SELECT {_FILE_ROW} FROM files")}
+            if not known and self.workers > 1:  # an empty index: every file will be parsed, by the pool
+                start_pool_server()
             if paths is None:
                 result = walk(self.root, max_bytes=self.max_bytes, rules=self.rules)
                 current = {f.path: f for f in result.files}

@@ -108,6 +108,19 @@ def _pool_context() -> BaseContext:
     return context
 
 
+def start_pool_server() -> None:
+    """Start the worker pool's fork server now, so that it imports the parser while the caller walks.
+
+    A cold index then gets its first parsed file ~0.1 s sooner: the server's start and imports
+    overlap the walk (one core) instead of following it. A no-op where there is no fork server,
+    or when it runs already.
+    """
+    context = _pool_context()
+    if context.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+        forkserver.ensure_running()
+
+
 def load_stream(root: str, jobs: list[Job], max_bytes: int, workers: int,
                 progress: Progress | None, trees: RecentTrees | None = None) -> Iterator[Loaded]:
     """Load every job, in job order, yielding each file as soon as it is ready.
