@@ -581,3 +581,14 @@ def test_a_preloaded_table_older_than_the_store_is_not_adopted(tmp_path):
         assert not ws._pass.adopt_symbols(symbols, generation)  # the store moved on since the snapshot
         assert ws._pass.adopt_symbols(*snapshot_symbols(ws.reader()))
         assert_symbols_match_store(ws)
+
+
+def test_dependents_are_found_through_non_ascii_names(tmp_path):
+    """Lookups are recorded under the names they consulted (stored as JSON text): a definition of a name
+    outside ASCII appearing in another file must bring the files that looked it up back for resolution."""
+    start = {"pkg/__init__.py": "", "pkg/a.py": "def f():\n    return größe()\n"}
+    added = {"pkg/c.py": "def größe():\n    return 2\n"}
+    live, fresh = _graphs_after(tmp_path, start, [added])
+    assert live == fresh
+    assert (("pkg/a.py", "function", "pkg.a.f"), "calls", ("pkg/c.py", "function", "pkg.c.größe")) in {
+        edge[:3] for edge in live[1]}
