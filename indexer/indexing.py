@@ -582,7 +582,8 @@ class IndexPass:
         A file in ``nodes_of`` (file -> its node ids) still has its previous resolution stored: only the
         difference is written. Re-resolving a file mostly gives the same rows (an edit inside one body
         changes a few of a large file's ~2,000 edges and ~1,500 deps), and deleting and inserting them
-        all cost ~9 ms a pass of Django's query.py.
+        all cost ~9 ms a pass of Django's query.py. Any other file's rows go in as the resolver made them
+        (each is unique) and its lookups as the JSON list SQLite splits itself (see ``Links``).
         """
         conn = self.conn
         next_id = (conn.execute("SELECT max(id) FROM nodes").fetchone()[0] or 0) + 1
