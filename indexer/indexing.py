@@ -146,8 +146,8 @@ class IndexPass:
         view = self._partial_view(paths, deleted_dirs) if paths is not None else None
         if view is None:
             known = {row[0]: row for row in self.conn.execute(f"SELECT {_FILE_ROW} FROM files")}
-            if not known and self.workers > 1:  # an empty index: every file will be parsed, by the pool
-                start_pool_server()
+            if not known:  # an empty index: every file will be parsed, by the pool
+                start_pool_server(self.workers)
             if paths is None:
                 result = walk(self.root, max_bytes=self.max_bytes, rules=self.rules)
                 current = {f.path: f for f in result.files}

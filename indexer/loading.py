@@ -108,16 +108,16 @@ def _pool_context() -> BaseContext:
     return context
 
 
-def start_pool_server() -> None:
+def start_pool_server(workers: int) -> None:
     """Start the worker pool's fork server now, so that it imports the parser while the caller walks.
 
     A cold index then gets its first parsed file ~0.1 s sooner: the server's start and imports
-    overlap the walk (one core) instead of following it. A no-op where there is no fork server,
-    or when it runs already.
+    overlap the walk (one core) instead of following it. A no-op for one worker (``load_stream``
+    parses in this process then), where there is no fork server, or when it runs already.
     """
-    context = _pool_context()
-    if context.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+    if workers > 1 and _pool_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver  # POSIX only, like the start method
+
         forkserver.ensure_running()
 
 
