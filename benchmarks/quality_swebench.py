@@ -105,10 +105,15 @@ def sync_tree(src: Path, dst: Path) -> tuple[int, int]:
 
 
 def base_tree(repo: str, commit: str, trees: Path) -> tuple[Path, bool]:
-    """The extracted tree of `commit`, and whether this run extracted it (so it may delete it afterwards)."""
-    dest = trees / f"{repo.split('/')[-1]}-{commit[:12]}"
-    existed = (dest / COMPLETE_MARKER).is_file()
-    return checkout(repo, commit, dest_root=trees), not existed
+    """The extracted tree of `commit`, and whether this run extracted it (so it may delete it afterwards).
+
+    A tree this run extracts goes into a folder of the run's own (`trees/.run-PID`): two runs started
+    side by side (each with its own `--work`) once read each other's half-written or deleted trees.
+    """
+    shared = trees / f"{repo.split('/')[-1]}-{commit[:12]}"
+    if (shared / COMPLETE_MARKER).is_file():
+        return shared, False
+    return checkout(repo, commit, dest_root=trees / f".run-{os.getpid()}"), True
 
 
 def _git(git_dir: Path, *args: str, stdin: bytes | None = None) -> bytes:
@@ -159,7 +164,7 @@ def sync_commit(repo: str, commit: str, work: Path, corpora: Path) -> tuple[int,
         tree, extracted = base_tree(repo, commit, corpora / "trees")
         counts = sync_tree(tree, work)
         if extracted:
-            shutil.rmtree(tree, ignore_errors=True)
+            shutil.rmtree(tree.parent, ignore_errors=True)  # the run's own folder
     marker.write_text(commit + "\n")
     return counts
 
