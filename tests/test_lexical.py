@@ -33,12 +33,12 @@ def test_query_words_are_stemmed_like_the_index(tree, workspace):
 def test_code_identifiers_come_first_then_rarer_words(tree, workspace):
     conn = _workspace(tree, workspace).reader()
     report = "the parsing seems common, see rare_widget; it happens every time I run the report again"
-    terms = [t for t, _ in lexical.query_terms(conn, report)]
+    terms = [t.word for t in lexical.query_terms(conn, report)]
     assert terms[0] == "rare_widget"
     assert "parsing" in terms
     assert "common" not in terms  # in most nodes: in a long request no signal, only cost
     # a search's few words are all it has: a common one is kept
-    assert "common" in [t for t, _ in lexical.query_terms(conn, "common parsing")]
+    assert "common" in [t.word for t in lexical.query_terms(conn, "common parsing")]
 
 
 def test_terms_stay_within_the_posting_budget(tree, workspace, monkeypatch):
@@ -48,7 +48,7 @@ def test_terms_stay_within_the_posting_budget(tree, workspace, monkeypatch):
     monkeypatch.setattr(lexical, "MAX_DOC_SHARE", 1.0)
     assert len(lexical.query_terms(conn, "widget common parsing")) == 3  # a short query keeps every word
     monkeypatch.setattr(lexical, "ALWAYS_KEPT", 1)
-    terms = [t for t, _ in lexical.query_terms(conn, "widget common parsing")]
+    terms = [t.word for t in lexical.query_terms(conn, "widget common parsing")]
     assert terms[0] == "widget"  # the rarest: one posting
     assert "common" not in terms  # in every module: over the budget
     df = dict(conn.execute("SELECT term, doc FROM fts_vocab").fetchall())
@@ -79,3 +79,28 @@ def test_frequencies_are_counted_once_and_agree_with_the_index(tree, workspace):
     # a large change of the index forgets what was remembered
     memory._df["widget"] = 999
     assert memory.of(conn, ["widget"], total * 2) == {"widget": truth["widget"]}
+
+
+def test_a_report_counts_the_words_it_repeats(tree, workspace):
+    ws = workspace(tree({
+        # ``frobnicate`` sits in a short function, so it outscores ``quuxify`` word for word
+        "pkg/a.py": "def frobnicate():\n    return 1\n",
+        "pkg/b.py": "def quuxify(first, second, third):\n    total = first + second + third\n    return total\n",
+        **{f"pkg/filler_{i}.py": f"def filler_{i}():\n    return {i}\n" for i in range(8)},
+    }))
+    ws.index()
+    conn = ws.reader()
+    report = ("After the upgrade frobnicate is slow, but the real trouble is quuxify: quuxify gives "
+              "the wrong sum, quuxify ignores an argument and quuxify is called twice")
+    weights = {t.word: t.weight for t in lexical.query_terms(conn, report)}
+    assert weights["quuxify"] == lexical.repeat_weight(4) == 3 and weights["frobnicate"] == 1
+    assert [t.weight for t in lexical.query_terms(conn, "quuxify quuxify frobnicate")] == [1, 1]  # a search
+    names = [hit.node.name for hit in ws.search(report)]
+    assert names.index("quuxify") < names.index("frobnicate")
+    terms = [t.word for t in lexical.query_terms(conn, report)]
+    unweighted = lexical.bm25_search(conn, terms)  # what the ranking was without the weights
+    assert ws.node(unweighted[0][0]).name == "frobnicate"
+
+
+def test_repeat_weight_grows_with_the_log_and_is_capped():
+    assert [lexical.repeat_weight(n) for n in (1, 2, 3, 4, 7, 8, 100)] == [1, 2, 2, 3, 3, 4, 4]

@@ -8,7 +8,10 @@ import time
 from indexer.search import lexical, postings
 
 QUERIES = ["parse the widget config", "render template context", "widget", "cache key version invalid",
-           "Error when parsing config files with a widget registry", "nothing_matches_this_word"]
+           "Error when parsing config files with a widget registry", "nothing_matches_this_word",
+           # a report that repeats words: weighted terms must score alike too
+           "The registry fails to load the widget: loading a widget from the registry raises an error, "
+           "and the widget registry then caches the error for every widget it loads later"]
 WORDS = ["widget", "parse", "config", "render", "template", "context", "cache", "key", "version", "registry",
          "error", "file", "load", "save", "value"]
 
@@ -32,9 +35,11 @@ def _files(seed: int, n: int = 12) -> dict[str, str]:
 
 def _same_as_fts(conn, memory: postings.Postings) -> None:
     for query in QUERIES:
-        terms = [t for t, _ in lexical.query_terms(conn, query)]
+        found = lexical.query_terms(conn, query)
+        terms, weights = [t.word for t in found], [t.weight for t in found]
         for limit in (3, 50):
-            assert lexical.bm25_search(conn, terms, limit, memory) == lexical.bm25_search(conn, terms, limit)
+            assert (lexical.bm25_search(conn, terms, limit, memory, weights)
+                    == lexical.bm25_search(conn, terms, limit, None, weights))
         assert lexical.query_terms(conn, query, postings=memory) == lexical.query_terms(conn, query)
 
 

@@ -51,7 +51,7 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
     they hold ``conn``'s generation, score BM25 in memory.
     """
     terms = query_terms(conn, query, frequencies, posting_budget=options.posting_budget, postings=postings)
-    lexical = bm25_search(conn, [t for t, _ in terms], pool, postings)
+    lexical = bm25_search(conn, [t.word for t in terms], pool, postings, [t.weight for t in terms])
     dense_hits = dense(query, _DENSE_POOL) if (dense is not None and options.use_dense) else []
     if not dense_hits:
         alpha = 1.0
@@ -69,7 +69,7 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
     if "definitions" in signals:
         scores = rerank.boost_definitions(scores, info, query)
     if "name_terms" in signals:
-        scores = rerank.boost_name_terms(scores, info, {t for t, _ in terms})
+        scores = rerank.boost_name_terms(scores, info, {t.word for t in terms})
     if "path_match" in signals:
         match = _file_names(conn).match(_query_words(conn, query))
         joining = _module_nodes(conn, rerank.named_files(query, match))
