@@ -252,11 +252,20 @@ def django_sdist(dest: Path = DEFAULT_CORPORA / DJANGO_DIRNAME, spec: str = DJAN
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def require_file(path: Path, flag: str = "--bench") -> Path:
+    """``path``, or a one-line stop naming the option that points at it: a missing data file is bad input,
+    not a traceback."""
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: pass {flag} to point at it (the data is described in "
+                         f"{DEFAULT_BENCH / 'README.md'})")
+    return path
+
+
 def semble_repos(bench_dir: Path = DEFAULT_BENCH) -> list[dict]:
     """List the pinned semble repositories that have annotations (the 5 Python ones here)."""
     semble = bench_dir / "semble"
     annotated = {p.stem for p in (semble / "annotations").glob("*.json")}
-    return [r for r in json.loads((semble / "repos.json").read_text()) if r["name"] in annotated]
+    return [r for r in json.loads(require_file(semble / "repos.json").read_text()) if r["name"] in annotated]
 
 
 def semble_dir(name: str, corpora: Path = DEFAULT_CORPORA) -> Path:
@@ -267,7 +276,7 @@ def semble_dir(name: str, corpora: Path = DEFAULT_CORPORA) -> Path:
 def swebench_repos(bench_dir: Path = DEFAULT_BENCH) -> dict[str, set[str]]:
     """Map each SWE-bench Lite dev repository to the base commits its tasks need."""
     commits: dict[str, set[str]] = {}
-    with open(bench_dir / "swebench" / "lite_dev.jsonl") as lines:
+    with open(require_file(bench_dir / "swebench" / "lite_dev.jsonl")) as lines:
         for line in lines:
             task = json.loads(line)
             commits.setdefault(task["repo"], set()).add(task["base_commit"])

@@ -22,13 +22,14 @@ from mcp.client.stdio import StdioServerParameters
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from corpora import require_file  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from indexer.workspace import Workspace  # noqa: E402
 
 PROFILE = "ollama-4k"
 
 
 def _queries(path: Path, n: int) -> list[str]:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in require_file(path, "--queries").read_text().splitlines() if line.strip()]
     return [r["problem_statement"] for r in rows[:n]]
 
 

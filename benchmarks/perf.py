@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import index_speed as bench  # noqa: E402  (benchmarks/ is not a package)
+from corpora import require_file  # noqa: E402
 
 PROFILE = "ollama-4k"
 MIN_QUERIES = 100
@@ -96,7 +97,7 @@ print(json.dumps(out))
 def load_queries(path: Path) -> list[str]:
     """Distinct problem statements from a SWE-bench style JSONL file, in file order."""
     seen: dict[str, None] = {}
-    for line in path.read_text().splitlines():
+    for line in require_file(path, "--queries").read_text().splitlines():
         if line.strip():
             text = json.loads(line).get("problem_statement", "").strip()
             if text:

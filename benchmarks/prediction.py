@@ -52,7 +52,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from corpora import DEFAULT_CORPORA, mirror_dir  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from corpora import DEFAULT_CORPORA, mirror_dir, require_file  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from indexer.modules import absolute_module, module_names, package_of  # noqa: E402
 from indexer.predict import SIGNALS, Predictor, Prefetcher, SqliteGraphView, StaticGraph  # noqa: E402
@@ -360,8 +360,8 @@ def test_runs_before(trace: dict) -> list[list[str]] | None:
 def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cache: Path | None = None,
                graphs_from: str = "index", work: Path = DEFAULT_WORK, corpora: Path = DEFAULT_CORPORA) -> dict:
     """Replay every trace with a per-repository model; score the model, the baselines and prefetching."""
-    tasks = {json.loads(line)["instance_id"]: json.loads(line) for line in open(bench / "swebench/lite_dev.jsonl")}
-    traces = [json.loads(line) for line in open(bench / "trajectories/moatless_lite_dev.jsonl")]
+    tasks = {json.loads(line)["instance_id"]: json.loads(line) for line in open(require_file(bench / "swebench/lite_dev.jsonl"))}
+    traces = [json.loads(line) for line in open(require_file(bench / "trajectories/moatless_lite_dev.jsonl"))]
     traces.sort(key=lambda t: (t["repo"], tasks[t["instance_id"]]["created_at"], t["instance_id"]))
     model, base = Metrics(), {b: Metrics() for b in BASELINES}
     prefetch = {k: {"strict": 0, "cache": 0, "served": 0, "requests": 0} for k in prefetch_ks}
@@ -543,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--graph-cache", type=Path, help="pickle of the per-task graphs, reused when present")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
+    histories = sorted((args.bench / "nextfile").glob("*_commits.jsonl"))
+    if not args.skip_git and not histories:
+        raise SystemExit(f"no {args.bench / 'nextfile'}/*_commits.jsonl: pass --bench, or --skip-git")
     signals = tuple(s for s in args.signals.split(",") if s)
     result: dict = {"seed": args.seed, "signals": signals, "graphs": args.graphs}
     if not args.skip_traces:
@@ -550,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
                                       graphs_from=args.graphs, work=args.work, corpora=args.corpora)
     if not args.skip_git:
         result["git"] = {p.stem.removesuffix("_commits"): run_git(p, args.seed, signals)
-                         for p in sorted((args.bench / "nextfile").glob("*_commits.jsonl"))}
+                         for p in histories}
     if args.json:
         print(json.dumps(result, indent=1))
         return 0

@@ -39,7 +39,7 @@ from pathlib import Path
 from _quality import (CONFIGS, alphas_arg, budgets_arg, emit, DEFAULT_BENCH, DEFAULT_CORPORA, ablation_deltas, choose_configs, mean,
                       needs_vectors, ranked_nodes, table)
 
-from corpora import COMPLETE_MARKER, checkout, mirror_dir
+from corpora import COMPLETE_MARKER, checkout, mirror_dir, require_file
 from indexer.types import Node
 from indexer.workspace import Workspace
 
@@ -247,7 +247,7 @@ def metric_names() -> list[str]:
 
 def load_tasks(bench: Path, repos: set[str], subset: str | None, limit: int | None) -> list[dict]:
     """Tasks of lite_dev.jsonl in repository then creation order, filtered; `limit` applies per repository."""
-    with open(bench / "swebench" / "lite_dev.jsonl") as lines:
+    with open(require_file(bench / "swebench" / "lite_dev.jsonl")) as lines:
         tasks = [json.loads(line) for line in lines]
     if repos:
         tasks = [t for t in tasks if t["repo"] in repos or t["repo"].split("/")[-1] in repos]
