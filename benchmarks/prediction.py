@@ -52,7 +52,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from corpora import DEFAULT_CORPORA, mirror_dir, require_file  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+# benchmarks/ is on sys.path when run as a script
+from corpora import DEFAULT_CORPORA, mirror_dir, require_file  # noqa: E402
 
 from indexer.modules import absolute_module, module_names, package_of  # noqa: E402
 from indexer.predict import SIGNALS, Predictor, Prefetcher, SqliteGraphView, StaticGraph  # noqa: E402
@@ -360,8 +361,10 @@ def test_runs_before(trace: dict) -> list[list[str]] | None:
 def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cache: Path | None = None,
                graphs_from: str = "index", work: Path = DEFAULT_WORK, corpora: Path = DEFAULT_CORPORA) -> dict:
     """Replay every trace with a per-repository model; score the model, the baselines and prefetching."""
-    tasks = {json.loads(line)["instance_id"]: json.loads(line) for line in open(require_file(bench / "swebench/lite_dev.jsonl"))}
-    traces = [json.loads(line) for line in open(require_file(bench / "trajectories/moatless_lite_dev.jsonl"))]
+    with open(require_file(bench / "swebench/lite_dev.jsonl")) as lines:
+        tasks = {task["instance_id"]: task for task in map(json.loads, lines)}
+    with open(require_file(bench / "trajectories/moatless_lite_dev.jsonl")) as lines:
+        traces = [json.loads(line) for line in lines]
     traces.sort(key=lambda t: (t["repo"], tasks[t["instance_id"]]["created_at"], t["instance_id"]))
     model, base = Metrics(), {b: Metrics() for b in BASELINES}
     prefetch = {k: {"strict": 0, "cache": 0, "served": 0, "requests": 0} for k in prefetch_ks}

@@ -132,16 +132,14 @@ class Postings:
         if not stems or self.n_rows == 0:
             return []
         scores = np.zeros(len(self.doc_len))
-        previous, docs, part_scores = None, _EMPTY[0], _EMPTY[1]
+        previous = None
         for s in stems:  # FTS5 sums the phrases in query order; so does this, for the same floats
             if s != previous:  # a weighted term comes k times in a row: its scores are made once
                 previous = s
                 docs, parts = self._scored(s)
-                n = len(docs)
-                idf = math.log((self.n_rows - n + 0.5) / (n + 0.5)) if n else 0.0
+                idf = math.log((self.n_rows - len(docs) + 0.5) / (len(docs) + 0.5))
                 part_scores = (idf if idf > 0 else 1e-6) * parts
-            if len(docs):
-                scores[docs] += part_scores
+            scores[docs] += part_scores  # a term no node holds adds nothing
         hit = np.flatnonzero(scores)
         if len(hit) > limit:
             cut = np.partition(scores[hit], len(hit) - limit)[len(hit) - limit]
