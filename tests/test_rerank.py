@@ -182,3 +182,31 @@ def test_vectors_weigh_more_in_a_search_than_in_an_issue_report(tree, workspace)
         assert forced[dense_only] == pytest.approx(0.5)
     finally:
         conn.close()
+
+
+def test_an_issue_report_weighs_a_long_function_above_a_short_one_with_as_many_hits():
+    info = {0: rerank.CandidateInfo(0, "function", "helper", "helper", "a.py", lines=3),
+            1: rerank.CandidateInfo(1, "method", "Form.clean", "clean", "a.py", lines=60),
+            2: rerank.CandidateInfo(2, "class", "Form", "Form", "a.py", lines=300)}
+    scores = {0: 1.0, 1: 1.0, 2: 1.0}
+    report = "After upgrading, saving a model with a custom field raises an error in the admin form view."
+    out = rerank.prefer_long_functions(scores, info, report)
+    assert out[1] > scores[1] and out[0] == scores[0]  # a short helper keeps its score
+    assert out[2] == scores[2]  # a class spans its methods: its length says nothing of its own code
+    assert rerank.prefer_long_functions(scores, info, "clean form") == scores  # a search is left alone
+
+
+def test_the_size_signal_reaches_the_ranking_of_an_issue_report(tree, workspace):
+    body = "\n".join(f"    step_{i} = compute_{i}(form)" for i in range(40))
+    ws = workspace(tree({
+        "forms/short.py": "def tidy(form):\n    return form.cleaned_widget_choices\n",
+        "forms/long.py": f"def validate(form):\n    choices = form.cleaned_widget_choices\n{body}\n"
+                         "    widget = form.cleaned_widget_choices[0]\n    return choices, widget\n",
+        **FILLER,
+    }))
+    ws.index()
+    report = "The cleaned widget choices of a form come out empty after the upgrade, and saving it fails."
+    # The 44-line function's few hits rank it below the short module's; the size signal lifts it past the
+    # module (which keeps its score), not past the short function that says the words as often.
+    assert _names(ws, report, _without("size"), k=3) == ["short.tidy", "short", "long.validate"]
+    assert _names(ws, report, ON, k=3) == ["short.tidy", "long.validate", "short"]

@@ -66,6 +66,8 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
     scores = {i: s for i, s in scores.items() if i in info}
     base = dict(scores)
     signals = set(options.signals)
+    if "size" in signals:
+        scores = rerank.prefer_long_functions(scores, info, query)
     if "definitions" in signals:
         scores = rerank.boost_definitions(scores, info, query)
     if "name_terms" in signals:
@@ -175,10 +177,10 @@ def _candidate_info(conn, scores: dict[int, float]) -> dict[int, rerank.Candidat
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         marks = ",".join("?" * len(chunk))
-        for node_id, kind, name, qualname, path in conn.execute(
-                f"SELECT n.id, n.kind, n.name, n.qualname, f.path FROM nodes n JOIN files f ON f.id=n.file_id "
-                f"WHERE n.id IN ({marks})", chunk):
-            out[node_id] = rerank.CandidateInfo(node_id, kind, name, qualname, path)
+        for node_id, kind, name, qualname, path, lines in conn.execute(
+                f"SELECT n.id, n.kind, n.name, n.qualname, f.path, n.end_line - n.start_line + 1 FROM nodes n "
+                f"JOIN files f ON f.id=n.file_id WHERE n.id IN ({marks})", chunk):
+            out[node_id] = rerank.CandidateInfo(node_id, kind, name, qualname, path, lines)
     return out
 
 
