@@ -43,7 +43,7 @@ PATH_PREFIX_MIN = 4
 COMMON_PATH_SHARE = 0.2  # a path word naming more of the files than this share tells none of them apart
 COMMON_PATH_MIN_FILES = 2  # ... and more than two (in a tiny workspace every word names a large share)  # "auth" names "authentication"; shorter prefixes match too much
 #: An issue report's fault sits more often in a long function than in a short one: a function or method of
-#: L lines weighs (L / SIZE_TYPICAL_LINES) ** SIZE_EXPONENT (see ``prefer_long_functions``).
+#: L lines weighs max(1, L / SIZE_TYPICAL_LINES) ** SIZE_EXPONENT (see ``prefer_long_functions``).
 SIZE_EXPONENT = 0.2
 SIZE_TYPICAL_LINES = 10
 _SIZED_KINDS = frozenset({"function", "method"})
