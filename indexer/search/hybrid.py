@@ -84,8 +84,9 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
         scores = rerank.boost_path_match(scores, info, query, match)
     if "file_cohesion" in signals:
         scores = rerank.boost_file_cohesion(scores, info, query)
+    vendored = _vendored_bundles(conn, {c.path for c in info.values()}) if "peripheral" in signals else set()
     if "peripheral" in signals:
-        scores = rerank.demote_peripheral(scores, info, query)
+        scores = rerank.demote_peripheral(scores, info, query, vendored)
     if "legacy" in signals:
         scores = rerank.demote_legacy(scores, info, lambda paths: _indexed_paths(conn, paths))
     linked: set[int] = set()
@@ -96,7 +97,11 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
         walk = {i: v for i, v in walk.items() if i in info or i in joining}
         info.update(_candidate_info(conn, {i: 0.0 for i in joining}))  # libraries have no file: left out
         walk = {i: v for i, v in walk.items() if i in info}
-        damp = rerank.peripheral_damping(info, query) if "peripheral" in signals else (lambda i: 1.0)
+        if "peripheral" in signals:  # the walk's new nodes may sit in bundles not seen above
+            vendored |= _vendored_bundles(conn, {c.path for c in info.values()})
+            damp = rerank.peripheral_damping(info, query, vendored)
+        else:
+            damp = lambda i: 1.0
         scores = rerank.boost_graph(scores, walk, seeds, damp)
         linked = {i for i in walk if i not in seeds}
         base.update({i: 0.0 for i in scores if i not in base})
@@ -148,6 +153,43 @@ def _file_names(conn) -> rerank.FileNames:
         while len(_FILE_NAMES) > _FILE_NAMES_KEPT:
             _FILE_NAMES.popitem(last=False)
     return names
+
+
+#: Whether a bundle folder holds vendored copies, per (database, generation, folder).
+_VENDORED: OrderedDict[tuple[str, int, str], bool] = OrderedDict()
+_VENDORED_KEPT = 256
+_VENDORED_LOCK = threading.Lock()
+#: Some module of ``folder`` imports code of ``host`` outside ``folder``. Prefixes as ranges (``'/'`` + 1 is
+#: ``'0'``): the files' path index answers them.
+_IMPORTS_HOST = (
+    "SELECT 1 FROM files f JOIN nodes n ON n.file_id = f.id JOIN edges e ON e.src = n.id AND e.kind = 'imports' "
+    "JOIN nodes m ON m.id = e.dst JOIN files g ON g.id = m.file_id "
+    "WHERE f.path > :folder || '/' AND f.path < :folder || '0' AND g.path > :host || '/' AND g.path < :host || '0' "
+    "AND NOT (g.path > :folder || '/' AND g.path < :folder || '0') LIMIT 1")
+
+
+def _vendored_bundles(conn, paths: set[str]) -> set[str]:
+    """The bundle folders of ``paths`` (``rerank.bundle_dir``) that hold vendored copies: no module in them
+    imports the package around them. requests' ``requests/packages/urllib3`` never imports requests; a package's
+    own ``packages/`` folder (poetry's) imports the rest of it."""
+    bundles = {b for b in map(rerank.bundle_dir, paths) if b is not None}
+    if not bundles:
+        return set()
+    db, gen = conn.execute("PRAGMA database_list").fetchone()[2], generation(conn)
+    out = set()
+    for folder, host in bundles:
+        key = (db, gen, folder)
+        with _VENDORED_LOCK:
+            known = _VENDORED.get(key)
+        if known is None:
+            known = conn.execute(_IMPORTS_HOST, {"folder": folder, "host": host}).fetchone() is None
+            with _VENDORED_LOCK:
+                _VENDORED[key] = known
+                while len(_VENDORED) > _VENDORED_KEPT:
+                    _VENDORED.popitem(last=False)
+        if known:
+            out.add(folder)
+    return out
 
 
 def _module_nodes(conn, paths: list[str]) -> dict[str, int]:

@@ -11,7 +11,7 @@ import math
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -31,6 +31,10 @@ GRAPH_SHARE = 0.3  # most a linked node gains, as a share of the best score
 DEMOTION = 0.5  # tests / examples / docs / vendored / compat code, unless asked for
 #: ``_vendor`` is where pip, setuptools and their kin keep vendored copies (``pip/_vendor/requests``).
 _DEMOTED_PARTS = re.compile(r"(^|/)(tests?|testing|examples?|docs?|_?vendor(ed)?|third_party|compat|benchmarks?)(/|$)")
+#: A folder of bundled packages inside a package (requests' ``requests/packages/urllib3``): vendored copies when
+#: nothing in it imports the package around it (see ``bundle_dir``). At the top (a monorepo's ``packages/``) it is
+#: the project's own code.
+_BUNDLE_DIR = re.compile(r"^(.+?)/(?:packages|extern)/")
 _TEST_FILE = re.compile(r"(^|/)(test_[^/]*|[^/]*_test|conftest)\.py$")
 #: Generated schema migrations (Django's ``migrations/0001_initial.py``): they repeat every model and field name.
 _GENERATED = re.compile(r"(^|/)migrations/\d{4}_[^/]*\.py$")
@@ -338,19 +342,28 @@ def asks_for_tests(query: str) -> bool:
     return is_search_like(query) and bool(_ASKS_FOR_TESTS.search(query))
 
 
-def demote_peripheral(scores: dict[int, float], info: dict[int, CandidateInfo], query: str) -> dict[int, float]:
+def bundle_dir(path: str) -> tuple[str, str] | None:
+    """(bundle folder, the package around it) when ``path`` sits in a ``packages/`` or ``extern/`` folder inside
+    a package: ``requests/packages/urllib3/util.py`` -> (``requests/packages``, ``requests``)."""
+    m = _BUNDLE_DIR.match(path)
+    return (m.group(0)[:-1], m.group(1)) if m else None
+
+
+def demote_peripheral(scores: dict[int, float], info: dict[int, CandidateInfo], query: str,
+                      vendored: Collection[str] = ()) -> dict[int, float]:
     """Tests, examples, docs, vendored code and generated migrations rank below the code itself unless the query
-    asks for tests."""
+    asks for tests. ``vendored``: bundle folders (``bundle_dir``) found to hold vendored copies."""
     if asks_for_tests(query):
         return scores
-    return {i: s * (DEMOTION if _is_peripheral(info[i]) else 1.0) for i, s in scores.items()}
+    return {i: s * (DEMOTION if _is_peripheral(info[i], vendored) else 1.0) for i, s in scores.items()}
 
 
-def peripheral_damping(info: dict[int, CandidateInfo], query: str) -> Callable[[int], float]:
+def peripheral_damping(info: dict[int, CandidateInfo], query: str,
+                       vendored: Collection[str] = ()) -> Callable[[int], float]:
     """The factor ``demote_peripheral`` applies to a node, as a function (1.0 when tests are asked for)."""
     if asks_for_tests(query):
         return lambda i: 1.0
-    return lambda i: DEMOTION if _is_peripheral(info[i]) else 1.0
+    return lambda i: DEMOTION if _is_peripheral(info[i], vendored) else 1.0
 
 
 _LEGACY_DIR = re.compile(r"(^|/)(deprecated|legacy|_?compat)(/|$)")
@@ -379,9 +392,12 @@ def demote_legacy(scores: dict[int, float], info: dict[int, CandidateInfo],
     return {i: s * (DEMOTION if info[i].path in legacy else 1.0) for i, s in scores.items()}
 
 
-def _is_peripheral(node: CandidateInfo) -> bool:
-    return node.kind == "test" or bool(_DEMOTED_PARTS.search(node.path) or _TEST_FILE.search(node.path)
-                                       or _GENERATED.search(node.path))
+def _is_peripheral(node: CandidateInfo, vendored: Collection[str] = ()) -> bool:
+    if node.kind == "test" or _DEMOTED_PARTS.search(node.path) or _TEST_FILE.search(node.path) \
+            or _GENERATED.search(node.path):
+        return True
+    bundle = bundle_dir(node.path) if vendored else None
+    return bundle is not None and bundle[0] in vendored
 
 
 def fuse(lexical: list[tuple[int, float]], dense: list[tuple[int, float]], alpha: float) -> dict[int, float]:
