@@ -345,6 +345,8 @@ def asks_for_tests(query: str) -> bool:
 def bundle_dir(path: str) -> tuple[str, str] | None:
     """(bundle folder, the package around it) when ``path`` sits in a ``packages/`` or ``extern/`` folder inside
     a package: ``requests/packages/urllib3/util.py`` -> (``requests/packages``, ``requests``)."""
+    if "/packages/" not in path and "/extern/" not in path:  # most paths: 20x cheaper than the pattern
+        return None
     m = _BUNDLE_DIR.match(path)
     return (m.group(0)[:-1], m.group(1)) if m else None
 
