@@ -450,19 +450,25 @@ class Workspace:
     # live index
     # ------------------------------------------------------------------ #
     def warm(self, *, wait: bool = False) -> None:
-        """Load the in-memory structures (BM25 postings, graph edges, the writer's symbol table) now, in the background.
+        """Load the in-memory structures (BM25 postings, graph edges, the writer's symbol table, the token
+        counter) now, in the background.
 
-        Requests never wait for them (they read SQLite meanwhile); a server calls this once the
-        index is ready so that the first questions are already fast. ``wait`` blocks until loaded.
+        Requests never wait for the first three (they read SQLite meanwhile); a server calls this once
+        the index is ready so that the first questions are already fast. ``wait`` blocks until loaded.
         """
         self._postings.start()
         self._edges.start()
         loader = self._load_symbols_in_background()
+        # Every search and context counts tokens: loading cl100k's ranks (~0.5 s) in the first one made a
+        # server's first answer, and the first save's visibility, that much later than the next ones.
+        counter = threading.Thread(target=tokens.count, args=("",), name="codeahead-tokenizer", daemon=True)
+        counter.start()
         if wait:
             self._postings.wait()
             self._edges.wait()
             if loader is not None:
                 loader.join()
+            counter.join()
 
     def _load_symbols_in_background(self) -> threading.Thread | None:
         """Load the writer's symbol table from a snapshot, so the first save after a start need not.

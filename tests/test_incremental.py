@@ -566,6 +566,46 @@ def test_warm_preloads_the_symbol_table_the_next_pass_uses(tmp_path):
         assert_same_as_fresh(ws, root, tmp_path / "fresh")
 
 
+_TOKENIZER_PROBE = """
+import sys
+from indexer import tokens
+from indexer.workspace import Workspace
+with Workspace(sys.argv[1], index_dir=sys.argv[2]) as ws:
+    ws.index()
+    before = tokens.CL100K in tokens._loaded
+    ws.warm(wait=True)
+    print(before, tokens.CL100K in tokens._loaded)
+"""
+
+
+def test_warm_loads_the_token_counter_the_first_answer_needs(tmp_path):
+    """In a fresh process (this one has counted tokens already): the first search or context after warm() must
+    not load cl100k's ranks itself (~0.5 s on the first save's visibility and on a server's first answer)."""
+    import subprocess
+    import sys
+
+    root = write_tree(tmp_path / "ws", {"m.py": "def f():\n    return 1\n"})
+    out = subprocess.run([sys.executable, "-c", _TOKENIZER_PROBE, str(root), str(tmp_path / "idx")],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
+def test_a_save_that_keeps_the_paths_reuses_the_file_names_of_the_last_generation(tmp_path):
+    from indexer.search.hybrid import _file_names
+
+    root = write_tree(tmp_path / "ws", {"pkg/__init__.py": "", "pkg/a.py": "def f():\n    return 1\n"})
+    with Workspace(root, index_dir=tmp_path / "live") as ws:
+        ws.index()
+        first = _file_names(ws.reader())
+        write_tree(root, {"pkg/a.py": "def f():\n    return 2\n"})
+        ws.index(paths=["pkg/a.py"])
+        assert _file_names(ws.reader()) is first  # a new generation, the same paths
+        write_tree(root, {"pkg/cookies.py": "def jar():\n    return {}\n"})
+        ws.index(paths=["pkg/cookies.py"])
+        names = _file_names(ws.reader())
+        assert names is not first and "pkg/cookies.py" in names.paths and "cookies" in names.files_of
+
+
 def test_a_preloaded_table_older_than_the_store_is_not_adopted(tmp_path):
     root = write_tree(tmp_path / "ws", {"m.py": "def f():\n    return 1\n"})
     with Workspace(root, index_dir=tmp_path / "live") as ws:

@@ -147,8 +147,11 @@ def _file_names(conn) -> rerank.FileNames:
         if key in _FILE_NAMES:
             _FILE_NAMES.move_to_end(key)
             return _FILE_NAMES[key]
-    names = rerank.FileNames.of((r[0] for r in conn.execute("SELECT path FROM files ORDER BY path")),
-                                lambda words: lexical.stems(conn, words))
+    paths = tuple(r[0] for r in conn.execute("SELECT path FROM files ORDER BY path"))
+    with _FILE_NAMES_LOCK:  # a save changes a file's content, rarely the paths: an earlier generation's may do
+        names = next((n for (db, _), n in reversed(_FILE_NAMES.items()) if db == key[0] and n.paths == paths), None)
+    if names is None:  # ~13 ms on Django, which each save's first search paid
+        names = rerank.FileNames.of(paths, lambda words: lexical.stems(conn, words))
     with _FILE_NAMES_LOCK:
         _FILE_NAMES[key] = names
         while len(_FILE_NAMES) > _FILE_NAMES_KEPT:
