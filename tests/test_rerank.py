@@ -161,6 +161,12 @@ def test_a_bundle_folder_is_a_packages_or_extern_folder_inside_a_package():
     assert rerank.bundle_dir("shop/packaging.py") is None
 
 
+#: One function both bundle tests search for, in a vendored copy or in the project's own packages/ folder.
+_ENCODER = ("def encode_order_total(order_total):\n    '''Encode the order total as json.'''\n"
+            "    return str(order_total)  # order total json\n")
+_ENCODE = "encode order total json"
+
+
 def test_a_bundled_package_that_never_imports_its_host_ranks_below_the_host_code(tree, workspace):
     """requests kept a copy of urllib3 in ``requests/packages/``: it imports nothing of requests, and its
     timeout classes outranked the adapter a report about timeouts was about."""
@@ -168,18 +174,15 @@ def test_a_bundled_package_that_never_imports_its_host_ranks_below_the_host_code
         "shop/__init__.py": "",
         "shop/packages/__init__.py": "from . import fastjson\n",
         "shop/packages/fastjson/__init__.py": "from .encoder import encode_order_total\n",
-        "shop/packages/fastjson/encoder.py":
-            "def encode_order_total(order_total):\n    '''Encode the order total as json.'''\n"
-            "    return str(order_total)  # order total json\n",
+        "shop/packages/fastjson/encoder.py": _ENCODER,
         "shop/orders.py": "from shop.packages import fastjson\n\n\n"
                           "def send_order(order, total):\n    return fastjson.encode_order_total(total)\n",
         **FILLER,
     }
     ws = workspace(tree(vendored))
     ws.index()
-    query = "encode order total json"
-    assert _paths(ws, query, _without("peripheral"))[0] == "shop/packages/fastjson/encoder.py"
-    ranked = _paths(ws, query, ON)
+    assert _paths(ws, _ENCODE, _without("peripheral"))[0] == "shop/packages/fastjson/encoder.py"
+    ranked = _paths(ws, _ENCODE, ON)
     assert ranked.index("shop/orders.py") < ranked.index("shop/packages/fastjson/encoder.py")
 
 
@@ -188,18 +191,15 @@ def test_a_packages_folder_that_imports_its_host_is_the_projects_own_code(tree, 
         "shop/__init__.py": "",
         "shop/packages/__init__.py": "",
         "shop/models.py": "class Order:\n    pass\n",
-        "shop/packages/encoder.py": "from shop.models import Order\n\n\n"
-                                    "def encode_order_total(order_total):\n    '''Encode the order total as json.'''\n"
-                                    "    return str(order_total)  # order total json\n",
+        "shop/packages/encoder.py": "from shop.models import Order\n\n\n" + _ENCODER,
         "shop/orders.py": "from shop.packages.encoder import encode_order_total\n\n\n"
                           "def send_order(order, total):\n    return encode_order_total(total)\n",
         **FILLER,
     }
     ws = workspace(tree(own))
     ws.index()
-    query = "encode order total json"
-    assert _paths(ws, query, ON) == _paths(ws, query, _without("peripheral"))
-    assert _paths(ws, query, ON)[0] == "shop/packages/encoder.py"
+    assert _paths(ws, _ENCODE, ON) == _paths(ws, _ENCODE, _without("peripheral"))
+    assert _paths(ws, _ENCODE, ON)[0] == "shop/packages/encoder.py"
 
 
 def test_vectors_weigh_more_in_a_search_than_in_an_issue_report(tree, workspace):
