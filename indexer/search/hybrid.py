@@ -84,7 +84,7 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
         scores = rerank.boost_path_match(scores, info, query, match)
     if "file_cohesion" in signals:
         scores = rerank.boost_file_cohesion(scores, info, query)
-    vendored = _vendored_bundles(conn, {c.path for c in info.values()}) if "peripheral" in signals else set()
+    vendored = _vendored_bundles(conn) if "peripheral" in signals else frozenset()
     if "peripheral" in signals:
         scores = rerank.demote_peripheral(scores, info, query, vendored)
     if "legacy" in signals:
@@ -98,11 +98,7 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
         walk = {i: v for i, v in walk.items() if i in info or i in kept}
         info.update(_candidate_info(conn, {i: 0.0 for i in joining}))  # libraries have no file: left out
         walk = {i: v for i, v in walk.items() if i in info}
-        if "peripheral" in signals:  # the walk's new nodes may sit in bundles not seen above
-            vendored |= _vendored_bundles(conn, {c.path for c in info.values()})
-            damp = rerank.peripheral_damping(info, query, vendored)
-        else:
-            damp = lambda i: 1.0
+        damp = rerank.peripheral_damping(info, query, vendored) if "peripheral" in signals else (lambda i: 1.0)
         scores = rerank.boost_graph(scores, walk, seeds, damp)
         linked = {i for i in walk if i not in seeds}
         base.update({i: 0.0 for i in scores if i not in base})
@@ -134,35 +130,38 @@ def _query_words(conn, query: str) -> dict[str, str]:
     return dict(zip(words, lexical.stems(conn, words)))
 
 
-#: FileNames of the last few (database, generation) pairs: the same index answers query after query.
-_FILE_NAMES: OrderedDict[tuple[str, int], rerank.FileNames] = OrderedDict()
-_FILE_NAMES_KEPT = 4
-_FILE_NAMES_LOCK = threading.Lock()
+class _PerGeneration:
+    """Values computed once per (database, generation), the last few kept: the same index answers query after
+    query, and a save makes a new generation."""
+
+    def __init__(self, kept: int) -> None:
+        self._values: OrderedDict[tuple[str, int], object] = OrderedDict()
+        self._kept = kept
+        self._lock = threading.Lock()
+
+    def get(self, conn, build: Callable[[], object]):
+        """The value for the generation ``conn`` reads, from ``build()`` the first time."""
+        key = (conn.execute("PRAGMA database_list").fetchone()[2], generation(conn))
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+        value = build()
+        with self._lock:
+            self._values[key] = value
+            while len(self._values) > self._kept:
+                self._values.popitem(last=False)
+        return value
+
+    def recent(self, conn) -> list:
+        """The values kept for ``conn``'s database, newest first."""
+        db = conn.execute("PRAGMA database_list").fetchone()[2]
+        with self._lock:
+            return [v for (d, _), v in reversed(self._values.items()) if d == db]
 
 
-def _file_names(conn) -> rerank.FileNames:
-    """The indexed paths and their common words, for the generation ``conn`` reads (cached)."""
-    key = (conn.execute("PRAGMA database_list").fetchone()[2], generation(conn))
-    with _FILE_NAMES_LOCK:
-        if key in _FILE_NAMES:
-            _FILE_NAMES.move_to_end(key)
-            return _FILE_NAMES[key]
-    paths = tuple(r[0] for r in conn.execute("SELECT path FROM files ORDER BY path"))
-    with _FILE_NAMES_LOCK:  # a save changes a file's content, rarely the paths: an earlier generation's may do
-        names = next((n for (db, _), n in reversed(_FILE_NAMES.items()) if db == key[0] and n.paths == paths), None)
-    if names is None:  # ~13 ms on Django, which each save's first search paid
-        names = rerank.FileNames.of(paths, lambda words: lexical.stems(conn, words))
-    with _FILE_NAMES_LOCK:
-        _FILE_NAMES[key] = names
-        while len(_FILE_NAMES) > _FILE_NAMES_KEPT:
-            _FILE_NAMES.popitem(last=False)
-    return names
-
-
-#: Whether a bundle folder holds vendored copies, per (database, generation, folder).
-_VENDORED: OrderedDict[tuple[str, int, str], bool] = OrderedDict()
-_VENDORED_KEPT = 256
-_VENDORED_LOCK = threading.Lock()
+_FILE_NAMES = _PerGeneration(kept=4)
+_VENDORED = _PerGeneration(kept=4)
 #: Some module of ``folder`` imports code of ``host`` outside ``folder``. Prefixes as ranges (``'/'`` + 1 is
 #: ``'0'``): the files' path index answers them.
 _IMPORTS_HOST = (
@@ -172,28 +171,27 @@ _IMPORTS_HOST = (
     "AND NOT (g.path > :folder || '/' AND g.path < :folder || '0') LIMIT 1")
 
 
-def _vendored_bundles(conn, paths: set[str]) -> set[str]:
-    """The bundle folders of ``paths`` (``rerank.bundle_dir``) that hold vendored copies: no module in them
-    imports the package around them. requests' ``requests/packages/urllib3`` never imports requests; a package's
-    own ``packages/`` folder (poetry's) imports the rest of it."""
-    bundles = {b for b in map(rerank.bundle_dir, paths) if b is not None}
-    if not bundles:
-        return set()
-    db, gen = conn.execute("PRAGMA database_list").fetchone()[2], generation(conn)
-    out = set()
-    for folder, host in bundles:
-        key = (db, gen, folder)
-        with _VENDORED_LOCK:
-            known = _VENDORED.get(key)
-        if known is None:
-            known = conn.execute(_IMPORTS_HOST, {"folder": folder, "host": host}).fetchone() is None
-            with _VENDORED_LOCK:
-                _VENDORED[key] = known
-                while len(_VENDORED) > _VENDORED_KEPT:
-                    _VENDORED.popitem(last=False)
-        if known:
-            out.add(folder)
-    return out
+def _file_names(conn) -> rerank.FileNames:
+    """The indexed paths and their common words, for the generation ``conn`` reads (cached)."""
+    def build() -> rerank.FileNames:
+        paths = tuple(r[0] for r in conn.execute("SELECT path FROM files ORDER BY path"))
+        # A save changes a file's content, rarely the paths: an earlier generation's names may do (rebuilding
+        # them cost each save's first search ~13 ms on Django).
+        same = next((n for n in _FILE_NAMES.recent(conn) if n.paths == paths), None)
+        return same or rerank.FileNames.of(paths, lambda words: lexical.stems(conn, words))
+    return _FILE_NAMES.get(conn, build)
+
+
+def _vendored_bundles(conn) -> frozenset[str]:
+    """The index's bundle folders (``rerank.bundle_dir``) that hold vendored copies: no module in them imports
+    the package around them. requests' ``requests/packages/urllib3`` never imports requests; a package's own
+    ``packages/`` folder (poetry's) imports the rest of it. Once per generation: few paths have such a folder."""
+    def build() -> frozenset[str]:
+        rows = conn.execute("SELECT path FROM files WHERE path LIKE '%/packages/%' OR path LIKE '%/extern/%'")
+        bundles = {b for b in (rerank.bundle_dir(r[0]) for r in rows) if b is not None}
+        return frozenset(folder for folder, host in bundles
+                         if conn.execute(_IMPORTS_HOST, {"folder": folder, "host": host}).fetchone() is None)
+    return _VENDORED.get(conn, build)
 
 
 def _module_nodes(conn, paths: list[str]) -> dict[str, int]:
