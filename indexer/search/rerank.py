@@ -181,7 +181,7 @@ class PathMatch:
     files: FileNames
     named: tuple[frozenset[str], ...]  # per query word
     #: path word -> the query words naming it, one bit each (bit k: ``named[k]``). A path has a few words and a
-    #: report ~60: or-ing the path's masks is ~20x cheaper than testing every query word against the path.
+    #: report ~60: or-ing the path's masks is ~6x cheaper than testing every query word against the path.
     masks: dict[str, int]
 
     def ratio(self, path: str) -> float:
