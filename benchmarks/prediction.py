@@ -1,7 +1,7 @@
 """Next-file prediction benchmark: (a) agent traces, (b) git history, (c) prefetch hit rate; baselines alongside.
 
 Usage: /work/venv/bin/python benchmarks/prediction.py [--bench DIR] [--graphs index|light] [--work DIR] [--corpora DIR]
-       [--graph-cache FILE] [--seed N] [--json] [--skip-traces] [--skip-git]
+       [--graph-cache FILE] [--vectors] [--seed N] [--json] [--skip-traces] [--skip-git]
 
 (a) Moatless traces (``trajectories/moatless_lite_dev.jsonl``): one model per repository, tasks in ``created_at``
     order (joined from ``swebench/lite_dev.jsonl``); before each access after the first, rank the next file.
@@ -11,7 +11,9 @@ Usage: /work/venv/bin/python benchmarks/prediction.py [--bench DIR] [--graphs in
     ``--graphs index`` (default): codeahead's own index of the repository at the task's base commit (one working
     folder per repository under ``--work``, moved from commit to commit by ``git diff`` and indexed incrementally),
     read through ``SqliteGraphView`` as the server's predictor reads it: file-level imports and test links from the
-    graph, and ``Workspace.ranked`` (BM25 + code signals, no vectors) for the problem statement, best node per file.
+    graph, and ``Workspace.ranked`` (BM25 + code signals) for the problem statement, best node per file; with
+    ``--vectors`` each commit's index is embedded too (the ``vectors`` extra) and the search fuses them, as a
+    server with the extra does.
     ``--graphs light``: a quicker stand-in read straight from the git mirror (``git ls-tree`` + ``git cat-file``):
     imports parsed with ``ast`` and resolved with ``indexer.modules``, test files linked to what they import, and
     a BM25 (binary term frequency) over file paths + contents. Its search is much weaker than the server's (the
@@ -271,8 +273,8 @@ class IndexGraphs:
     the problem statement's search are read through ``SqliteGraphView``, exactly as ``Workspace.predictor`` does.
     """
 
-    def __init__(self, repo: str, work_root: Path, corpora: Path) -> None:
-        self.repo, self.corpora = repo, corpora
+    def __init__(self, repo: str, work_root: Path, corpora: Path, vectors: bool = False) -> None:
+        self.repo, self.corpora, self.vectors = repo, corpora, vectors
         self.work = work_root / repo.split("/")[-1]
         self._index_dir = tempfile.TemporaryDirectory(prefix="prediction-index-")
         self._ws = None
@@ -287,6 +289,8 @@ class IndexGraphs:
         if self._ws is None:
             self._ws = Workspace(self.work, index_dir=self._index_dir.name)
         self._ws.index()
+        if self.vectors and not self._ws.enable_vectors(wait=True):
+            raise SystemExit("--vectors needs an embedder: pip install '.[vectors]'")
         view = SqliteGraphView(self._ws.reader, ranked=self._ws.ranked)
         files = view.files()
         conn = self._ws.reader()
@@ -359,7 +363,8 @@ def test_runs_before(trace: dict) -> list[list[str]] | None:
 
 
 def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cache: Path | None = None,
-               graphs_from: str = "index", work: Path = DEFAULT_WORK, corpora: Path = DEFAULT_CORPORA) -> dict:
+               graphs_from: str = "index", work: Path = DEFAULT_WORK, corpora: Path = DEFAULT_CORPORA,
+               vectors: bool = False) -> dict:
     """Replay every trace with a per-repository model; score the model, the baselines and prefetching."""
     with open(require_file(bench / "swebench/lite_dev.jsonl")) as lines:
         tasks = {task["instance_id"]: task for task in map(json.loads, lines)}
@@ -373,7 +378,7 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
     graph_s = 0.0
     prefetchers = {k: Prefetcher(lambda path, task: path) for k in prefetch_ks}
     cached = pickle.loads(graph_cache.read_bytes()) if graph_cache and graph_cache.exists() else {}
-    version = engine_fingerprint() if graphs_from == "index" else "ast"
+    version = (engine_fingerprint() + ("+vectors" if vectors else "")) if graphs_from == "index" else "ast"
     computed = {}
     runs_fed = {"tasks_aligned": 0, "tasks_not_aligned": 0, "runs_fed": 0}
     for trace in traces:
@@ -382,7 +387,7 @@ def run_traces(bench: Path, prefetch_ks=PREFETCH_KS, signals=SIGNALS, graph_cach
             git_dir = mirror_dir(repo)
             if git_dir is None:
                 raise SystemExit(f"no git mirror of {repo}: run `python benchmarks/corpora.py swebench` first")
-            graphs = IndexGraphs(repo, work, corpora) if graphs_from == "index" else TreeGraphs(git_dir)
+            graphs = IndexGraphs(repo, work, corpora, vectors) if graphs_from == "index" else TreeGraphs(git_dir)
             by_repo[repo] = (Predictor(signals=signals), Baselines(), graphs)
         predictor, baselines, graphs = by_repo[repo]
         t0 = time.perf_counter()
@@ -544,16 +549,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=DEFAULT_WORK, help="working folders of --graphs index")
     ap.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA, help="corpora folder (mirrors.json, trees/)")
     ap.add_argument("--graph-cache", type=Path, help="pickle of the per-task graphs, reused when present")
+    ap.add_argument("--vectors", action="store_true",
+                    help="--graphs index: embed each commit's index and fuse vectors into the search (slower)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     histories = sorted((args.bench / "nextfile").glob("*_commits.jsonl"))
     if not args.skip_git and not histories:
         raise SystemExit(f"no {args.bench / 'nextfile'}/*_commits.jsonl: pass --bench, or --skip-git")
     signals = tuple(s for s in args.signals.split(",") if s)
-    result: dict = {"seed": args.seed, "signals": signals, "graphs": args.graphs}
+    if args.vectors and args.graphs != "index":
+        raise SystemExit("--vectors needs --graphs index (the light graphs have no vectors)")
+    result: dict = {"seed": args.seed, "signals": signals, "graphs": args.graphs, "vectors": args.vectors}
     if not args.skip_traces:
         result["traces"] = run_traces(args.bench, signals=signals, graph_cache=args.graph_cache,
-                                      graphs_from=args.graphs, work=args.work, corpora=args.corpora)
+                                      graphs_from=args.graphs, work=args.work, corpora=args.corpora,
+                                      vectors=args.vectors)
     if not args.skip_git:
         result["git"] = {p.stem.removesuffix("_commits"): run_git(p, args.seed, signals)
                          for p in histories}

@@ -16,6 +16,8 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
     ("quality_swebench.py", ["--bench", "{tmp}"], "{tmp}/swebench/lite_dev.jsonl not found: pass --bench"),
     ("prediction.py", ["--bench", "{tmp}", "--skip-git"], "{tmp}/swebench/lite_dev.jsonl not found: pass --bench"),
     ("prediction.py", ["--bench", "{tmp}", "--skip-traces"], "no {tmp}/nextfile/*_commits.jsonl: pass --bench"),
+    ("prediction.py", ["--bench", "{tmp}", "--skip-git", "--graphs", "light", "--vectors"],
+     "--vectors needs --graphs index"),
     ("perf.py", ["--queries", "{tmp}/q.jsonl", "--corpus", "{tmp}"], "{tmp}/q.jsonl not found: pass --queries"),
 ])
 def test_a_missing_data_file_is_named_in_one_line(tmp_path, script, args, missing):
