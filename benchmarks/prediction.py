@@ -553,12 +553,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="--graphs index: embed each commit's index and fuse vectors into the search (slower)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
+    if args.vectors and args.graphs != "index":
+        raise SystemExit("--vectors needs --graphs index (the light graphs have no vectors)")
     histories = sorted((args.bench / "nextfile").glob("*_commits.jsonl"))
     if not args.skip_git and not histories:
         raise SystemExit(f"no {args.bench / 'nextfile'}/*_commits.jsonl: pass --bench, or --skip-git")
     signals = tuple(s for s in args.signals.split(",") if s)
-    if args.vectors and args.graphs != "index":
-        raise SystemExit("--vectors needs --graphs index (the light graphs have no vectors)")
     result: dict = {"seed": args.seed, "signals": signals, "graphs": args.graphs, "vectors": args.vectors}
     if not args.skip_traces:
         result["traces"] = run_traces(args.bench, signals=signals, graph_cache=args.graph_cache,
