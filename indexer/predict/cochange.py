@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from indexer import git
 
 #: Commits (or task sets) touching more files than this are refactorings, not evidence of coupling.
 MAX_SET = 30
 #: Git history mined from a workspace: the most recent commits only, so mining stays quick.
 MAX_COMMITS = 5000
-GIT_TIMEOUT_S = 60
 #: Open task sets kept for incremental learning; the least recently used is dropped.
 MAX_OPEN_SETS = 64
 #: Decayed counts are stored scaled up by the growth per transaction and rescaled before they overflow.
@@ -168,29 +168,13 @@ class CoChange:
         return model
 
 
-def _git(root: Path, *args: str) -> str | None:
-    """Run a read-only git command in ``root``; None when it is not a git work tree or git is missing."""
-    try:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
-def git_head(root: Path) -> str | None:
-    """The commit checked out at ``root``, or None outside a git repository."""
-    out = _git(root, "rev-parse", "--verify", "--quiet", "HEAD")
-    return out.strip() if out else None
-
-
 def git_commits(root: Path, since: str | None = None, max_commits: int = MAX_COMMITS) -> list[list[str]]:
     """The file sets of the non-merge commits after ``since`` (or the newest ones) at ``root``, oldest first.
 
     Returns [] when ``root`` is not a git work tree or git is missing: co-change is then simply unused.
     """
     span = [f"{since}..HEAD"] if since else ["HEAD"]
-    out = _git(root, "log", "--no-merges", "--name-only", "--no-renames", f"--max-count={max_commits}",
+    out = git.run(root, "log", "--no-merges", "--name-only", "--no-renames", f"--max-count={max_commits}",
                "--pretty=format:%x00", *span)
     if out is None and since:  # history rewritten under us: mine from scratch
         return git_commits(root, None, max_commits)

@@ -13,8 +13,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from indexer import git
 from indexer.predict import signals as sig
-from indexer.predict.cochange import CoChange, git_commits, git_head
+from indexer.predict.cochange import CoChange, git_commits
 from indexer.predict.experts import BLEND, ExpertSwitch, lead_key, rank_of
 from indexer.predict.markov import DECAY, Markov
 
@@ -183,7 +184,7 @@ class Predictor:
     def mine_git(self, root: str | Path) -> int:
         """Learn co-change from the git history of ``root`` not mined yet; returns the commits learned."""
         with self._lock:
-            head = git_head(Path(root))
+            head = git.resolve(Path(root))
             if head is None or head == self.mined_head:
                 return 0
             commits = git_commits(Path(root), since=self.mined_head)
