@@ -289,6 +289,9 @@ class IndexGraphs:
         if self._ws is None:
             self._ws = Workspace(self.work, index_dir=self._index_dir.name)
         self._ws.index()
+        git_dir = mirror_dir(self.repo, self.corpora / "mirrors.json")
+        if git_dir is not None:  # the history a developer at the base commit has (the search's ``history`` signal)
+            self._ws.mine_history(git_dir, commit)
         if self.vectors and not self._ws.enable_vectors(wait=True):
             raise SystemExit("--vectors needs an embedder: pip install '.[vectors]'")
         view = SqliteGraphView(self._ws.reader, ranked=self._ws.ranked)

@@ -265,7 +265,8 @@ def run_repo(repo: str, tasks: list[dict], corpora: Path, work_root: Path, confi
              rows_file: Path | None = None, embedder: str | None = None) -> dict:
     """Score every task of one repository against its synced working folder and incremental index."""
     work = work_root / repo.split("/")[-1]
-    timing = {"sync_s": 0.0, "index_s": 0.0, "vectors_s": 0.0, "query_s": 0.0, "context_s": 0.0}
+    timing = {"sync_s": 0.0, "index_s": 0.0, "history_s": 0.0, "vectors_s": 0.0, "query_s": 0.0, "context_s": 0.0}
+    git_dir = mirror_dir(repo, corpora / "mirrors.json")
     rows = []
     with tempfile.TemporaryDirectory(prefix="quality-swebench-") as index_dir:
         work.mkdir(parents=True, exist_ok=True)
@@ -280,6 +281,10 @@ def run_repo(repo: str, tasks: list[dict], corpora: Path, work_root: Path, confi
                 started = time.perf_counter()
                 stats = ws.index()
                 timing["index_s"] += time.perf_counter() - started
+                if git_dir is not None:  # the history a developer at the base commit has (the ``history`` signal)
+                    started = time.perf_counter()
+                    ws.mine_history(git_dir, task["base_commit"])
+                    timing["history_s"] += time.perf_counter() - started
                 if needs_vectors(configs):
                     started = time.perf_counter()
                     if not ws.enable_vectors(wait=True):

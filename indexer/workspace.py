@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from indexer import sqlite, tokens
+from indexer import git, sqlite, tokens
 from indexer.allocator import pin_mmap_threshold
 from indexer.cache import (INDEX_DEP, MISSING, SqliteBackend, TieredCache, index_versions, make_key, task_dep,
                            workspace_id)
@@ -24,7 +24,7 @@ from indexer.context.render import SourceCache, SourceLines, module_summary
 from indexer.events import Event, EventLog, TaskState
 from indexer.graph import query
 from indexer.indexing import IndexPass, Progress, snapshot_symbols
-from indexer.search import hybrid
+from indexer.search import history, hybrid
 from indexer.search.embed import get_embedder
 from indexer.search.edges import EdgeMemory
 from indexer.search.lexical import DocFrequencies
@@ -85,6 +85,7 @@ class Workspace:
         self._request_shape: tuple[int | None, str | None] = (None, None)  # (budget, profile) of the last focus request
         self._accuracy: list[tuple[float, float | None]] = []  # (time, online hit@5) for the dashboard
         self._observed = 0
+        self._history_head = history.mined_head(self.conn)  # part of cache keys: history changes rankings
 
     # ------------------------------------------------------------------ #
     # lifecycle
@@ -207,6 +208,7 @@ class Workspace:
             "prediction": self._predictor.stats() if self._predictor is not None else None,
             "prefetch": self._prefetcher.stats() if self._prefetcher is not None else None,
             "watching": self._watcher is not None,
+            "history": history.summary(conn),
         }
 
     # ------------------------------------------------------------------ #
@@ -279,7 +281,8 @@ class Workspace:
         """Ranked code locations for a query: BM25 + vectors, re-ranked with code-aware signals."""
         conn = self.reader()
         key = make_key(self._id, "search", {"query": query_text, "top_k": top_k, "kind": kind,
-                                            "options": repr(options), "dense": self._dense_state()})
+                                            "options": repr(options), "dense": self._dense_state(),
+                                            "history": self._history_head})
         cached = self.cache.get("results", key)
         if cached is not MISSING:
             return [hybrid.hit_from_json(h) for h in cached]
@@ -312,7 +315,7 @@ class Workspace:
         counter = tokens.tokenizer_for(prof)
         key = make_key(self._id, "context", {"query": query_text, "focus": focus, "task": task_id, "budget": limit,
                                              "tokenizer": counter.name, "options": repr(options),
-                                             "dense": self._dense_state()})
+                                             "dense": self._dense_state(), "history": self._history_head})
         if focus:
             if not getattr(self._local, "prefetching", False):  # prefetch the next files at the same budget
                 self._request_shape = (budget, profile)
@@ -440,6 +443,26 @@ class Workspace:
                 row = conn.execute("SELECT max(seq) FROM events WHERE task_id=?", (dep[len(task_dep("")):],)).fetchone()
                 current[dep] = row[0] if row and row[0] is not None else 0
         return current
+
+    def mine_history(self, repo: str | Path | None = None, head: str = "HEAD") -> int | None:
+        """Store the git history up to ``head`` of ``repo`` (default: the workspace) for the ``history``
+        ranking signal; returns the commits stored, 0 when that head is already stored, None outside git.
+
+        ``repo`` may be a bare repository, and ``head`` any commit, so a benchmark can give a checked-out
+        folder the history of the commit it holds.
+        """
+        repo = Path(repo) if repo is not None else self.root
+        sha = git.resolve(repo, head)
+        if sha is None:
+            return None
+        if sha == self._history_head:
+            return 0
+        commits = history.read_commits(repo, sha)
+        with self._write_lock:
+            history.store(self.conn, sha, commits)
+            self.conn.commit()
+            self._history_head = sha
+        return len(commits)
 
     def _dense_state(self) -> str:
         """Part of cache keys: answers with and without vectors differ."""

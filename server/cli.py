@@ -154,7 +154,18 @@ def _ensure_indexed(ws, args) -> None:
     Vectors are stored in the index, so only nodes new since the last run are embedded.
     """
     ws.index(progress=None if args.json else _ProgressBar())
+    _mine_history(ws)
     ws.enable_vectors(wait=True)
+
+
+def _mine_history(ws) -> None:
+    """Past commit messages for the ranking (cheap when HEAD has not moved); a failure only warns."""
+    from indexer.search.history import HistoryError
+
+    try:
+        ws.mine_history()
+    except HistoryError as exc:
+        sys.stderr.write(f"warning: no commit history for ranking: {exc}\n")
 
 
 def _table(counts: dict) -> str:
@@ -168,6 +179,7 @@ def _table(counts: dict) -> str:
 def cmd_index(args) -> None:
     with _workspace(args, path_arg=args.path) as ws:
         stats = ws.index(progress=None if args.json else _ProgressBar())
+        _mine_history(ws)
         ws.enable_vectors(wait=True)
         payload = {
             "workspace": str(ws.root), "index": str(ws.db_path), "seconds": round(stats.seconds, 3),
@@ -296,6 +308,7 @@ def cmd_watch(args) -> None:
     with _workspace(args, path_arg=args.path) as ws:
         bar = None if args.json else _ProgressBar()
         stats = ws.index(progress=bar)
+        _mine_history(ws)
         sys.stderr.write(f"indexed {stats.files_seen} files in {stats.seconds:.2f}s; watching {ws.root} "
                          "(Ctrl-C to stop)\n")
 

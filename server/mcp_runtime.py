@@ -134,12 +134,9 @@ class Runtime:
             ws.start_watching(on_applied=self._on_applied)
         ws.warm()  # postings, edges and the symbol table, in the background: requests read SQLite until then
         ws.enable_vectors()  # in the background: search improves when vectors land
+        self._mine_history()  # before the warm-up fills the caches
         warm_up(ws)  # before prediction starts: these reads are not the agent's moves
         ws.enable_prefetch()
-        try:  # co-change statistics from the repository's history (cheap when HEAD has not moved)
-            ws.predictor.mine_git(ws.root)
-        except Exception:  # noqa: BLE001 - prediction works without history
-            log.warning("could not mine git history of %s", ws.root, exc_info=True)
 
     def _on_progress(self, phase: str, done: int, total: int) -> None:
         if self._stopping.is_set():
@@ -154,6 +151,18 @@ class Runtime:
         """A watcher batch landed: the overview and each touched module changed."""
         paths = sorted(batch.changed | batch.deleted)
         self._publish([OVERVIEW_URI, *(MODULE_URI.format(p) for p in paths)])
+        self._mine_history()  # a checkout or a pull changes files and HEAD together
+
+    def _mine_history(self) -> None:
+        """The commit history for ranking and co-change, again when HEAD moved (a rev-parse when it has not)."""
+        ws = self._ws
+        if ws is None:
+            return
+        try:
+            ws.mine_history()
+            ws.predictor.mine_git(ws.root)
+        except Exception:  # noqa: BLE001 - ranking and prediction work without history
+            log.warning("could not mine the git history of %s", ws.root, exc_info=True)
 
     # ------------------------------------------------------------------ notifications
     def _publish(self, uris: list[str]) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from indexer.graph.query import nodes_by_ids
-from indexer.search import lexical, rerank
+from indexer.search import history, lexical, rerank
 from indexer.search.edges import EdgeSource, SqlEdges, generation
 from indexer.search.graphwalk import expand
 from indexer.search.lexical import DocFrequencies, bm25_search, query_terms
@@ -82,6 +82,8 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
             scores.update({i: 0.0 for i in joining.values()})
             base.update({i: 0.0 for i in joining.values()})
         scores = rerank.boost_path_match(scores, info, query, match)
+    if "history" in signals:
+        scores = rerank.boost_history(scores, info, history.file_scores(conn, query))
     if "file_cohesion" in signals:
         scores = rerank.boost_file_cohesion(scores, info, query)
     vendored = _vendored_bundles(conn) if "peripheral" in signals else frozenset()

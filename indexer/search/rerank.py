@@ -51,6 +51,8 @@ COMMON_PATH_MIN_FILES = 2  # ... and more than two (in a tiny workspace every wo
 SIZE_EXPONENT = 0.2
 SIZE_TYPICAL_LINES = 10
 _SIZED_KINDS = frozenset({"function", "method"})
+#: Most a file's code gains when past commits like the query changed the file (``boost_history``).
+HISTORY_SHARE = 0.5
 SATURATION_DECAY = 0.5  # each further node of a file already ranked counts this much less
 #: A whole query that is one identifier (``APIRouter``, ``field_validator``, ``Session.send``) looks a symbol up.
 _SYMBOL_QUERY = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\s*$")
@@ -221,6 +223,18 @@ def boost_path_match(scores: dict[int, float], info: dict[int, CandidateInfo], q
             lift[path] = PATH_MATCH_SHARE * top * ratio if ratio >= PATH_MATCH_MIN_RATIO else 0.0
         out[i] = s + lift[path]
     return out
+
+
+def boost_history(scores: dict[int, float], info: dict[int, CandidateInfo], history: dict[str, float]) -> dict[int, float]:
+    """Code in a file that past commits like the query changed rises (``search.history``), by up to
+    HISTORY_SHARE of its own score, in proportion to the file's share of the best file's history score.
+
+    Multiplicative on purpose: an added lift raised every node of a big file above the precise hits
+    elsewhere (function Acc@5 .561 -> .529 on SWE-bench Lite dev; multiplied: .594).
+    """
+    if not history:
+        return scores
+    return {i: s * (1 + HISTORY_SHARE * history.get(info[i].path, 0.0)) for i, s in scores.items()}
 
 
 def named_files(query: str, match: PathMatch) -> list[str]:
@@ -432,5 +446,5 @@ def squash(x: float) -> float:
     return 1 - math.exp(-x)
 
 
-SIGNALS = ("size", "definitions", "name_terms", "path_match", "file_cohesion", "graph", "peripheral", "legacy",
-           "saturation")
+SIGNALS = ("size", "definitions", "name_terms", "path_match", "history", "file_cohesion", "graph", "peripheral",
+           "legacy", "saturation")

@@ -1,0 +1,187 @@
+"""The commit-history ranking signal: mined from a real git repository, stored in the index, used by search."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import write_tree
+from indexer.search import history, lexical
+from indexer.terms import terms_of
+
+# Two modules whose code ends up the same (the fix makes beta alpha's twin): only history tells them apart.
+FILES = {
+    "app/alpha.py": "def parse_header(value):\n    return value.split(';')\n",
+    "app/beta.py": "def parse_header(value):\n    return value.split(',')\n",
+    "app/other.py": "def unrelated():\n    return 1\n",
+}
+QUERY = "crash when parsing a quoted header value with a semicolon"
+
+
+def git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+def commit(root: Path, files: dict[str, str], message: str) -> str:
+    write_tree(root, files)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", message)
+    return git(root, "rev-parse", "HEAD").strip()
+
+
+@pytest.fixture
+def repo(tree) -> Path:
+    root = tree(FILES)
+    git(root, "init", "-q")
+    commit(root, {}, "Initial import")
+    commit(root, {"app/beta.py": FILES["app/alpha.py"], "tests/test_beta.py": "def test_b():\n    pass\n"},
+           "Fixed crash parsing a quoted header value containing a semicolon")
+    commit(root, {"app/other.py": FILES["app/other.py"] + "# tidy\n", "README.txt": "docs\n"},
+           "Tidied the unrelated helper")
+    return root
+
+
+def paths(ws, query: str) -> list[str]:
+    return [h.node.path for h in ws.search(query, top_k=10) if h.node.kind == "function"]
+
+
+def test_mining_stores_the_commits_once_per_head(repo, workspace):
+    ws = workspace(repo)
+    ws.index()
+    assert ws.status()["history"] is None
+    assert ws.mine_history() == 3
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert ws.status()["history"] == {"head": head, "commits": 3}
+    assert ws.mine_history() == 0  # the same head: nothing read again
+
+    new_head = commit(repo, {"app/alpha.py": FILES["app/alpha.py"] + "# x\n"}, "Sped up alpha")
+    assert ws.mine_history() == 4  # a new head replaces the stored history
+    assert ws.status()["history"] == {"head": new_head, "commits": 4}
+
+
+def test_history_survives_a_reopen(repo, workspace, tmp_path):
+    ws = workspace(repo, index_dir=tmp_path / "reopen")
+    ws.index()
+    ws.mine_history()
+    ws.close()
+    again = workspace(repo, index_dir=tmp_path / "reopen")
+    assert again.status()["history"]["commits"] == 3
+    assert again.mine_history() == 0
+
+
+def test_outside_git_there_is_no_history(tree, workspace):
+    ws = workspace(tree(FILES))
+    ws.index()
+    assert ws.mine_history() is None
+    assert ws.status()["history"] is None
+    assert history.file_scores(ws.reader(), QUERY) == {}
+
+
+def test_an_unknown_head_is_refused_quietly(repo, workspace):
+    ws = workspace(repo)
+    assert ws.mine_history(head="no-such-branch") is None
+
+
+def test_file_scores_credit_the_code_a_matching_commit_changed(repo, workspace):
+    ws = workspace(repo)
+    ws.index()
+    ws.mine_history()
+    scores = history.file_scores(ws.reader(), QUERY)
+    assert scores["app/beta.py"] == 1.0
+    assert "tests/test_beta.py" not in scores  # a test file is not where the fault sits
+    assert "app/alpha.py" not in scores  # only in the initial import, whose message says nothing of headers
+    assert "README.txt" not in scores  # only Python files are mined
+
+
+def test_large_commits_are_not_evidence(repo, workspace):
+    commit(repo, {f"bulk/m{i}.py": f"# header {i}\n" for i in range(history.MAX_FILES + 1)},
+           "Reformatted every quoted header value parser")
+    ws = workspace(repo)
+    ws.index()
+    assert ws.mine_history() == 3  # the initial import, the fix, the tidy: not the sweep
+    assert not any(p.startswith("bulk/") for p in history.file_scores(ws.reader(), QUERY))
+
+
+def test_history_lifts_a_file_in_search_and_changes_the_cached_answer(repo, workspace):
+    ws = workspace(repo)
+    ws.index()
+    before = paths(ws, QUERY)
+    assert set(before[:2]) == {"app/alpha.py", "app/beta.py"}
+    scores = {h.node.path: h.score for h in ws.search(QUERY, top_k=10) if h.node.kind == "function"}
+    assert scores["app/alpha.py"] == pytest.approx(scores["app/beta.py"])  # the code alone cannot tell
+    ws.mine_history()
+    after = {h.node.path: h.score for h in ws.search(QUERY, top_k=10) if h.node.kind == "function"}
+    assert after["app/beta.py"] > after["app/alpha.py"]  # not the cached answer of before the mining
+    assert after["app/beta.py"] <= after["app/alpha.py"] * (1 + 1e-9 + history_share())
+
+
+def history_share() -> float:
+    from indexer.search.rerank import HISTORY_SHARE
+    return HISTORY_SHARE
+
+
+def test_in_memory_bm25_equals_fts5(tmp_path, repo, workspace):
+    messages = ["Fixed header parsing", "Fixed a crash in the parser of headers and values", "values values",
+                "Refactored the cookie jar", "Made quoting of header values strict", "header"]
+    for i, message in enumerate(messages):
+        commit(repo, {f"app/m{i}.py": f"x = {i}\n"}, message)
+    ws = workspace(repo)
+    ws.index()
+    ws.mine_history()
+    conn = ws.reader()
+    index = history._commit_index(conn, history.mined_head(conn))
+    for query in ("header value", "crash parser", "cookie quoting values", "nothing matches zzz", QUERY):
+        words = list(dict.fromkeys(w for w in terms_of(query) if len(w) > 2))
+        match = " OR ".join(f'"{w}"' for w in words)
+        expected = conn.execute("SELECT rowid, -bm25(commit_fts) FROM commit_fts WHERE commit_fts MATCH ? "
+                                "ORDER BY rank, rowid LIMIT 20", (match,)).fetchall() if words else []
+        got = index.search(lexical.stems(conn, words), 20)
+        assert [d for d, _ in got] == [d for d, _ in expected], query
+        assert all(math.isclose(a, b, rel_tol=1e-9) for (_, a), (_, b) in zip(got, expected))
+
+
+def test_cli_index_mines_the_history(repo, tmp_path):
+    def cli(*args: str) -> dict:
+        done = subprocess.run([sys.executable, "-m", "server.cli", *args, "--index-dir", str(tmp_path / "cli"),
+                               "--json"], capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)
+
+    cli("index", str(repo))
+    assert cli("status", "--workspace", str(repo))["history"]["commits"] == 3
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_server_mines_at_start_and_again_after_a_commit(repo, workspace):
+    import anyio
+    from mcp.client import Client
+
+    from server.mcp_server import build_server
+
+    async def history_status() -> dict | None:
+        return (await client.call_tool("index_status", {})).structured_content["history"]
+
+    ws = workspace(repo)
+    async with Client(build_server(ws, watch=True)) as client:
+        with anyio.fail_after(20):
+            while (await history_status()) is None:  # mined after the first pass, in the background
+                await anyio.sleep(0.05)
+        assert (await history_status())["commits"] == 3
+        while ws.watcher is None:
+            await anyio.sleep(0.05)
+        head = commit(repo, {"app/alpha.py": FILES["app/alpha.py"] + "# faster\n"}, "Sped up alpha")
+        with anyio.fail_after(20):  # the watcher's batch for the committed file mines the new head
+            while (await history_status())["head"] != head:
+                await anyio.sleep(0.05)
+    assert ws.status()["history"]["commits"] == 4
