@@ -23,7 +23,7 @@ from pathlib import Path
 from _quality import (CONFIGS, alphas_arg, budgets_arg, emit, DEFAULT_BENCH, DEFAULT_CORPORA, TokenCosts, ablation_deltas, choose_configs, mean,
                       ndcg_at_k, needs_vectors, ranked_nodes, table, within_budget)
 
-from corpora import semble_dir, semble_repos
+from corpora import mirror_dir, semble_dir, semble_repos
 from indexer.types import Node
 from indexer.workspace import Workspace
 
@@ -96,8 +96,13 @@ def metric_names() -> list[str]:
     return ["ndcg10", *(f"ndcg10:{c}" for c in CATEGORIES), *(f"recall@{b}" for b in BUDGETS)]
 
 
-def bench_repo(spec: dict, corpora: Path, bench: Path, configs: dict, embedder: str | None = None) -> dict:
-    """Index one repository's benchmark root and score every annotated query under each configuration."""
+def bench_repo(spec: dict, corpora: Path, bench: Path, configs: dict, embedder: str | None = None,
+               history: bool = False) -> dict:
+    """Index one repository's benchmark root and score every annotated query under each configuration.
+
+    With ``history`` the git mirror's commits up to the pinned revision are mined for the ``history``
+    signal (the corpus itself is an exported tree, without .git).
+    """
     prefix = (spec.get("benchmark_root") or "").strip("/")
     root = semble_dir(spec["name"], corpora) / prefix
     if not root.is_dir():
@@ -109,6 +114,7 @@ def bench_repo(spec: dict, corpora: Path, bench: Path, configs: dict, embedder: 
             started = time.perf_counter()
             stats = ws.index()
             index_s = time.perf_counter() - started
+            commits = mine_history(ws, spec, corpora, prefix) if history else None
             started = time.perf_counter()
             vectors = needs_vectors(configs) and ws.enable_vectors(wait=True)
             vector_s = time.perf_counter() - started
@@ -137,10 +143,22 @@ def bench_repo(spec: dict, corpora: Path, bench: Path, configs: dict, embedder: 
     return {
         "repo": spec["name"], "queries": len(queries), "queries_without_indexed_target": skipped,
         "files": stats.files_parsed, "nodes": sum(v for k, v in stats.nodes_by_kind.items() if k != "library"),
-        "index_s": round(index_s, 3), "vectors_s": round(vector_s, 3),
+        "index_s": round(index_s, 3), "vectors_s": round(vector_s, 3), "history_commits": commits,
         "query_ms_p50": {n: round(1000 * statistics.median(v), 2) for n, v in latencies.items()},
         "metrics": {n: {m: mean(v) for m, v in bucket.items()} for n, bucket in per_config.items()},
     }
+
+
+def mine_history(ws: Workspace, spec: dict, corpora: Path, prefix: str) -> int:
+    """Give the exported benchmark root the history of its pinned revision, from the repository's mirror."""
+    repo = "/".join(spec["url"].removesuffix(".git").split("/")[-2:])
+    git_dir = mirror_dir(repo, corpora / "mirrors.json")
+    if git_dir is None:
+        raise SystemExit(f"--history: no git mirror of {repo}: run `python benchmarks/corpora.py swebench` first")
+    commits = ws.mine_history(git_dir, spec["revision"], subdir=prefix or None)
+    if commits is None:
+        raise SystemExit(f"--history: {spec['revision']} is not in the mirror {git_dir}")
+    return commits
 
 
 def summarise(repos: list[dict], configs: dict) -> dict[str, dict[str, float]]:
@@ -163,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run each configuration with these query posting budgets (e.g. 0.2,0.5)")
     parser.add_argument("--embedder", default=None, help="wordllama (default when installed) or minilm, for the "
                         "configurations with vectors")
+    parser.add_argument("--history", action="store_true", help="mine each repository's git mirror at the pinned "
+                        "revision for the commit-history signal")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON object to this file")
     args = parser.parse_args(argv)
@@ -174,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     repos = []
     for spec in specs:
-        repos.append(bench_repo(spec, args.corpora, args.bench, configs, args.embedder))
+        repos.append(bench_repo(spec, args.corpora, args.bench, configs, args.embedder, args.history))
         if not args.json:
             print(f"{spec['name']}: indexed in {repos[-1]['index_s']:.2f}s", file=sys.stderr)
     summary = summarise(repos, configs)

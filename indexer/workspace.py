@@ -444,12 +444,13 @@ class Workspace:
                 current[dep] = row[0] if row and row[0] is not None else 0
         return current
 
-    def mine_history(self, repo: str | Path | None = None, head: str = "HEAD") -> int | None:
+    def mine_history(self, repo: str | Path | None = None, head: str = "HEAD",
+                     subdir: str | None = None) -> int | None:
         """Store the git history up to ``head`` of ``repo`` (default: the workspace) for the ``history``
         ranking signal; returns the commits stored, 0 when that head is already stored, None outside git.
 
-        ``repo`` may be a bare repository, and ``head`` any commit, so a benchmark can give a checked-out
-        folder the history of the commit it holds.
+        ``repo`` may be a bare repository, ``head`` any commit and ``subdir`` the workspace's folder in it,
+        so a benchmark can give an exported folder the history of the commit it holds.
         """
         repo = Path(repo) if repo is not None else self.root
         sha = git.resolve(repo, head)
@@ -457,7 +458,7 @@ class Workspace:
             return None
         if sha == self._history_head:
             return 0
-        commits = history.read_commits(repo, sha)
+        commits = history.read_commits(repo, sha, subdir=subdir)
         with self._write_lock:
             history.store(self.conn, sha, commits)
             self.conn.commit()

@@ -20,7 +20,8 @@ FILES = {
     "app/beta.py": "def parse_header(value):\n    return value.split(',')\n",
     "app/other.py": "def unrelated():\n    return 1\n",
 }
-QUERY = "crash when parsing a quoted header value with a semicolon"
+# An issue report (a search of a few words gets no history: see test_a_search_gets_no_history).
+QUERY = "The server crashes when parsing a quoted header value that contains a semicolon in the middle"
 
 
 def git(root: Path, *args: str) -> str:
@@ -122,6 +123,16 @@ def test_history_lifts_a_file_in_search_and_changes_the_cached_answer(repo, work
     assert after["app/beta.py"] <= after["app/alpha.py"] * (1 + 1e-9 + history_share())
 
 
+def test_a_search_gets_no_history(repo, workspace):
+    ws = workspace(repo)
+    ws.index()
+    ws.mine_history()
+    search = "quoted header value semicolon"
+    assert history.file_scores(ws.reader(), search)["app/beta.py"] == 1.0  # the commits would say beta ...
+    scores = {h.node.path: h.score for h in ws.search(search, top_k=10) if h.node.kind == "function"}
+    assert scores["app/alpha.py"] == pytest.approx(scores["app/beta.py"])  # ... but a search names code
+
+
 def history_share() -> float:
     from indexer.search.rerank import HISTORY_SHARE
     return HISTORY_SHARE
@@ -185,3 +196,20 @@ async def test_server_mines_at_start_and_again_after_a_commit(repo, workspace):
             while (await history_status())["head"] != head:
                 await anyio.sleep(0.05)
     assert ws.status()["history"]["commits"] == 4
+
+
+def test_a_workspace_inside_a_repository_sees_its_own_paths(repo, workspace, tmp_path):
+    commit(repo, {"lib/src/pkg/codec.py": "def decode(header):\n    return header\n"},
+           "Fixed decoding of a quoted header value")
+    inner = workspace(repo / "lib" / "src")  # a work tree's subfolder: git log --relative
+    inner.index()
+    assert inner.mine_history() == 1  # only the commit that touched Python code inside it
+    assert set(history.file_scores(inner.reader(), QUERY)) == {"pkg/codec.py"}
+
+    bare = tmp_path / "mirror.git"  # a bare mirror and an exported folder, as the benchmarks have them
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True, capture_output=True)
+    exported = write_tree(tmp_path / "export", {"pkg/codec.py": "def decode(header):\n    return header\n"})
+    ws = workspace(exported, index_dir=tmp_path / "export-idx")
+    ws.index()
+    assert ws.mine_history(bare, "HEAD", subdir="lib/src") == 1
+    assert set(history.file_scores(ws.reader(), QUERY)) == {"pkg/codec.py"}

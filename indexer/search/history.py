@@ -73,13 +73,16 @@ def summary(conn) -> dict | None:
     return {"head": head, "commits": commits}
 
 
-def read_commits(repo: Path, head: str, max_commits: int = MAX_COMMITS) -> list[tuple[str, str, list[str]]]:
+def read_commits(repo: Path, head: str, max_commits: int = MAX_COMMITS,
+                 subdir: str | None = None) -> list[tuple[str, str, list[str]]]:
     """(sha, message, changed .py files) of the non-merge commits up to ``head``, newest first.
 
     Paths are relative to ``repo`` (``--relative``: a workspace inside a larger repository sees its own
-    paths); commits that touch no Python file or more than MAX_FILES files are left out.
+    paths), or to ``subdir`` of it (a bare repository has no folder to be relative to); commits that touch
+    no Python file there, or more than MAX_FILES files, are left out.
     """
-    out = git.run(repo, "log", "--no-merges", "--no-renames", "--name-only", "--relative",
+    relative = f"--relative={subdir.strip('/')}/" if subdir else "--relative"
+    out = git.run(repo, "log", "--no-merges", "--no-renames", "--name-only", relative,
                f"--max-count={max_commits}", "--format=%x00%H%x01%B%x02", head)
     if out is None:
         raise HistoryError(f"git log {head} failed in {repo}")

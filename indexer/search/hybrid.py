@@ -82,7 +82,7 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
             scores.update({i: 0.0 for i in joining.values()})
             base.update({i: 0.0 for i in joining.values()})
         scores = rerank.boost_path_match(scores, info, query, match)
-    if "history" in signals:
+    if "history" in signals and rerank.wants_history(query):
         scores = rerank.boost_history(scores, info, history.file_scores(conn, query))
     if "file_cohesion" in signals:
         scores = rerank.boost_file_cohesion(scores, info, query)

@@ -225,6 +225,13 @@ def boost_path_match(scores: dict[int, float], info: dict[int, CandidateInfo], q
     return out
 
 
+def wants_history(query: str) -> bool:
+    """Whether past commit messages say something about ``query``: an issue report or a task describes a
+    change, as commit messages do; a search names code (on semble's searches the history cost NDCG@10
+    .883 -> .866, on SWE-bench's reports it gained function Acc@10 .652 -> .665)."""
+    return not is_search_like(query)
+
+
 def boost_history(scores: dict[int, float], info: dict[int, CandidateInfo], history: dict[str, float]) -> dict[int, float]:
     """Code in a file that past commits like the query changed rises (``search.history``), by up to
     HISTORY_SHARE of its own score, in proportion to the file's share of the best file's history score.
