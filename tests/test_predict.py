@@ -244,6 +244,22 @@ def test_mine_git_learns_co_change_and_ignores_large_commits(tmp_path):
     assert Predictor().mine_git(tmp_path.parent / "nowhere") == 0
 
 
+def test_mine_git_in_a_subfolder_learns_the_workspace_paths(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       check=True, capture_output=True)
+
+    git("init", "-q")
+    for n in range(2):
+        _write(tmp_path, {"svc/a.py": f"x = {n}\n", "svc/b.py": f"y = {n}\n", "other/c.py": f"z = {n}\n"})
+        git("add", "-A")
+        git("commit", "-q", "-m", f"c{n}")
+    predictor = Predictor()
+    assert predictor.mine_git(tmp_path / "svc") == 2
+    top = predictor.predict("a.py", task_id="t")  # the workspace's own paths, not the repository's
+    assert [p.path for p in top] == ["b.py"]
+
+
 class SlowBuild:
     """A build callable that takes time and records how many builds ran at once."""
 

@@ -171,11 +171,13 @@ class CoChange:
 def git_commits(root: Path, since: str | None = None, max_commits: int = MAX_COMMITS) -> list[list[str]]:
     """The file sets of the non-merge commits after ``since`` (or the newest ones) at ``root``, oldest first.
 
-    Returns [] when ``root`` is not a git work tree or git is missing: co-change is then simply unused.
+    Paths are relative to ``root`` (``--relative``), as the index's are when the workspace is a folder inside
+    a larger repository. Returns [] when ``root`` is not a git work tree or git is missing: co-change is then
+    simply unused.
     """
     span = [f"{since}..HEAD"] if since else ["HEAD"]
-    out = git.run(root, "log", "--no-merges", "--name-only", "--no-renames", f"--max-count={max_commits}",
-               "--pretty=format:%x00", *span)
+    out = git.run(root, "log", "--no-merges", "--name-only", "--no-renames", "--relative",
+                  f"--max-count={max_commits}", "--pretty=format:%x00", *span)
     if out is None and since:  # history rewritten under us: mine from scratch
         return git_commits(root, None, max_commits)
     if out is None:
