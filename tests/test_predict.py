@@ -223,19 +223,22 @@ def test_a_test_result_event_feeds_the_predictor(tmp_path):
         assert "ran as a test in this task" in reasons["tests/test_core.py"]
 
 
-def test_mine_git_learns_co_change_and_ignores_large_commits(tmp_path):
+def _commit_each(root, file_sets: list[dict[str, str]]) -> None:
+    """A git repository at ``root`` with one commit per file set."""
     def git(*args):
-        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args],
                        check=True, capture_output=True)
 
     git("init", "-q")
-    for n in range(3):
-        _write(tmp_path, {"a.py": f"x = {n}\n", "b.py": f"y = {n}\n"})
+    for n, files in enumerate(file_sets):
+        _write(root, files)
         git("add", "-A")
         git("commit", "-q", "-m", f"c{n}")
-    _write(tmp_path, {f"big/m{i}.py": "" for i in range(31)} | {"a.py": "x = 9\n"})
-    git("add", "-A")
-    git("commit", "-q", "-m", "big")
+
+
+def test_mine_git_learns_co_change_and_ignores_large_commits(tmp_path):
+    _commit_each(tmp_path, [{"a.py": f"x = {n}\n", "b.py": f"y = {n}\n"} for n in range(3)]
+                 + [{f"big/m{i}.py": "" for i in range(31)} | {"a.py": "x = 9\n"}])
     predictor = Predictor()
     assert predictor.mine_git(tmp_path) == 3
     assert predictor.mine_git(tmp_path) == 0  # nothing new since the mined head
@@ -245,15 +248,8 @@ def test_mine_git_learns_co_change_and_ignores_large_commits(tmp_path):
 
 
 def test_mine_git_in_a_subfolder_learns_the_workspace_paths(tmp_path):
-    def git(*args):
-        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-                       check=True, capture_output=True)
-
-    git("init", "-q")
-    for n in range(2):
-        _write(tmp_path, {"svc/a.py": f"x = {n}\n", "svc/b.py": f"y = {n}\n", "other/c.py": f"z = {n}\n"})
-        git("add", "-A")
-        git("commit", "-q", "-m", f"c{n}")
+    _commit_each(tmp_path, [{"svc/a.py": f"x = {n}\n", "svc/b.py": f"y = {n}\n", "other/c.py": f"z = {n}\n"}
+                            for n in range(2)])
     predictor = Predictor()
     assert predictor.mine_git(tmp_path / "svc") == 2
     top = predictor.predict("a.py", task_id="t")  # the workspace's own paths, not the repository's
