@@ -60,6 +60,12 @@ def terms_of(text: str) -> list[str]:
     return [term for word in _WORD.findall(text) for term in _word_terms(word)]
 
 
+def distinct_terms(text: str) -> list[str]:
+    """``terms_of`` without repeats and without one- and two-letter terms, in first-seen order: the words
+    a query is matched by (file names, commit messages)."""
+    return list(dict.fromkeys(t for t in terms_of(text) if len(t) > 2))
+
+
 class _WordTexts(dict):
     """Each identifier's terms joined by spaces, filled on first use and emptied when full.
 

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import write_tree
 from indexer.search import history, lexical
+from indexer.search.rerank import HISTORY_SHARE
 from indexer.terms import terms_of
 
 # Two modules whose code ends up the same (the fix makes beta alpha's twin): only history tells them apart.
@@ -120,7 +121,7 @@ def test_history_lifts_a_file_in_search_and_changes_the_cached_answer(repo, work
     ws.mine_history()
     after = {h.node.path: h.score for h in ws.search(QUERY, top_k=10) if h.node.kind == "function"}
     assert after["app/beta.py"] > after["app/alpha.py"]  # not the cached answer of before the mining
-    assert after["app/beta.py"] <= after["app/alpha.py"] * (1 + 1e-9 + history_share())
+    assert after["app/beta.py"] <= after["app/alpha.py"] * (1 + 1e-9 + HISTORY_SHARE)
 
 
 def test_a_search_gets_no_history(repo, workspace):
@@ -131,11 +132,6 @@ def test_a_search_gets_no_history(repo, workspace):
     assert history.file_scores(ws.reader(), search)["app/beta.py"] == 1.0  # the commits would say beta ...
     scores = {h.node.path: h.score for h in ws.search(search, top_k=10) if h.node.kind == "function"}
     assert scores["app/alpha.py"] == pytest.approx(scores["app/beta.py"])  # ... but a search names code
-
-
-def history_share() -> float:
-    from indexer.search.rerank import HISTORY_SHARE
-    return HISTORY_SHARE
 
 
 def test_in_memory_bm25_equals_fts5(tmp_path, repo, workspace):

@@ -14,8 +14,6 @@ switch or a rewritten history never leaves stale evidence.
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +21,9 @@ import numpy as np
 from indexer import git
 from indexer.graph.facts import is_test_path
 from indexer.search import lexical
+from indexer.search.memo import PerIndexState
 from indexer.search.postings import B, K1, TOKENIZER
-from indexer.terms import terms_of, terms_text
+from indexer.terms import distinct_terms, terms_text
 
 #: The newest commits mined: ~0.4 s of git and ~0.3 s of inserts on Django, enough to cover years of work.
 MAX_COMMITS = 5000
@@ -83,7 +82,7 @@ def read_commits(repo: Path, head: str, max_commits: int = MAX_COMMITS,
     """
     relative = f"--relative={subdir.strip('/')}/" if subdir else "--relative"
     out = git.run(repo, "log", "--no-merges", "--no-renames", "--name-only", relative,
-               f"--max-count={max_commits}", "--format=%x00%H%x01%B%x02", head)
+                  f"--max-count={max_commits}", "--format=%x00%H%x01%B%x02", head)
     if out is None:
         raise HistoryError(f"git log {head} failed in {repo}")
     commits = []
@@ -114,7 +113,7 @@ def file_scores(conn, query: str, top_commits: int = TOP_COMMITS) -> dict[str, f
     A commit's BM25 score is shared among its files by 1 / sqrt(files), so a one-file fix says more about
     its file than a sweep over twenty. Test files get no credit: the fault sits in the code they test.
     """
-    words = list(dict.fromkeys(w for w in terms_of(query) if len(w) > 2))[:MAX_QUERY_WORDS]
+    words = distinct_terms(query)[:MAX_QUERY_WORDS]
     head = mined_head(conn) if words else None
     if head is None:
         return {}
@@ -140,11 +139,11 @@ class CommitIndex:
     scored with FTS5's own bm25() formula and constants, give FTS5's scores in well under a millisecond.
     """
 
-    def __init__(self, postings: dict[str, tuple[np.ndarray, np.ndarray]], files: dict[int, list[str]],
-                 docs: int) -> None:
+    def __init__(self, postings: dict[str, tuple[np.ndarray, np.ndarray]], files: dict[int, list[str]]) -> None:
         self._postings = postings  # stem -> (commit ids, BM25's term-frequency part of each)
         self.files = files  # commit id -> changed files
-        self._docs = docs
+        self._docs = len(files)
+        self._slots = max(files, default=0) + 1  # score array length: ids are rowids from 1
 
     @classmethod
     def load(cls, conn) -> CommitIndex:
@@ -163,14 +162,14 @@ class CommitIndex:
             docs.append(doc)
             parts.append(tf * (K1 + 1) / (tf + K1 * (1 - B + B * lengths[doc] / average)))
         postings = {t: (np.array(d, dtype=np.int64), np.array(p)) for t, (d, p) in grouped.items()}
-        return cls(postings, files, len(files))
+        return cls(postings, files)
 
     def search(self, stems: list[str], limit: int) -> list[tuple[int, float]]:
         """The ``limit`` best (commit id, score) for an OR of ``stems`` (a repeated stem counts again, as in
         FTS5), best first."""
         if not self._docs:
             return []
-        scores = np.zeros(max(self.files) + 1)
+        scores = np.zeros(self._slots)
         for stem in stems:
             found = self._postings.get(stem)
             if found is None:
@@ -183,24 +182,12 @@ class CommitIndex:
         return [(int(i), float(scores[i])) for i in best]
 
 
-_LOADED: OrderedDict[tuple[str, str], CommitIndex] = OrderedDict()
-_LOADED_KEPT = 2
-_LOADED_LOCK = threading.Lock()
+_LOADED = PerIndexState(kept=2)
 
 
 def _commit_index(conn, head: str) -> CommitIndex | None:
     """The in-memory index of the history mined at ``head`` into ``conn``'s database (loaded once)."""
-    key = (conn.execute("PRAGMA database_list").fetchone()[2], head)
-    with _LOADED_LOCK:
-        if key in _LOADED:
-            _LOADED.move_to_end(key)
-            return _LOADED[key]
     try:
-        index = CommitIndex.load(conn)
+        return _LOADED.get(conn, lambda: CommitIndex.load(conn), state=head)
     except Exception:  # noqa: BLE001 - no history tables in this snapshot: no evidence
         return None
-    with _LOADED_LOCK:
-        _LOADED[key] = index
-        while len(_LOADED) > _LOADED_KEPT:
-            _LOADED.popitem(last=False)
-    return index

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from indexer.graph.query import nodes_by_ids
 from indexer.search import history, lexical, rerank
-from indexer.search.edges import EdgeSource, SqlEdges, generation
+from indexer.search.edges import EdgeSource, SqlEdges
 from indexer.search.graphwalk import expand
 from indexer.search.lexical import DocFrequencies, bm25_search, query_terms
+from indexer.search.memo import PerIndexState
 from indexer.search.postings import Postings
-from indexer.terms import terms_of
+from indexer.terms import distinct_terms
 from indexer.types import Node, NodeKind, SearchHit
 
 #: Lexical share of the fused score for a search-box query; the rest is the dense similarity (when vectors
@@ -128,42 +127,12 @@ def fusion_weight(query: str) -> float:
 
 def _query_words(conn, query: str) -> dict[str, str]:
     """The query's distinct words (identifier parts, no filler), each with the index's stem of it."""
-    words = list(dict.fromkeys(w for w in terms_of(query) if len(w) > 2))
+    words = distinct_terms(query)
     return dict(zip(words, lexical.stems(conn, words)))
 
 
-class _PerGeneration:
-    """Values computed once per (database, generation), the last few kept: the same index answers query after
-    query, and a save makes a new generation."""
-
-    def __init__(self, kept: int) -> None:
-        self._values: OrderedDict[tuple[str, int], object] = OrderedDict()
-        self._kept = kept
-        self._lock = threading.Lock()
-
-    def get(self, conn, build: Callable[[], object]):
-        """The value for the generation ``conn`` reads, from ``build()`` the first time."""
-        key = (conn.execute("PRAGMA database_list").fetchone()[2], generation(conn))
-        with self._lock:
-            if key in self._values:
-                self._values.move_to_end(key)
-                return self._values[key]
-        value = build()
-        with self._lock:
-            self._values[key] = value
-            while len(self._values) > self._kept:
-                self._values.popitem(last=False)
-        return value
-
-    def recent(self, conn) -> list:
-        """The values kept for ``conn``'s database, newest first."""
-        db = conn.execute("PRAGMA database_list").fetchone()[2]
-        with self._lock:
-            return [v for (d, _), v in reversed(self._values.items()) if d == db]
-
-
-_FILE_NAMES = _PerGeneration(kept=4)
-_VENDORED = _PerGeneration(kept=4)
+_FILE_NAMES = PerIndexState(kept=4)
+_VENDORED = PerIndexState(kept=4)
 #: Some module of ``folder`` imports code of ``host`` outside ``folder``. Prefixes as ranges (``'/'`` + 1 is
 #: ``'0'``): the files' path index answers them.
 _IMPORTS_HOST = (
