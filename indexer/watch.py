@@ -9,7 +9,10 @@ decided by looking at the disk when the batch is flushed, so event order and
 editors' save dances (write temp, rename over) do not matter.
 
 The consumer applies a batch in this order: drop everything under
-``deleted_dirs``, drop ``deleted``, then (re)index ``changed``.
+``deleted_dirs``, drop ``deleted``, then (re)index ``changed``. A batch may
+also say only that git's HEAD or a branch moved (``refs_changed``): a commit
+of files indexed already changes no file the index reads, but it changes
+the history the ranking and the predictor learn from.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ IGNORE_FILE_NAMES = frozenset({".gitignore", ".codeaheadignore"})
 DEFAULT_SUFFIXES = (".py", ".pyi")
 #: Folders never worth watching, wherever they appear.
 _IGNORED_DIR_NAMES = frozenset({".git"})
+#: Files of the workspace's own git folder whose writes move HEAD: a checkout rewrites ``HEAD``, a commit,
+#: reset or pull a branch ref (loose or packed). Their ``.lock`` files are written first, then renamed.
+_GIT_HEAD_FILES = frozenset({".git/HEAD", ".git/packed-refs"})
+_GIT_BRANCHES = ".git/refs/heads/"
 # Editor swap/backup/probe files (vim, emacs, atomic-save temporaries).
 _SWAP_SUFFIXES = (".swp", ".swo", ".swx", "~", ".tmp")
 _SWAP_PREFIXES = (".#",)
@@ -73,8 +80,10 @@ class ChangeBatch:
     events: int  # raw (filtered) events coalesced into this batch
     first_event_at: float  # time.monotonic()
     flushed_at: float  # time.monotonic()
+    refs_changed: bool = False  # git's HEAD or a branch ref was written: the history may have moved
 
     def __len__(self) -> int:
+        """Files and folders to apply (a moved ref alone counts none)."""
         return (
             len(self.changed)
             + len(self.deleted)
@@ -90,6 +99,7 @@ class _Pending:
     files: set[str] = field(default_factory=set)
     deleted_dirs: set[str] = field(default_factory=set)
     dirs_to_scan: set[str] = field(default_factory=set)
+    refs_changed: bool = False
     events: int = 0
     first_at: float | None = None
     last_at: float = 0.0
@@ -260,10 +270,12 @@ class Watcher:
         except Exception as exc:  # noqa: BLE001 - a user is_ignored must not kill the observer
             self._report(exc)
             return
-        if gone_rel is None and came_rel is None:
+        refs = not event.is_directory and (self._moves_head(gone) or self._moves_head(came))
+        if gone_rel is None and came_rel is None and not refs:
             return
         with self._cond:
             p = self._pending
+            p.refs_changed |= refs
             if event.is_directory:
                 if gone_rel is not None:
                     p.deleted_dirs.add(gone_rel)
@@ -286,6 +298,13 @@ class Watcher:
         if not is_dir and not self._counts(rel):
             return None
         return None if self._ignored(rel, is_dir) else rel
+
+    def _moves_head(self, path: str) -> bool:
+        """True for a write of HEAD or a branch ref in the root's own ``.git`` folder."""
+        if not path.startswith(self._root_prefix):
+            return False
+        rel = path[len(self._root_prefix) :].replace(os.sep, "/")
+        return rel in _GIT_HEAD_FILES or (rel.startswith(_GIT_BRANCHES) and not rel.endswith(".lock"))
 
     def _is_self(self, path: str) -> bool:
         """True for the index's own files (database and its sidecars, or a whole folder)."""
@@ -351,7 +370,7 @@ class Watcher:
         try:
             batch = self._build(taken)
             size = len(batch)
-            if size:
+            if size or batch.refs_changed:
                 self._apply(batch)
         except Exception as exc:  # noqa: BLE001 - the watcher outlives a failing consumer
             self._report(exc)
@@ -383,6 +402,7 @@ class Watcher:
             events=taken.events,
             first_event_at=taken.first_at or 0.0,
             flushed_at=time.monotonic(),
+            refs_changed=taken.refs_changed,
         )
 
     def _scan(self, rel_dir: str) -> Iterator[str]:

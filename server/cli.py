@@ -207,6 +207,8 @@ def cmd_status(args) -> None:
             f"nodes     {_table(status['nodes'])}",
             f"edges     {_table(status['edges'])}",
             f"freshness generation {status['freshness']['generation']}, last change {status['freshness']['last_change']}",
+            f"history   " + (f"{status['history']['commits']} commits mined at {status['history']['head'][:12]}"
+                             if status["history"] else "none (not a git repository, or not mined yet)"),
             f"skipped   {_table(status['skipped_by_reason'])}",
         ]
         lines += [f"  {s['reason']:<13} {s['path']}  {s['detail']}".rstrip() for s in status["skipped"]]
@@ -345,6 +347,7 @@ def cmd_predict(args) -> None:
         if args.top_k < 1:
             raise CliError(f"--top-k must be >= 1, not {args.top_k}")
         _ensure_indexed(ws, args)
+        ws.predictor.mine_git(ws.root)  # co-change from the workspace's git history, as the server learns it
         try:
             predictions = ws.predict(args.after, task_id=args.task, top_k=args.top_k)
         except (UnknownTask, UnknownTarget, ValueError) as exc:

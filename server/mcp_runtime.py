@@ -21,7 +21,6 @@ import anyio.from_thread
 import anyio.lowlevel
 from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
 
-from indexer import git
 from indexer.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,6 @@ class Runtime:
         self._steps_before = 0  # steps of the finished phases: MCP progress must only grow
         self._steps = 0
         self._error: str | None = None
-        self._mined: tuple[Path, str] | None = None  # (workspace root, HEAD) whose history is mined
         self._bus: SubscriptionBus | None = None
         self._token = None
         self._users = 0
@@ -153,20 +151,15 @@ class Runtime:
         """A watcher batch landed: the overview and each touched module changed."""
         paths = sorted(batch.changed | batch.deleted)
         self._publish([OVERVIEW_URI, *(MODULE_URI.format(p) for p in paths)])
-        self._mine_history()  # a checkout or a pull changes files and HEAD together
 
     def _mine_history(self) -> None:
-        """The commit history for ranking and co-change, again when HEAD moved (one rev-parse when it has not)."""
+        """The commit history for ranking and co-change; from here on the watcher follows HEAD."""
         ws = self._ws
         if ws is None:
-            return
-        head = git.resolve(ws.root)
-        if head is None or self._mined == (ws.root, head):
             return
         try:
             ws.mine_history()
             ws.predictor.mine_git(ws.root)
-            self._mined = (ws.root, head)
         except Exception:  # noqa: BLE001 - ranking and prediction work without history
             log.warning("could not mine the git history of %s", ws.root, exc_info=True)
 

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,39 @@ def test_mining_stores_the_commits_once_per_head(repo, workspace):
     new_head = commit(repo, {"app/alpha.py": FILES["app/alpha.py"] + "# x\n"}, "Sped up alpha")
     assert ws.mine_history() == 4  # a new head replaces the stored history
     assert ws.status()["history"] == {"head": new_head, "commits": 4}
+
+
+def test_the_watcher_follows_a_commit_that_changes_no_indexed_file(repo, workspace):
+    """Committing saved work writes no file the index reads; the watcher still sees the branch move and
+    mines the new head for the ranking, and for the predictor's co-change once it is loaded."""
+    ws = workspace(repo)
+    ws.index()
+    ws.mine_history()
+    predictor = ws.predictor
+    predictor.mine_git(repo)
+    ws.start_watching()
+    generation = ws.freshness()["generation"]
+    write_tree(repo, {"app/alpha.py": FILES["app/alpha.py"] + "# faster\n",
+                      "app/other.py": FILES["app/other.py"] + "# faster too\n"})
+    assert wait_until(lambda: ws.freshness()["generation"] > generation)
+    assert ws.watcher.wait_idle(10)
+    generation = ws.freshness()["generation"]
+    git(repo, "commit", "-q", "-am", "Sped up alpha")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert wait_until(lambda: ws.status()["history"]["head"] == head)
+    assert ws.status()["history"]["commits"] == 4
+    assert wait_until(lambda: predictor.mined_head == head)
+    assert "app/other.py" in predictor.cochange.pairs.get("app/alpha.py", {})
+    assert ws.freshness()["generation"] == generation  # nothing was re-indexed for it
+
+
+def wait_until(condition, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
 
 
 def test_history_survives_a_reopen(repo, workspace, tmp_path):

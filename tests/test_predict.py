@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -254,6 +256,17 @@ def test_mine_git_in_a_subfolder_learns_the_workspace_paths(tmp_path):
     assert predictor.mine_git(tmp_path / "svc") == 2
     top = predictor.predict("a.py", task_id="t")  # the workspace's own paths, not the repository's
     assert [p.path for p in top] == ["b.py"]
+
+
+def test_cli_predict_learns_co_change_from_the_workspace_history(tmp_path):
+    root = tmp_path / "ws"
+    root.mkdir()
+    _commit_each(root, [{"a.py": f"x = {n}\n", "b.py": f"y = {n}\n", "c.py": "z = 0\n"} for n in range(3)])
+    done = subprocess.run([sys.executable, "-m", "server.cli", "predict", "--after", "a.py", "--workspace",
+                           str(root), "--index-dir", str(tmp_path / "idx"), "--json"],
+                          capture_output=True, text=True, check=True)
+    top = json.loads(done.stdout)["predictions"][0]
+    assert top["path"] == "b.py" and "seen with a.py in 3 of 3 commits/tasks" in top["reasons"]
 
 
 class SlowBuild:
