@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from indexer import tokens
 from indexer.context.packer import pack
-from indexer.context.render import SourceCache, SourceLines
+from indexer.context.render import SourceCache, SourceLines, summary_text
 from indexer.events import UnknownTask
 from indexer.graph.query import UnknownTarget
 from indexer.tokens import Cl100k
@@ -204,3 +204,22 @@ def test_code_after_a_form_feed_or_crlf_is_the_nodes_own_lines(tmp_path):
         assert source.code(second) == "def second():\n    return 2"
         module = ws.node("paged.py")
         assert source.own_code(module) == "def first(): ...\n\x0c\ndef second(): ..."
+
+
+def test_a_summary_names_each_link_once_and_code_callers_before_tests(tree, workspace):
+    root = tree({
+        "pkg/__init__.py": "",
+        "pkg/a.py": "class A:\n    def append(self, x):\n        pass\n",
+        "pkg/b.py": "class B:\n    def append(self, x):\n        pass\n",
+        "pkg/core.py": "def build(items):\n    out = []\n    out.append(1)\n    out.append(2)\n    return out\n\n\n"
+                       "def use():\n    return build([])\n",
+        "tests/test_core.py": "from pkg.core import build\n\n\n"
+                              + "".join(f"def test_{c}():\n    build([])\n\n\n" for c in "abcde"),
+    })
+    ws = workspace(root)
+    ws.index()
+    lines = summary_text(ws.reader(), ws.node("pkg/core.py:2")).splitlines()
+    links = {line.split(":", 1)[0].strip("# "): line.split(":", 1)[1].strip().split(", ") for line in lines[1:]}
+    assert links["calls"] == ["append"]  # one name, though it resolves to A.append and B.append
+    assert links["called by"][0] == "core.use" and len(links["called by"]) == 4  # code first, then tests
+    assert links["tests"] == ["test_a", "test_b", "test_c", "test_d"]

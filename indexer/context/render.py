@@ -151,19 +151,25 @@ class SourceCache:
 
 
 def _names(conn, sql: str, node_id: int) -> list[str]:
-    return [r[0] for r in conn.execute(sql, (node_id,)).fetchall()]
+    return [r[0] for r in conn.execute(sql, (node_id, _MAX_LIST)).fetchall()]
 
 
 def relations(conn, node: Node) -> dict[str, list[str]]:
-    """Short lists of what a node calls, who calls it, and its tests: the L3 summary's links."""
+    """Short lists of what a node calls, who calls it, and its tests: the L3 summary's links.
+
+    Each name once, the most confident link first: an ambiguous call (``append`` resolved to three methods of
+    that name) would otherwise fill the list with one word. ``called by`` names code before tests (they have a
+    line of their own): the 4 callers of a function that tests call often are then the code that uses it.
+    """
     calls = _names(conn, "SELECT n.name FROM edges e JOIN nodes n ON n.id=e.dst WHERE e.src=? AND e.kind='calls' "
-                         f"ORDER BY e.confidence DESC, n.name LIMIT {_MAX_LIST}", node.id)
+                         "GROUP BY n.name ORDER BY max(e.confidence) DESC, n.name LIMIT ?", node.id)
     callers = _names(conn, "SELECT n.qualname FROM edges e JOIN nodes n ON n.id=e.src WHERE e.dst=? AND e.kind='calls' "
-                           f"ORDER BY e.confidence DESC, n.qualname LIMIT {_MAX_LIST}", node.id)
+                           "GROUP BY n.qualname ORDER BY n.kind = 'test', max(e.confidence) DESC, n.qualname "
+                           "LIMIT ?", node.id)
     tests = _names(conn, "SELECT n.name FROM edges e JOIN nodes n ON n.id=e.src WHERE e.dst=? AND e.kind='tests' "
-                         f"ORDER BY e.confidence DESC, n.name LIMIT {_MAX_LIST}", node.id)
-    return {"calls": calls, "called by": [c.rsplit(".", 2)[-2] + "." + c.rsplit(".", 1)[-1] if "." in c else c
-                                          for c in callers], "tests": tests}
+                         "GROUP BY n.name ORDER BY max(e.confidence) DESC, n.name LIMIT ?", node.id)
+    short = (".".join(c.rsplit(".", 2)[-2:]) for c in callers)  # Class.method: the module is in the header
+    return {"calls": calls, "called by": list(dict.fromkeys(short)), "tests": tests}
 
 
 def summary_text(conn, node: Node, test_status: dict[str, bool] | None = None) -> str:
