@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from indexer import tokens
 from indexer.context.packer import pack
-from indexer.context.render import SourceCache, SourceLines, summary_text
+from indexer.context.render import SourceCache, SourceLines, module_summary, summary_text
 from indexer.events import UnknownTask
 from indexer.graph.query import UnknownTarget
 from indexer.tokens import Cl100k
@@ -223,3 +223,19 @@ def test_a_summary_names_each_link_once_and_code_callers_before_tests(tree, work
     assert links["calls"] == ["append"]  # one name, though it resolves to A.append and B.append
     assert links["called by"][0] == "core.use" and len(links["called by"]) == 4  # code first, then tests
     assert links["tests"] == ["test_a", "test_b", "test_c", "test_d"]
+
+
+def test_a_module_summary_lists_its_surest_tests_first(tree, workspace):
+    root = tree({
+        "pkg/__init__.py": "",
+        "pkg/a.py": "class A:\n    def append(self, x):\n        pass\n",
+        "pkg/b.py": "class B:\n    def append(self, x):\n        pass\n",
+        "tests/test_a.py": "from pkg.a import A\n\n\ndef test_z_append():\n    A().append(1)\n",
+        "tests/test_any.py": "def test_a_any(thing):\n    thing.append(1)\n",  # append of A or of B: ambiguous
+    })
+    ws = workspace(root)
+    ws.index()
+    tested_by = next(line for line in module_summary(ws.reader(), "pkg/a.py").splitlines()
+                     if line.startswith("# tested by: "))
+    names = tested_by.removeprefix("# tested by: ").split(", ")
+    assert names[0] == "test_a.test_z_append" and names[-1] == "test_any.test_a_any"

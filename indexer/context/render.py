@@ -211,9 +211,9 @@ def module_summary(conn, path: str, *, max_members: int = 60) -> str:
                     "AND n.kind='module' ORDER BY n.qualname"),
         ("imported by", "SELECT n.qualname FROM edges e JOIN nodes n ON n.id=e.src WHERE e.dst=? AND e.kind='imports' "
                         "ORDER BY n.qualname"),
-        ("tested by", "SELECT DISTINCT n.qualname FROM edges e JOIN nodes n ON n.id=e.src WHERE e.kind='tests' AND "
+        ("tested by", "SELECT n.qualname FROM edges e JOIN nodes n ON n.id=e.src WHERE e.kind='tests' AND "
                       "(e.dst=? OR e.dst IN (SELECT id FROM nodes WHERE file_id=(SELECT file_id FROM nodes WHERE id=?)))"
-                      " ORDER BY n.qualname"),
+                      " GROUP BY n.qualname ORDER BY max(e.confidence) DESC, n.qualname"),  # surest first
     ):
         params = (module.id, module.id) if label == "tested by" else (module.id,)
         names = [r[0] for r in conn.execute(sql, params).fetchall()]
