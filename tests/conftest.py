@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +15,16 @@ CONFIDENCE_DIGITS = 4
 
 NodeKey = tuple[str | None, str, str, int, int]  # (path, kind, qualname, start_line, end_line)
 EdgeKey = tuple[tuple[str | None, str, str], str, tuple[str | None, str, str], float]
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll a condition owned by another thread (a watcher's, a server's); True once it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
 
 
 def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:

@@ -6,12 +6,11 @@ import json
 import math
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import write_tree
+from conftest import wait_until, write_tree
 from indexer.search import history, lexical
 from indexer.search.rerank import HISTORY_SHARE
 from indexer.terms import terms_of
@@ -91,15 +90,6 @@ def test_the_watcher_follows_a_commit_that_changes_no_indexed_file(repo, workspa
     assert wait_until(lambda: predictor.mined_head == head)
     assert "app/other.py" in predictor.cochange.pairs.get("app/alpha.py", {})
     assert ws.freshness()["generation"] == generation  # nothing was re-indexed for it
-
-
-def wait_until(condition, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_history_survives_a_reopen(repo, workspace, tmp_path):

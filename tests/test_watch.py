@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_until
 from indexer.watch import ChangeBatch, Watcher, is_editor_droppings
 
 # Generous: the machine is shared, events may take a while to arrive.
@@ -74,16 +75,6 @@ def watch(tmp_path: Path) -> Iterator[Callable[..., tuple[Watcher, Recorder]]]:
     yield make
     for w in started:
         w.stop(timeout=WAIT)
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = WAIT) -> bool:
-    """Poll a condition owned by another thread (test-side only)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 def test_file_create_modify_delete(tmp_path, watch):
