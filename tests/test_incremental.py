@@ -545,6 +545,19 @@ def test_move_that_changes_which_same_named_module_wins(tmp_path):
     assert live == fresh
 
 
+def test_a_class_that_loses_its_bases_relinks_the_super_calls_through_it(tmp_path):
+    """``Leaf.step``'s ``super().step()`` reaches ``Root.step`` through ``Mid``; once ``Mid`` has no base, a
+    fresh index has no such call, and neither may the incremental one (the edit is in ``mid.py`` only)."""
+    start = {"pkg/__init__.py": "",
+             "pkg/base.py": "class Root:\n    def step(self):\n        pass\n",
+             "pkg/mid.py": "from pkg.base import Root\n\n\nclass Mid(Root):\n    pass\n",
+             "pkg/leaf.py": "from pkg.mid import Mid\n\n\nclass Leaf(Mid):\n    def step(self):\n        super().step()\n"}
+    live, fresh = _graphs_after(tmp_path, start, [{"pkg/mid.py": "class Mid:\n    pass\n"}])
+    assert live == fresh
+    calls = [(src[2], dst[2]) for src, kind, dst, _ in live[1] if kind == "calls"]
+    assert ("pkg.leaf.Leaf.step", "pkg.base.Root.step") not in calls
+
+
 # --------------------------------------------------------------------------- #
 # The symbol table preloaded by warm()
 # --------------------------------------------------------------------------- #

@@ -183,9 +183,14 @@ class Resolver:
     # phase 1: bases (independent of the bases table, so order never matters)
     # ------------------------------------------------------------------ #
     def resolve_bases(self, facts: FileFacts, out: Resolution) -> dict[int, list[int]]:
-        """Resolve class bases into inherits edges; returns class id -> base ids."""
+        """Resolve class bases into inherits edges; returns class id -> base ids, for every class of the file.
+
+        A class without base expressions maps to []: one that lost its bases must replace its old entry in
+        the bases table, and tell the files whose lookups walked through it (``b:``) to resolve again.
+        """
         scope = _FileScope(facts)
-        result: dict[int, list[int]] = {}
+        result: dict[int, list[int]] = {class_id: [] for class_id, kind in zip(facts.def_ids, facts.def_kinds)
+                                        if kind == "class"}
         for index, bases in facts.bases:
             class_id = facts.def_ids[index]
             found: list[int] = []
