@@ -75,6 +75,7 @@ class Workspace:
         self._embedder_name = embedder
         self.indexing = False  # an index pass is running (answers come from the last snapshot)
         self._cache: TieredCache | None = None
+        self._cache_lock = threading.Lock()  # the cache is made once, by the first thread to ask
         self._source_lines = SourceLines()  # split sources by (path, version), shared by requests
         self._frequencies = DocFrequencies()  # document frequencies of query words, shared by requests
         self._edges = EdgeMemory(lambda: sqlite.connect(self.db_path, readonly=True, vectors=False))
@@ -430,7 +431,9 @@ class Workspace:
     def cache(self) -> TieredCache:
         """The tiered answer cache (SQLite beside the index: survives restarts)."""
         if self._cache is None:
-            self._cache = TieredCache(SqliteBackend(self.index_dir / "cache.db"), versions=self._versions)
+            with self._cache_lock:  # a request, the warm-up and the prefetcher may ask at once
+                if self._cache is None:  # a second backend would race the first to switch the file to WAL
+                    self._cache = TieredCache(SqliteBackend(self.index_dir / "cache.db"), versions=self._versions)
         return self._cache
 
     def _versions(self, deps) -> dict:
@@ -584,8 +587,9 @@ class Workspace:
             from indexer.predict import Predictor, PredictStore, SqliteGraphView
 
             with self._write_lock:
-                store = PredictStore(self.conn)
-                self._predictor = Predictor(SqliteGraphView(self.reader, ranked=self.ranked), store)
+                if self._predictor is None:  # two threads asking at once: two models would learn half the moves each
+                    store = PredictStore(self.conn)
+                    self._predictor = Predictor(SqliteGraphView(self.reader, ranked=self.ranked), store)
         return self._predictor
 
     def enable_prefetch(self, top_k: int = PREFETCH_TOP_K) -> None:

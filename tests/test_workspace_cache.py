@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from conftest import write_tree
 
 from indexer.workspace import Workspace
@@ -63,3 +65,28 @@ def test_module_summary_is_rebuilt_when_an_importer_appears(tmp_path):
         (root / "app.py").write_text("from lib import helper\n")
         ws.index()
         assert "imported by: app" in ws.module_summary("lib.py")
+
+
+def test_threads_asking_at_once_share_one_cache_and_one_predictor(tmp_path):
+    """A request, the warm-up and the prefetcher reach for the lazily made cache and model together; two
+    SQLite backends on a new file raced to switch it to WAL ("database is locked")."""
+    write_tree(tmp_path / "ws", {"a.py": "def f():\n    pass\n"})
+    with Workspace(tmp_path / "ws", index_dir=tmp_path / "idx") as ws:
+        start = threading.Barrier(8)
+        got: list[tuple] = []
+        errors: list[BaseException] = []
+
+        def ask() -> None:
+            start.wait()
+            try:
+                got.append((ws.cache, ws.predictor))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors
+        assert len({id(c) for c, _ in got}) == 1 and len({id(p) for _, p in got}) == 1 and len(got) == 8
