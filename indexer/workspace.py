@@ -536,8 +536,13 @@ class Workspace:
         thread.start()
         return thread
 
-    def start_watching(self, on_applied=None, *, debounce: float = 0.05, max_delay: float = 1.0) -> None:
-        """Watch the workspace and apply changes as they settle (one pass per batch)."""
+    def start_watching(self, on_applied=None, *, on_history=None, debounce: float = 0.05,
+                       max_delay: float = 1.0) -> None:
+        """Watch the workspace and apply changes as they settle (one pass per batch).
+
+        ``on_applied(batch, result)`` follows each index pass; ``on_history(summary)`` each time the watcher
+        mined a new git HEAD (``summary`` as ``status()["history"]``).
+        """
         from indexer.watch import Watcher
 
         if self._watcher is not None:
@@ -556,7 +561,10 @@ class Workspace:
                 if on_applied is not None:
                     on_applied(batch, result)
             if batch.refs_changed:  # after the files: mining a new head (~0.7 s on Django) must not delay them
+                head = self._history_head
                 self.mine_git()
+                if on_history is not None and self._history_head != head:
+                    on_history(history.summary(self.reader()))
 
         watcher = Watcher(self.root, apply, is_ignored=self._is_ignored, debounce=debounce,
                           max_delay=max_delay, self_paths=[self.index_dir])

@@ -311,8 +311,6 @@ def cmd_watch(args) -> None:
         bar = None if args.json else _ProgressBar()
         stats = ws.index(progress=bar)
         _mine_history(ws)
-        sys.stderr.write(f"indexed {stats.files_seen} files in {stats.seconds:.2f}s; watching {ws.root} "
-                         "(Ctrl-C to stop)\n")
 
         def applied(batch, result) -> None:
             line = (f"{time.strftime('%H:%M:%S')} applied {len(batch)} change(s) in {result.seconds * 1000:.0f} ms: "
@@ -325,7 +323,17 @@ def cmd_watch(args) -> None:
             else:
                 sys.stderr.write(line + "\n")
 
-        ws.start_watching(on_applied=applied)
+        def mined(summary: dict) -> None:
+            if args.json:
+                sys.stdout.write(json.dumps({"history": summary}) + "\n")
+                sys.stdout.flush()
+            else:
+                sys.stderr.write(f"{time.strftime('%H:%M:%S')} HEAD moved to {summary['head'][:12]}: "
+                                 f"{summary['commits']} commits mined for the ranking\n")
+
+        ws.start_watching(on_applied=applied, on_history=mined)
+        sys.stderr.write(f"indexed {stats.files_seen} files in {stats.seconds:.2f}s; watching {ws.root} "
+                         "(Ctrl-C to stop)\n")  # once the watcher is started: a save from now on is seen
         try:
             while True:
                 time.sleep(3600)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import queue
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -233,3 +236,30 @@ def test_a_workspace_inside_a_repository_sees_its_own_paths(repo, workspace, tmp
     ws.index()
     assert ws.mine_history(bare, "HEAD", subdir="lib/src") == 1
     assert set(history.file_scores(ws.reader(), QUERY)) == {"pkg/codec.py"}
+
+
+def test_cli_watch_prints_each_batch_and_each_new_head(repo, tmp_path):
+    """`codeahead watch --json`: one line per applied batch, one per HEAD the watcher mined; Ctrl-C stops it."""
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "watch", str(repo), "--index-dir",
+                             str(tmp_path / "watch"), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    lines: dict[str, queue.Queue] = {"out": queue.Queue(), "err": queue.Queue()}
+    for name, stream in (("out", proc.stdout), ("err", proc.stderr)):
+        threading.Thread(target=lambda s=stream, q=lines[name]: [q.put(line) for line in s], daemon=True).start()
+
+    def next_line(name: str, contains: str) -> str:
+        while True:
+            line = lines[name].get(timeout=30)
+            if contains in line:
+                return line
+
+    try:
+        next_line("err", "watching")
+        write_tree(repo, {"app/alpha.py": FILES["app/alpha.py"] + "# faster\n"})
+        assert json.loads(next_line("out", '"changes"'))["parsed"] == 1
+        git(repo, "commit", "-q", "-am", "Sped up alpha")
+        head = git(repo, "rev-parse", "HEAD").strip()
+        assert json.loads(next_line("out", '"history"'))["history"] == {"head": head, "commits": 4}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
