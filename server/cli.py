@@ -207,7 +207,7 @@ def cmd_status(args) -> None:
             f"nodes     {_table(status['nodes'])}",
             f"edges     {_table(status['edges'])}",
             f"freshness generation {status['freshness']['generation']}, last change {status['freshness']['last_change']}",
-            f"history   " + (f"{status['history']['commits']} commits mined at {status['history']['head'][:12]}"
+            "history   " + (f"{status['history']['commits']} commits mined at {status['history']['head'][:12]}"
                              if status["history"] else "none (not a git repository, or not mined yet)"),
             f"skipped   {_table(status['skipped_by_reason'])}",
         ]
