@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,13 @@ CONFIDENCE_DIGITS = 4
 
 NodeKey = tuple[str | None, str, str, int, int]  # (path, kind, qualname, start_line, end_line)
 EdgeKey = tuple[tuple[str | None, str, str], str, tuple[str | None, str, str], float]
+
+
+def git(root: Path, *args: str) -> str:
+    """``git -C root ARGS`` with a test identity (commits need one); its stdout, failing on any error."""
+    done = subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          check=True, capture_output=True, text=True)
+    return done.stdout
 
 
 def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until, write_tree
+from conftest import git, wait_until, write_tree
 from indexer.search import history, lexical
 from indexer.search.rerank import HISTORY_SHARE
 from indexer.terms import terms_of
@@ -26,12 +26,6 @@ FILES = {
 }
 # An issue report (a search of a few words gets no history: see test_a_search_gets_no_history).
 QUERY = "The server crashes when parsing a quoted header value that contains a semicolon in the middle"
-
-
-def git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-                          check=True, capture_output=True, text=True)
-    return done.stdout
 
 
 def commit(root: Path, files: dict[str, str], message: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import git
 from indexer import sqlite
 from indexer.predict import Predictor, Prefetcher, PredictStore, SqliteGraphView, StaticGraph
 from indexer.workspace import Workspace
@@ -227,15 +228,11 @@ def test_a_test_result_event_feeds_the_predictor(tmp_path):
 
 def _commit_each(root, file_sets: list[dict[str, str]]) -> None:
     """A git repository at ``root`` with one commit per file set."""
-    def git(*args):
-        subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-                       check=True, capture_output=True)
-
-    git("init", "-q")
+    git(root, "init", "-q")
     for n, files in enumerate(file_sets):
         _write(root, files)
-        git("add", "-A")
-        git("commit", "-q", "-m", f"c{n}")
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", f"c{n}")
 
 
 def test_mine_git_learns_co_change_and_ignores_large_commits(tmp_path):

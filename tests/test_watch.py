@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
+from conftest import git, wait_until
 from indexer.watch import ChangeBatch, Watcher, is_editor_droppings
 
 # Generous: the machine is shared, events may take a while to arrive.
@@ -318,27 +317,23 @@ def test_failing_ignore_rule_is_reported_and_watching_goes_on(tmp_path, watch):
 def test_a_commit_of_saved_files_reports_only_that_refs_moved(tmp_path, watch):
     """A commit of files already saved changes none the index reads, but it moves HEAD's branch (git writes a
     lock file and renames it over the ref); a checkout rewrites HEAD. Both reach apply as ``refs_changed``."""
-    def git(*args: str) -> None:
-        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-                       check=True, capture_output=True)
-
-    git("init", "-q")
+    git(tmp_path, "init", "-q")
     (tmp_path / "a.py").write_text("x = 1\n")
-    git("add", "-A")
-    git("commit", "-q", "-m", "first")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "first")
     w, rec = watch()
     (tmp_path / "a.py").write_text("x = 2\n")
     assert rec.wait_for(lambda: any("a.py" in b.changed for b in rec.batches))
     assert w.wait_idle(WAIT)
     n = len(rec.batches)
-    git("commit", "-q", "-am", "second")
+    git(tmp_path, "commit", "-q", "-am", "second")
     assert rec.wait_for(lambda: any(b.refs_changed for b in rec.batches[n:]))
     assert w.wait_idle(WAIT)
     later = rec.batches[n:]
     assert all(len(b) == 0 for b in later) and rec.files == {"a.py"}
     assert w.stats()["batches"] == n  # a moved ref is not an index batch
     n = len(rec.batches)
-    git("checkout", "-q", "-b", "topic")
+    git(tmp_path, "checkout", "-q", "-b", "topic")
     assert rec.wait_for(lambda: any(b.refs_changed for b in rec.batches[n:]))
     (tmp_path / "b.py").write_text("")  # a saved file still arrives as a change, and moves nothing
     assert rec.wait_for(lambda: any("b.py" in b.changed for b in rec.batches))
