@@ -26,3 +26,17 @@ def resolve(repo: Path, rev: str = "HEAD") -> str | None:
     """The commit ``rev`` names in the repository (work tree or bare) at ``repo``, or None."""
     out = run(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     return out.strip() if out else None
+
+
+def git_dirs(repo: Path) -> tuple[Path, Path] | None:
+    """(git folder, common git folder) of the work tree at ``repo``, absolute; None outside git.
+
+    They differ for a linked work tree (``git worktree add``): its HEAD is in its own folder under the main
+    repository's ``.git/worktrees/``, its branches in the common one. Both lie outside ``repo`` when it is a
+    folder inside a larger repository.
+    """
+    out = run(repo, "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir")
+    lines = out.split("\n") if out else []
+    if len(lines) < 2 or not lines[0] or not lines[1]:
+        return None
+    return Path(lines[0]), Path(lines[1])

@@ -46,10 +46,6 @@ IGNORE_FILE_NAMES = frozenset({".gitignore", ".codeaheadignore"})
 DEFAULT_SUFFIXES = (".py", ".pyi")
 #: Folders never worth watching, wherever they appear.
 _IGNORED_DIR_NAMES = frozenset({".git"})
-#: Files of the workspace's own git folder whose writes move HEAD: a checkout rewrites ``HEAD``, a commit,
-#: reset or pull a branch ref (loose or packed). Their ``.lock`` files are written first, then renamed.
-_GIT_HEAD_FILES = frozenset({".git/HEAD", ".git/packed-refs"})
-_GIT_BRANCHES = ".git/refs/heads/"
 # Editor swap/backup/probe files (vim, emacs, atomic-save temporaries).
 _SWAP_SUFFIXES = (".swp", ".swo", ".swx", "~", ".tmp")
 _SWAP_PREFIXES = (".#",)
@@ -151,7 +147,12 @@ class Watcher:
         on_error: Callable[[BaseException], None] | None = None,
         self_paths: Iterable[Path] = (),
         suffixes: Iterable[str] = DEFAULT_SUFFIXES,
+        git_dir: Path | None = None,
+        git_common_dir: Path | None = None,
     ) -> None:
+        """``git_dir`` / ``git_common_dir`` (default: ``root/.git`` for both) are where the workspace's HEAD
+        and its branches live (``git.git_dirs``); a folder inside a larger repository or a linked work tree
+        has them outside ``root``, and they are then watched too."""
         if debounce < 0 or max_delay <= 0:
             raise ValueError(
                 f"watcher timing debounce={debounce}, max_delay={max_delay} is invalid; "
@@ -166,6 +167,16 @@ class Watcher:
         self._on_error = on_error or _log_error
         self._self_paths = tuple(os.path.abspath(p) for p in self_paths)
         self._suffixes = tuple(suffixes)
+        # Writes that move HEAD: a checkout rewrites HEAD, a commit, reset or pull a branch ref (loose or
+        # packed). git writes each to a ``.lock`` file first and renames it over the ref.
+        git_dir = Path(os.path.abspath(git_dir or self.root / ".git"))
+        common = Path(os.path.abspath(git_common_dir or git_dir))
+        self._head_files = frozenset({str(git_dir / "HEAD"), str(common / "packed-refs")})
+        self._branches = str(common / "refs" / "heads")
+        # Folders outside root to watch for those writes: (folder, recursive).
+        self._git_watches = [(d, rec) for d, rec in {(str(git_dir), False), (str(common), False),
+                                                     (self._branches, True)}
+                             if not d.startswith(self._root_prefix)]
 
         self._cond = threading.Condition()
         self._pending = _Pending()
@@ -193,9 +204,8 @@ class Watcher:
         observer = Observer()
         observer.daemon = True
         try:
-            observer.schedule(
-                _Forward(self._on_event), str(self.root), recursive=True, event_filter=_EVENT_FILTER
-            )
+            forward = _Forward(self._on_event)
+            observer.schedule(forward, str(self.root), recursive=True, event_filter=_EVENT_FILTER)
             observer.start()
         except OSError as exc:
             self._halt_worker(flush=False)
@@ -203,6 +213,11 @@ class Watcher:
                 f"cannot watch {self.root}: {exc}; check the folder exists and "
                 "the inotify watch limit (sysctl fs.inotify.max_user_watches)"
             ) from exc
+        for folder, recursive in sorted(self._git_watches):
+            try:
+                observer.schedule(forward, folder, recursive=recursive, event_filter=_EVENT_FILTER)
+            except OSError as exc:  # the files still index; only HEAD moves go unseen until a restart
+                logger.warning("codeahead watcher: cannot watch %s for git HEAD moves: %s", folder, exc)
         self._observer = observer
         return self
 
@@ -300,11 +315,9 @@ class Watcher:
         return None if self._ignored(rel, is_dir) else rel
 
     def _moves_head(self, path: str) -> bool:
-        """True for a write of HEAD or a branch ref in the root's own ``.git`` folder."""
-        if not path.startswith(self._root_prefix):
-            return False
-        rel = path[len(self._root_prefix) :].replace(os.sep, "/")
-        return rel in _GIT_HEAD_FILES or (rel.startswith(_GIT_BRANCHES) and not rel.endswith(".lock"))
+        """True for a write of the workspace's HEAD, packed refs or a branch ref."""
+        return path in self._head_files or (
+            path.startswith(self._branches + os.sep) and not path.endswith(".lock"))
 
     def _is_self(self, path: str) -> bool:
         """True for the index's own files (database and its sidecars, or a whole folder)."""

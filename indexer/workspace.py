@@ -566,8 +566,10 @@ class Workspace:
                 if on_history is not None and self._history_head != head:
                     on_history(history.summary(self.reader()))
 
+        git_dir, common = git.git_dirs(self.root) or (None, None)
         watcher = Watcher(self.root, apply, is_ignored=self._is_ignored, debounce=debounce,
-                          max_delay=max_delay, self_paths=[self.index_dir])
+                          max_delay=max_delay, self_paths=[self.index_dir], git_dir=git_dir,
+                          git_common_dir=common)
         # Published once its observer watches (start() returns after the inotify watches are added): a
         # caller that sees ``watcher`` set may write a file and expect it to be seen.
         self._watcher = watcher.start()

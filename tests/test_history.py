@@ -89,6 +89,22 @@ def test_the_watcher_follows_a_commit_that_changes_no_indexed_file(repo, workspa
     assert ws.freshness()["generation"] == generation  # nothing was re-indexed for it
 
 
+def test_a_workspace_inside_a_larger_repository_follows_its_commits(repo, workspace):
+    """A workspace that is a folder of a repository has git's HEAD outside its root; the watcher still sees
+    a commit move it, and the history mined is the folder's, with its own paths."""
+    ws = workspace(repo / "app")
+    ws.index()
+    assert ws.mine_history() == 3
+    ws.start_watching()
+    write_tree(repo, {"app/other.py": FILES["app/other.py"] + "# faster\n"})
+    assert wait_until(lambda: ws.watcher.stats()["batches"] >= 1)
+    git(repo, "commit", "-q", "-am", "Sped up the other helper")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert wait_until(lambda: (ws.status()["history"] or {}).get("head") == head)
+    assert ws.status()["history"]["commits"] == 4
+    assert history.file_scores(ws.reader(), "sped up the other helper quickly please") == {"other.py": 1.0}
+
+
 def test_history_survives_a_reopen(repo, workspace, tmp_path):
     ws = workspace(repo, index_dir=tmp_path / "reopen")
     ws.index()

@@ -338,3 +338,39 @@ def test_a_commit_of_saved_files_reports_only_that_refs_moved(tmp_path, watch):
     (tmp_path / "b.py").write_text("")  # a saved file still arrives as a change, and moves nothing
     assert rec.wait_for(lambda: any("b.py" in b.changed for b in rec.batches))
     assert not next(b for b in rec.batches if "b.py" in b.changed).refs_changed
+
+
+@pytest.mark.parametrize("layout", ["subfolder", "worktree"])
+def test_head_moves_are_seen_where_git_keeps_them_outside_the_root(tmp_path, layout):
+    """A workspace that is a folder inside a larger repository, or a linked work tree, has its HEAD and
+    branches outside its root: the watcher is told where (``git.git_dirs``) and watches there too."""
+    from indexer import git as gitcmd
+
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "a.py").write_text("x = 1\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "first")
+    if layout == "subfolder":
+        root = repo / "pkg"
+    else:
+        root = tmp_path / "linked"
+        git(repo, "worktree", "add", "-q", "-b", "topic", str(root))
+    git_dir, common = gitcmd.git_dirs(root)
+    assert not str(git_dir).startswith(str(root)) and common == repo / ".git"
+    rec = Recorder()
+    w = Watcher(root, rec, git_dir=git_dir, git_common_dir=common).start()
+    try:
+        a = root / "a.py" if layout == "subfolder" else root / "pkg" / "a.py"
+        a.write_text("x = 2\n")
+        assert rec.wait_for(lambda: any(b.changed for b in rec.batches))
+        assert w.wait_idle(WAIT)
+        assert not any(b.refs_changed for b in rec.batches)
+        n = len(rec.batches)
+        git(root, "commit", "-q", "-am", "second")
+        assert rec.wait_for(lambda: any(b.refs_changed for b in rec.batches[n:]))
+        assert w.wait_idle(WAIT)
+        assert all(len(b) == 0 for b in rec.batches[n:])
+    finally:
+        w.stop(timeout=WAIT)
