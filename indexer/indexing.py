@@ -325,10 +325,8 @@ class IndexPass:
                          [(path, SkipReason.SYNTAX_ERROR.value) for path in recovered])
 
         # 5. Resolve changed files and every file whose recorded lookups meet a changed key.
-        if progress:
-            progress("resolve", 0, 1)
-        self._resolve(new_facts, changed_keys, linked, symbols, prior_bases,
-                      stored={known[p][1] for p in replaced})
+        resolved = self._resolve(new_facts, changed_keys, linked, symbols, prior_bases,
+                                 stored={known[p][1] for p in replaced}, progress=progress)
 
         gen = generation(conn)
         if intake.parsed_paths or gone:
@@ -336,8 +334,8 @@ class IndexPass:
             conn.executemany("UPDATE meta SET value=? WHERE key=?",
                              [(str(gen), "generation"), (repr(now), "last_change")])
         _commit(conn, self._checkpoints, merge_fts=len(intake.parsed_paths) >= MERGE_FTS_FILES)
-        if progress:
-            progress("resolve", 1, 1)
+        if progress:  # the last step: the pass is committed
+            progress("resolve", resolved, resolved)
         counts = {}
         if full:  # whole-table counts cost ~0.2 s on a large index: only a full pass reports them
             counts = self._counts(symbols) if self._new_edges is not None else {
@@ -505,8 +503,9 @@ class IndexPass:
 
     # -- resolution ----------------------------------------------------------- #
     def _resolve(self, new_facts: list[FileFacts], changed_keys: set[str], linked: set[int], symbols: Symbols,
-                 prior_bases: dict[int, list[int]], stored: set[int]) -> None:
-        """Resolve ``new_facts`` and their dependents; ``stored`` are the files whose old resolution is still stored."""
+                 prior_bases: dict[int, list[int]], stored: set[int], progress: Progress | None = None) -> int:
+        """Resolve ``new_facts`` and their dependents; ``stored`` are the files whose old resolution is still
+        stored. Returns how many files were resolved (progress counts them as their links are written)."""
         dirty: dict[int, FileFacts] = {f.file_id: f for f in new_facts}
         stored = set(stored)
         stored |= self._add_dependents(dirty, changed_keys, linked)
@@ -537,19 +536,27 @@ class IndexPass:
         files = list(dirty.values())
         nodes_of = {f.file_id: (f.module_node, *f.def_ids) for f in files if f.file_id in stored}
         dirty.clear()
+        total = len(files)
+        if progress:
+            progress("resolve", 0, total)
         if len(files) >= _PARALLEL_RESOLVE_MIN and self.workers > 1 and can_fork():
             links = links_forked(symbols, files, self.workers, results)
         else:
             links = links_here(resolver, files, results)
         libraries = dict(self.conn.execute("SELECT qualname, id FROM nodes WHERE kind='library'").fetchall())  # indexed
         batch: list[Links] = []
+        written = 0
         for link in links:
             batch.append(link)
             if len(batch) >= _WRITE_BATCH:
                 self._write_resolutions(batch, libraries, nodes_of)
+                written += len(batch)
                 batch.clear()
+                if progress and written < total:  # the pass is not committed yet: never done/total here
+                    progress("resolve", written, total)
         self._write_resolutions(batch, libraries, nodes_of)
         self._collect_libraries()
+        return total
 
     def _files_linking_to(self, node_ids: list[int]) -> set[int]:
         """Stored files with an edge into one of ``node_ids``."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ from indexer.walk import read_source
 #: Below this many files to parse, a process pool costs more than it saves.
 POOL_MIN_FILES = 48
 _POOL_BATCH = 32
+#: How often a worker checks that the process it parses for is still there.
+_PARENT_POLL_S = 0.5
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -99,6 +103,43 @@ def _load_batch(root: str, jobs: list[Job], max_bytes: int) -> list[Loaded]:
     return [load(root, path, known, module, max_bytes) for path, known, module in jobs]
 
 
+def _start_worker(parent: int) -> None:
+    """Initializer of a pool worker: no cyclic collector, and an exit once ``parent`` is gone.
+
+    A worker lives for one pass and keeps nothing between files: it never needs the cyclic collector
+    (see ``indexing.collector_paused``), not even at the end of a batch, where it would walk the whole
+    batch. And it waits on the pool's queue, whose writing end it holds itself: when the parent is killed
+    (an editor stopping its MCP server with SIGKILL, the OOM killer), no end of file tells it, and it and
+    the fork server it keeps alive would stay for good.
+    """
+    gc.disable()
+    threading.Thread(target=_exit_without, args=(parent,), name="codeahead-parent-check", daemon=True).start()
+
+
+def _exit_without(parent: int) -> None:
+    while _alive(parent):
+        time.sleep(_PARENT_POLL_S)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    """False once ``pid`` has ended, including as a zombie nobody reaped yet.
+
+    A killed server stays a zombie while its own parent waits for its pipes to close before it reaps it
+    (``subprocess.run`` does, an MCP client reading to the end of the output may): the pipes the workers
+    hold open would then keep it a zombie for good.
+    """
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # gone (or its pid is another user's process now)
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):  # no /proc here: the signal check has to do
+        return True
+
+
 def _pool_context() -> BaseContext:
     """Forkserver where there is one: the server imports the parser once, each worker forked from it has it."""
     if os.name != "posix":
@@ -137,9 +178,8 @@ def load_stream(root: str, jobs: list[Job], max_bytes: int, workers: int,
                 progress("parse", i + 1, total)
         return
     batches = [jobs[i : i + _POOL_BATCH] for i in range(0, total, _POOL_BATCH)]
-    # A worker lives for one pass and keeps nothing between files: it never needs the cyclic collector
-    # (see ``indexing.collector_paused``), not even at the end of a batch, where it would walk the whole batch.
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=gc.disable)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_start_worker,
+                               initargs=(os.getpid(),))
     done = 0
     try:
         for result in pool.map(_load_batch, [root] * len(batches), batches, [max_bytes] * len(batches)):
