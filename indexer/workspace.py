@@ -339,8 +339,9 @@ class Workspace:
             assembler = Assembler(conn, SourceCache(conn, self._source_lines), edges)
             cands = assembler.candidates(Request(query_text, focus_nodes[:1], task, ranked, limit))
             packed = pack(cands, limit, counter)
-            # Built from every candidate's file (kept or dropped), read in this same snapshot.
-            deps = index_versions(conn, {c.path for c in cands if c.path})
+            # Built from every candidate's file (kept or dropped), read in this same snapshot; and a query's
+            # ranking reads the whole index: code any other file gains (a new file, say) may rank for it.
+            deps = index_versions(conn, {c.path for c in cands if c.path} | ({INDEX_DEP} if text.strip() else set()))
             if task is not None:
                 deps[task_dep(task_id)] = task.seq
         finally:
@@ -361,7 +362,10 @@ class Workspace:
             self._prefetcher.forget_task(task_id)
         path = event.data.get("path")
         if type in _FILE_EVENTS and path:
-            self.observe(path, task_id=task_id, kind="edited" if type == "file_edited" else "opened")
+            # The log made a path inside the workspace relative; one outside it is the agent's to record, and
+            # no move of this workspace (refusing it after the append left the event stored all the same).
+            if not (path.startswith(("/", "../")) or path == ".."):
+                self.observe(path, task_id=task_id, kind="edited" if type == "file_edited" else "opened")
             return event
         if type == "task_started" and self._predictor is not None:
             self._predictor.set_query(task_id, event.data.get("query") or event.data.get("title"))

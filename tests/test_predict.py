@@ -226,6 +226,20 @@ def test_a_test_result_event_feeds_the_predictor(tmp_path):
         assert "ran as a test in this task" in reasons["tests/test_core.py"]
 
 
+def test_a_file_event_outside_the_workspace_is_stored_once_and_is_no_move(tmp_path):
+    """The agent may open any file; one outside the workspace is recorded as given (an error raised after the
+    append had stored it all the same, and an agent retrying stored it twice), and teaches no move."""
+    root = tmp_path / "ws"
+    _write(root, {"pkg/core.py": "def f():\n    return 1\n"})
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        ws.record("T", "file_opened", {"path": "pkg//core.py"})
+        for path in ("/etc/passwd", "../outside.py"):
+            assert ws.record("T", "file_edited", {"path": path}).data["path"] == path
+        assert ws.task_state("T").files_edited == ("/etc/passwd", "../outside.py")
+        assert ws.predictor.trails["T"].files == ["pkg/core.py"]
+
+
 def _commit_each(root, file_sets: list[dict[str, str]]) -> None:
     """A git repository at ``root`` with one commit per file set."""
     git(root, "init", "-q")

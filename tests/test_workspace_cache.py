@@ -31,6 +31,32 @@ def test_context_is_served_from_cache_until_a_file_it_was_built_from_changes(tmp
         assert _hits(ws, "context") == 1
 
 
+def test_a_query_context_sees_what_a_new_file_or_any_other_file_adds(tmp_path):
+    """A query's ranking reads the whole index: code a new file, or a file none of the answer came from,
+    adds for the query must be in the next answer (a context built only from files of the first answer's
+    candidates was served stale, under a fresh generation)."""
+    root = write_tree(tmp_path / "ws", {
+        "shop/cart.py": "def cart_total(items):\n    return sum(items)\n",
+        "shop/tax.py": "def tax_rate():\n    return 0.2\n",
+    })
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        assert "quokka_marker" not in ws.context("quokka marker", budget=500).text
+        write_tree(root, {"shop/zoo.py": "def quokka_marker():\n    return 1\n"})
+        ws.index(paths=["shop/zoo.py"])
+        assert "def quokka_marker" in ws.context("quokka marker", budget=500).text
+        write_tree(root, {"shop/tax.py": "def tax_rate():\n    return 0.2\n\n\ndef quokka_marker_rate():\n"
+                                         "    return 0.3\n"})
+        ws.index(paths=["shop/tax.py"])
+        assert "def quokka_marker_rate" in ws.context("quokka marker", budget=500).text
+        focus = ws.context(focus="shop/cart.py", budget=500)
+        write_tree(root, {"shop/tax.py": "def tax_rate():\n    return 0.25\n"})
+        ws.index(paths=["shop/tax.py"])
+        hits = _hits(ws, "context")
+        assert ws.context(focus="shop/cart.py", budget=500).text == focus.text
+        assert _hits(ws, "context") == hits + 1  # no query: built from its files and their links only
+
+
 def test_search_results_follow_the_index_generation(tmp_path):
     root = write_tree(tmp_path / "ws", {"a.py": "def alpha_parser():\n    pass\n"})
     with Workspace(root, index_dir=tmp_path / "idx") as ws:
