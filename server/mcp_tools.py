@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -16,7 +17,7 @@ from indexer.events import UnknownTask
 from indexer.graph.query import UnknownTarget
 from indexer.types import Node
 from indexer.workspace import WorkspaceError
-from server.mcp_output import Render, json_blocks, to_json, tool_result
+from server.mcp_output import Render, json_blocks, tool_result
 from server.mcp_runtime import TASK_URI, Runtime
 
 MAX_TOP_K = 100
@@ -36,9 +37,11 @@ _APPEND_ONLY = ToolAnnotations(read_only_hint=False, destructive_hint=False, ide
 
 
 def one_line(exc: BaseException) -> str:
-    """An engine error as one line, without KeyError's quotes."""
-    text = str(exc).strip().strip("'\"") or type(exc).__name__
-    return " ".join(text.split())
+    """An engine error as one line, without the quotes KeyError puts around its message."""
+    text = str(exc).strip()
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        text = exc.args[0].strip()
+    return " ".join(text.split()) or type(exc).__name__
 
 
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -56,9 +59,25 @@ def node_json(node: Node) -> dict[str, Any]:
 
 
 def _context_blocks(payload: dict[str, Any]) -> list[str]:
-    """get_context reads best as the packed text itself, then the item list as JSON."""
-    meta = {k: v for k, v in payload.items() if k != "text"}
-    return [payload.get("text", ""), to_json(meta)]
+    """get_context reads best as the packed text itself, then one line about it.
+
+    The blocks are what a client puts in the model's window, and the budget is the agent's: the item list
+    (path, lines, tier, level, tokens, score and why of each) as JSON took 2-4x the packed text's tokens.
+    It stays in the structured content, for clients and programs that read it.
+    """
+    items, dropped = payload.get("items", []), payload.get("dropped", [])
+    levels = Counter(i["level"] for i in items)
+    line = (f"[codeahead: {payload.get('tokens', 0)} of {payload.get('budget', 0)} tokens; {len(items)} items ("
+            + ", ".join(f"{n} {level}" for level, n in levels.most_common())
+            + f"); {len(dropped)} left out")
+    freshness = payload.get("freshness") or {}
+    if freshness:
+        line += f"; index generation {freshness.get('generation')}, {freshness.get('pending_changes', 0)} changes pending"
+    if payload.get("note"):
+        line += f"; {payload['note']}"
+    if payload.get("truncated"):
+        line += "; the answer was cut to the output cap"
+    return [payload.get("text", ""), line + "]"]
 
 
 def _fit_budget(budget_tokens: int | None, profile: str | None, cap: int) -> tuple[int | None, str | None]:

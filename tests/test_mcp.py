@@ -109,8 +109,13 @@ async def test_get_context_text_block_is_the_packed_text(ws):
         result = await client.call_tool("get_context", {"focus": "pkg/cart.py", "profile": "custom:1000"})
     answer = payload(result)
     assert result.content[0].text == answer["text"]
-    assert json.loads(result.content[1].text)["items"] == answer["items"]
     assert answer["budget"] == 500  # half of a custom 1,000-token window
+    # The blocks are what the model reads: the packed text and one line about it, never the item list.
+    line = result.content[1].text
+    assert line.startswith(f"[codeahead: {answer['tokens']} of 500 tokens; {len(answer['items'])} items (")
+    assert f"{len(answer['dropped'])} left out" in line and tokens.count(line) < 60
+    assert sum(tokens.count(block.text) for block in result.content) <= 500 + 60
+    assert answer["items"] and {"path", "tier", "level", "why"} <= set(answer["items"][0])
 
 
 @pytest.mark.parametrize(("tool", "args", "message"), [
