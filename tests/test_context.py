@@ -9,6 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import write_tree
+
 from indexer import tokens
 from indexer.context.packer import pack
 from indexer.context.render import SourceCache, SourceLines, module_summary, summary_text
@@ -190,6 +192,33 @@ def test_past_the_first_hits_a_long_body_gives_way_to_breadth(tmp_path):
         assert {i.name: i.level for i in pack(list(early.values()), 4000, Cl100k()).items}["app.big"] == "full"
         neighbour = late["app.helper"]  # called by every hit, never a hit itself
         assert neighbour.tier == Tier.LOW and [r.level for r in neighbour.renderings] == ["signature"]
+
+
+def test_a_focus_gets_its_code_and_a_module_too_long_to_list_cuts_nothing(tmp_path):
+    """A function in focus comes with its full code while it takes at most 3/4 of the budget; its module's
+    listing, too long for the room, comes as one line instead of cutting the tiers below it; a file in
+    focus is packed once, then its own definitions' code."""
+    bodies = ["def step_%d(x):\n    \"\"\"Step %d.\"\"\"\n" % (i, i)
+              + "".join(f"    x = x + {j}  # one step of the pipeline\n" for j in range(40)) + "    return x\n"
+              for i in range(30)]
+    write_tree(tmp_path, {"pipe.py": "\n\n".join(bodies), "use.py": "from pipe import step_3\n\n\n"
+                          "def run():\n    return step_3(1)\n"})
+    with Workspace(tmp_path, index_dir=tmp_path / ".idx") as ws:
+        ws.index()
+        body = next(i.tokens for i in ws.context(focus="pipe.step_3", budget=100_000).items
+                    if i.name == "pipe.step_3" and i.level == "full")
+        budget = int(body / 0.6)  # the body is 60% of it: over the CRITICAL share of any hit (35%)
+        assert tokens.count(module_summary(ws.reader(), "pipe.py")) > budget - body
+        packed = ws.context(focus="pipe.step_3", budget=budget)
+        levels = {(i.name, i.level) for i in packed.items}
+        assert ("pipe.step_3", "full") in levels and ("pipe", "signature") in levels
+        assert not any(d.reason == "tier_cut" for d in packed.dropped)
+        assert "use.run" in {i.name for i in packed.items}  # the caller, below the module's tier
+
+        whole = ws.context(focus="use.py", budget=2000)
+        assert [i.name for i in whole.items].count("use") == 1
+        assert ("use.run", "full") in {(i.name, i.level) for i in whole.items}
+        assert "return step_3(1)" in whole.text
 
 
 def test_code_after_a_form_feed_or_crlf_is_the_nodes_own_lines(tmp_path):

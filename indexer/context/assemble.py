@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from indexer.context.render import SourceCache, module_rendering, renderings
+from indexer.context.render import SourceCache, renderings
 from indexer.graph.query import nodes_by_ids, related
 from indexer.search.edges import EdgeSource, SqlEdges
 from indexer.search.graphwalk import expand
@@ -42,6 +42,9 @@ MAX_DEPENDENCIES = 4
 #: gold function of .710 of tasks instead of .697 (its full code: .529 instead of .542; benchmarks/README.md).
 FULL_CODE_SHARE = 0.35
 HIGH_CODE_SHARE = 0.2
+#: The focus is what the caller pointed at: its full code is offered up to this share. At FULL_CODE_SHARE a
+#: 410-token function in focus at a budget of 1,000 came as its 17-token summary, the rest left empty.
+FOCUS_CODE_SHARE = 0.75
 #: Full code from MEDIUM down, and module listings below CRITICAL, are offered only up to this share: one
 #: 800-token body at rank 8 (or a vendored module's listing at rank 6) of a 4k context used to push out the
 #: summaries of the next 20 hits.
@@ -79,7 +82,7 @@ class Assembler:
         if task is not None:
             self._task(task)
         for node in req.focus:
-            self._node(node, Tier.CRITICAL, 10.0, "focus", req.budget, test_status)
+            self._node(node, Tier.CRITICAL, 10.0, "focus", req.budget, test_status, code_share=FOCUS_CODE_SHARE)
             self._around_focus(node, req.budget, test_status)
         current_module = getattr(task, "current_module", None) if task else None
         if current_module:
@@ -109,8 +112,9 @@ class Assembler:
             self._out[cand.key] = cand
 
     def _node(self, node: Node, tier: Tier, score: float, why: str, budget: int,
-              test_status: dict[str, bool], *, richest: str = "full") -> None:
-        """Offer ``node`` from its ``richest`` level down (a module keeps its module summary whatever is asked)."""
+              test_status: dict[str, bool], *, richest: str = "full", code_share: float | None = None) -> None:
+        """Offer ``node`` from its ``richest`` level down (a module keeps its module summary whatever is asked);
+        its full code only up to ``code_share`` of the budget (default: its tier's)."""
         levels = renderings(self.conn, self.sources, node, test_status=test_status)
         if richest != "full":
             # A module's summary is a listing of its whole file: a signature-only candidate gets its one line.
@@ -121,7 +125,7 @@ class Assembler:
             # (cl100k tokens average ~4 chars of code; 8 chars a token is a safe shortcut;
             # the packer applies the exact cap to the bodies it reaches).
             full = levels[0]
-            cap = int(_CODE_SHARE.get(tier, MEDIUM_SHARE) * budget)
+            cap = int((code_share or _CODE_SHARE.get(tier, MEDIUM_SHARE)) * budget)
             levels = levels[1:] if len(full.text) > 8 * cap else (Rendering("full", full.text, max_tokens=cap),
                                                                    *levels[1:])
         if tier >= Tier.LOW:
@@ -145,6 +149,10 @@ class Assembler:
         deps = [l for l in links if l.name in ("calls", "inherits") and l.node.path][:MAX_DEPENDENCIES]
         for l in deps:
             self._node(l.node, Tier.HIGH, l.confidence, f"{l.name} from focus {node.name}", budget, test_status)
+        if node.kind == NodeKind.MODULE:  # a file in focus: its own definitions, in file order, come next
+            members = sorted((l.node for l in links if l.name == "contains"), key=lambda n: n.start_line or 0)
+            for i, member in enumerate(members[:self._share(MAX_NEIGHBOURS, budget)]):
+                self._node(member, Tier.HIGH, 1.0 - i / 1000, f"defined in focus {node.name}", budget, test_status)
         for l in links:
             if l.name == "belongs_to" and l.node.kind != NodeKind.MODULE:
                 self._node(l.node, Tier.HIGH, l.confidence, f"parent of focus {node.name}", budget, test_status)
@@ -162,9 +170,13 @@ class Assembler:
         if row is None:
             return
         node = self._nodes([row[0]])[row[0]]
-        self._add(Candidate(key=f"module:{path}", tier=tier, score=1.0, kind="module", name=node.qualname,
-                            why=why, renderings=(module_rendering(self.conn, path),), path=path,
-                            start_line=node.start_line, end_line=node.end_line))
+        # The module's listing, or its one line: a listing that fits nowhere must not cut the tiers below it
+        # (a 1,400-token listing at HIGH left a 1,000-token budget with one 17-token summary packed). Keyed as
+        # its node: the focus module, a hit or a graph find is the same candidate, packed once.
+        levels = tuple(r for r in renderings(self.conn, self.sources, node) if r.level != "full")
+        self._add(Candidate(key=f"node:{node.id}", tier=tier, score=1.0, kind="module", name=node.qualname,
+                            why=why, renderings=levels, path=path, start_line=node.start_line,
+                            end_line=node.end_line))
 
     def _neighbours(self, req: Request, test_status) -> None:
         """Graph walk from the hits, focus and task files: what they lead to, ranked by PPR."""
