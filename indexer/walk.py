@@ -12,6 +12,7 @@ import codecs
 import errno
 import os
 import re
+import stat
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ DEFAULT_DETAIL = "default"
 EDITOR_DETAIL = "editor file"
 INDEX_DIR_DETAIL = "index dir"
 OUTSIDE_DETAIL = "outside workspace"
+NOT_REGULAR_DETAIL = "not a regular file (a named pipe, socket or device)"
 
 #: A NUL byte in this many leading bytes marks a file as binary (as git does).
 BINARY_PROBE_BYTES = 8 * 1024
@@ -251,8 +253,12 @@ def _check_content(head: bytes, rel_path: str, complete: bool) -> Skipped | None
 def _read_checked(full: str, rel_path: str, max_bytes: int, limit: int) -> bytes | Skipped:
     """Read up to ``limit`` bytes of a file and validate them; the one place files are opened."""
     try:
-        with open(full, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        # Non-blocking: opening a FIFO named like a source file would wait for a writer forever.
+        with os.fdopen(os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return Skipped(rel_path, SkipReason.UNREADABLE, NOT_REGULAR_DETAIL)
+            size = st.st_size
             if size > max_bytes:
                 return Skipped(rel_path, SkipReason.TOO_LARGE, f"{size} bytes > {max_bytes}")
             data = f.read(min(limit, max_bytes) + 1)
@@ -281,6 +287,8 @@ def _examine_file(
         return Skipped(rel_path, SkipReason.VANISHED, "deleted after it was listed")
     except OSError as err:
         return Skipped(rel_path, SkipReason.UNREADABLE, _os_error_detail(err))
+    if not stat.S_ISREG(st.st_mode):
+        return Skipped(rel_path, SkipReason.UNREADABLE, NOT_REGULAR_DETAIL)
     if st.st_size > max_bytes:
         return Skipped(rel_path, SkipReason.TOO_LARGE, f"{st.st_size} bytes > {max_bytes}")
     if check_content:

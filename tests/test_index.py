@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from conftest import graph_of, integrity_problems, write_tree
 from indexer.config import DB_NAME, INDEX_DIR_ENV, default_index_dir
 from indexer.loading import POOL_MIN_FILES
+from indexer.types import SkipReason
+from indexer.walk import read_source
 from indexer.workspace import Workspace, WorkspaceError
 
 SMALL: dict[str, str] = {
@@ -140,6 +143,21 @@ def test_unindexable_files_are_skipped_with_their_reason(tree, workspace):
             ws.nodes(name)
     details = {s["path"]: s["detail"] for s in ws.status()["skipped"]}
     assert "1000" in details["huge.py"] and details["ignored.py"] == ".gitignore"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_named_like_source_is_skipped_not_waited_on(tree, workspace):
+    """Opening a FIFO blocks until a writer comes: an index pass (and every command, since they index
+    first) hung on one named ``pipe.py``."""
+    root = tree({"ok.py": "def fine():\n    return 1\n"})
+    os.mkfifo(root / "pipe.py")
+    ws = workspace(root)
+    done = threading.Thread(target=ws.index, daemon=True)
+    done.start()
+    done.join(60)
+    assert not done.is_alive(), "the index pass is waiting on the named pipe"
+    assert skipped(ws) == {"pipe.py": "unreadable"}
+    assert read_source(root, "pipe.py").reason == SkipReason.UNREADABLE  # the workers' read does not block
 
 
 def test_unreadable_file_is_skipped(tree, workspace):
