@@ -12,6 +12,8 @@ from platformdirs import user_cache_dir
 #: Overrides the folder that holds index databases (one sub-folder per workspace).
 INDEX_DIR_ENV = "CODEAHEAD_INDEX_DIR"
 DB_NAME = "index.db"
+#: Chooses the embedder when the caller names none: wordllama, minilm or none (unset or empty: the default).
+EMBEDDER_ENV = "CODEAHEAD_EMBEDDER"
 
 
 def default_index_dir(root: Path) -> Path:

@@ -8,6 +8,7 @@ query during a re-index reads the last committed snapshot (WAL), never half a pa
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from indexer import git, sqlite, tokens
 from indexer.allocator import pin_mmap_threshold
 from indexer.cache import (INDEX_DEP, MISSING, SqliteBackend, TieredCache, index_versions, make_key, task_dep,
                            workspace_id)
-from indexer.config import DB_NAME, default_index_dir
+from indexer.config import DB_NAME, EMBEDDER_ENV, default_index_dir
 from indexer.context.assemble import BREADTH_HITS, Assembler, Request
 from indexer.context.overview import overview as build_overview
 from indexer.context.packer import pack
@@ -24,6 +25,7 @@ from indexer.context.render import SourceCache, SourceLines, module_summary
 from indexer.events import Event, EventLog, TaskState
 from indexer.graph import query
 from indexer.indexing import IndexPass, Progress, snapshot_symbols
+from indexer.locks import index_lock
 from indexer.search import history, hybrid
 from indexer.search.embed import get_embedder
 from indexer.search.edges import EdgeMemory
@@ -62,7 +64,17 @@ class Workspace:
         self.index_dir = Path(index_dir).expanduser().resolve() if index_dir else default_index_dir(self.root)
         self.db_path = self.index_dir / DB_NAME
         self._write_lock = threading.RLock()
-        self.conn, self.rebuilt = open_database(self.db_path)
+        embedder = embedder or os.environ.get(EMBEDDER_ENV) or None
+        if embedder is not None:
+            try:
+                get_embedder(embedder)  # its name and packages, now; the model loads when vectors start
+            except (ValueError, ImportError) as exc:
+                raise WorkspaceError(f"embedder {embedder!r} ({EMBEDDER_ENV}): {exc}") from None
+        try:
+            self.conn, self.rebuilt = open_database(self.db_path)
+        except OSError as exc:  # a file where the folder should be, no permission, a read-only place
+            raise WorkspaceError(f"cannot use {self.index_dir} as the index folder: {exc.strerror or exc}; "
+                                 "pass a writable folder (--index-dir)") from None
         self._check_root()
         self.rules = IgnoreRules(self.root, index_dir=self.index_dir)
         self._pass = IndexPass(self.conn, self.root, self.rules, max_bytes=max_bytes, workers=workers)
@@ -145,7 +157,7 @@ class Workspace:
     # ------------------------------------------------------------------ #
     def index(self, progress: Progress | None = None, *, paths=None, deleted_dirs=()) -> IndexStats:
         """Bring the index up to date: the whole workspace, or only the given changed paths."""
-        with self._write_lock:
+        with self._write_lock, index_lock(self.index_dir):
             if paths is None:  # a full pass re-reads every ignore file
                 self.rules = self._pass.rules = IgnoreRules(self.root, index_dir=self.index_dir)
             self.indexing = True

@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 #: Embedder for vectors: "wordllama" (default when installed), "minilm", or "none".
-EMBEDDER_ENV = "CODEAHEAD_EMBEDDER"
 
 
 class CliError(Exception):
@@ -143,7 +141,7 @@ def _workspace(args, *, path_arg: str | None = None):
     if path_arg and args.workspace and Path(path_arg).resolve() != Path(args.workspace).resolve():
         raise CliError(f"two workspaces given ({path_arg} and --workspace {args.workspace}): pass one")
     try:
-        return Workspace(root, index_dir=args.index_dir, embedder=os.environ.get(EMBEDDER_ENV))
+        return Workspace(root, index_dir=args.index_dir)
     except (WorkspaceError, ValueError) as exc:
         raise CliError(str(exc)) from None
 

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from indexer.cache.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from indexer.cache.metrics import dashboard_html, render_prometheus
-from indexer.workspace import Workspace
+from indexer.workspace import Workspace, WorkspaceError
 from server.mcp_content import register_prompts, register_resources
 from server.mcp_output import DEFAULT_CAP
 from server.mcp_runtime import Runtime
@@ -158,8 +158,11 @@ def serve(*, workspace: str | None, index_dir: str | None, http: bool, host: str
     """Run the server until the client disconnects (stdio) or Ctrl-C (HTTP)."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     root = Path(workspace).expanduser().resolve() if workspace else None
-    if root is not None and not root.is_dir():
-        raise SystemExit(f"codeahead serve: workspace {root} is not a folder: pass an existing folder")
+    if root is not None:  # a bad folder, index folder or embedder is one line here, not a session's traceback
+        try:
+            Workspace(root, index_dir=index_dir).close()
+        except WorkspaceError as exc:
+            raise SystemExit(f"codeahead serve: {exc}") from None
     server = build_server(root=root, index_dir=index_dir, watch=watch)
     if not http:
         server.run("stdio")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from indexer import sqlite
+from indexer.locks import index_lock
 from indexer.store import fts_totals
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,11 @@ def _move_aside(path: Path, reason: str) -> None:
 def open_database(path: Path) -> tuple[object, bool]:
     """Open (creating or rebuilding as needed) the index at ``path``; returns (connection, rebuilt)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    with index_lock(path.parent):  # not while another process creates, migrates or rebuilds it
+        return _open_checked(path)
+
+
+def _open_checked(path: Path) -> tuple[object, bool]:
     rebuilt = False
     for attempt in range(2):
         conn = None

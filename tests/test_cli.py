@@ -1,0 +1,88 @@
+"""The command line as a user meets it: one JSON object on stdout with ``--json``, bad input as exit 2 and one
+line on stderr, and commands run side by side on one index."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import write_tree
+from indexer import tokens
+from server.cli import EXIT_BAD_INPUT, main
+
+FILES = {
+    "shop/__init__.py": "",
+    "shop/cart.py": "from shop.tax import tax_rate\n\n\ndef cart_total(items):\n    \"\"\"Sum with tax.\"\"\"\n"
+                    "    return sum(items) * (1 + tax_rate())\n",
+    "shop/tax.py": "def tax_rate():\n    return 0.2\n",
+    "tests/test_cart.py": "from shop.cart import cart_total\n\n\ndef test_total():\n    assert cart_total([1])\n",
+}
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    return write_tree(tmp_path / "ws", FILES)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("command", [["search", "cart total"], ["context", "cart total", "--budget", "300"],
+                                     ["status"], ["graph", "shop.cart.cart_total"]])
+def test_json_output_is_one_object_and_nothing_else(shop, tmp_path, capsys, command):
+    code, out, _ = run(capsys, *command, "--workspace", str(shop), "--index-dir", str(tmp_path / "idx"), "--json")
+    assert code == 0
+    answer = json.loads(out)  # the whole of stdout
+    assert isinstance(answer, dict)
+    if command[0] == "context":
+        assert answer["tokens"] <= 300 and tokens.count(answer["text"]) == answer["tokens"]
+        assert "def cart_total" in answer["text"]
+
+
+def test_an_unusable_index_folder_is_one_line_and_exit_2(shop, tmp_path, capsys):
+    a_file = shop / "shop" / "tax.py"
+    for index_dir in (a_file, a_file / "below", Path("/proc/no-such-index")):
+        code, out, err = run(capsys, "status", "--workspace", str(shop), "--index-dir", str(index_dir))
+        assert (code, out) == (EXIT_BAD_INPUT, "")
+        assert err.startswith("codeahead status: cannot use ") and err.count("\n") == 1, err
+
+
+def test_an_unknown_embedder_is_one_line_and_exit_2(shop, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CODEAHEAD_EMBEDDER", "bogus")
+    code, out, err = run(capsys, "search", "cart", "--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
+    assert (code, out) == (EXIT_BAD_INPUT, "")
+    assert "unknown embedder 'bogus'" in err and err.count("\n") == 1
+    monkeypatch.setenv("CODEAHEAD_EMBEDDER", "")  # empty is unset: the default
+    assert run(capsys, "search", "cart", "--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))[0] == 0
+
+
+def test_commands_run_side_by_side_on_a_new_index(shop, tmp_path):
+    """Agents run tool calls in parallel; each command indexes first. Four at once on a new index: one
+    process took the database another was creating for a foreign file and moved it aside, and another
+    failed on inserting files the first had just stored."""
+    index_dir = tmp_path / "idx"
+    argv = [sys.executable, "-m", "server.cli", "search", "cart total", "--workspace", str(shop),
+            "--index-dir", str(index_dir), "--json"]
+    env_path = str(Path(__file__).resolve().parents[1])
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=env_path)
+             for _ in range(4)]
+    outcomes = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    for code, out, err in outcomes:
+        assert code == 0 and err == "", err
+        assert json.loads(out)["hits"][0]["name"] == "shop.cart.cart_total"
+    assert not [p.name for p in index_dir.iterdir() if ".broken-" in p.name]  # nothing was moved aside
+
+
+def test_serve_with_an_unusable_index_folder_says_so_in_one_line(shop):
+    done = subprocess.run([sys.executable, "-m", "server.cli", "serve", "--workspace", str(shop), "--index-dir",
+                           str(shop / "shop" / "tax.py")], input="", capture_output=True, text=True, timeout=60,
+                          cwd=str(Path(__file__).resolve().parents[1]))
+    assert done.returncode != 0 and done.stdout == ""
+    assert done.stderr.startswith("codeahead serve: cannot use ") and done.stderr.count("\n") == 1, done.stderr
