@@ -222,12 +222,15 @@ def cmd_graph(args) -> None:
     with _workspace(args) as ws:
         _ensure_indexed(ws, args)
         try:
-            node = ws.node(args.target)
+            matches = ws.nodes(args.target)
+            node = matches[0]
             links = ws.related(node, kinds=kinds, depth=args.depth)
         except (UnknownTarget, ValueError) as exc:
             raise CliError(str(exc).strip("'\"")) from None
+        _note_ambiguity(args, args.target, matches)
         payload = {
             "node": _node_json(node),
+            "matches": len(matches),
             "links": [{"link": l.name, "depth": l.depth, "confidence": round(l.confidence, 3), **_node_json(l.node)}
                       for l in links],
             "freshness": ws.freshness(),
@@ -238,6 +241,15 @@ def cmd_graph(args) -> None:
         if not links:
             lines.append("  (no links)")
         _emit(args, payload, "\n".join(lines))
+
+
+def _note_ambiguity(args, target: str, matches) -> None:
+    """Say on stderr (never stdout: ``--json``) which node a target naming several was taken to mean."""
+    from indexer.graph.query import ambiguity
+
+    note = ambiguity(target, matches)
+    if note:
+        sys.stderr.write(f"codeahead {args.command}: {note}\n")
 
 
 def _node_json(node) -> dict:
@@ -270,6 +282,8 @@ def cmd_context(args) -> None:
         try:
             packed = ws.context(args.query, focus=args.focus, task_id=args.task,
                                 budget=args.budget, profile=args.profile)
+            if args.focus:
+                _note_ambiguity(args, args.focus, ws.nodes(args.focus))
         except (ValueError, UnknownTarget, UnknownTask) as exc:
             raise CliError(str(exc).strip("'\"")) from None
         payload = {**packed.to_json(), "freshness": ws.freshness()}

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from indexer import tokens
 from indexer.events import UnknownTask
-from indexer.graph.query import UnknownTarget
+from indexer.graph.query import UnknownTarget, ambiguity
 from indexer.types import Node
 from indexer.workspace import WorkspaceError
 from server.mcp_output import Render, json_blocks, tool_result
@@ -118,8 +118,9 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
         ws = await runtime.workspace(ctx, ctx.report_progress)
         packed = await call(ws.context, query, focus=focus, task_id=task_id, budget=budget, profile=profile)
         payload = packed.to_json()
-        if note:
-            payload["note"] = note
+        notes = [note, ambiguity(focus, await call(ws.nodes, focus)) if focus else None]
+        if any(notes):
+            payload["note"] = " ".join(n for n in notes if n)
         return answer(payload, _context_blocks)
 
     @server.tool(annotations=_READ_ONLY, description=(
@@ -151,10 +152,13 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
         if not 1 <= depth <= MAX_DEPTH:
             raise ToolError(f"depth must be between 1 and {MAX_DEPTH}, not {depth}")
         ws = await runtime.workspace(ctx, ctx.report_progress)
-        node = await call(ws.node, target)
+        matches = await call(ws.nodes, target)
+        node = matches[0]
         links = await call(ws.related, node, kinds=kinds, depth=depth, direction=direction)
+        note = ambiguity(target, matches)
         return answer({
             "node": node_json(node),
+            **({"note": note} if note else {}),
             "links": [{"link": link.name, "depth": link.depth, "confidence": round(link.confidence, 3),
                        **node_json(link.node)} for link in links],
         })

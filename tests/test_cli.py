@@ -19,6 +19,7 @@ FILES = {
     "shop/cart.py": "from shop.tax import tax_rate\n\n\ndef cart_total(items):\n    \"\"\"Sum with tax.\"\"\"\n"
                     "    return sum(items) * (1 + tax_rate())\n",
     "shop/tax.py": "def tax_rate():\n    return 0.2\n",
+    "shop/legacy.py": "def tax_rate():\n    return 0.1\n",
     "tests/test_cart.py": "from shop.cart import cart_total\n\n\ndef test_total():\n    assert cart_total([1])\n",
 }
 
@@ -44,6 +45,18 @@ def test_json_output_is_one_object_and_nothing_else(shop, tmp_path, capsys, comm
     if command[0] == "context":
         assert answer["tokens"] <= 300 and tokens.count(answer["text"]) == answer["tokens"]
         assert "def cart_total" in answer["text"]
+
+
+def test_a_name_of_several_nodes_says_which_was_used_and_what_else(shop, tmp_path, capsys):
+    where = ("--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
+    code, out, err = run(capsys, "graph", "tax_rate", *where, "--json")
+    assert code == 0 and json.loads(out)["matches"] == 2
+    used = json.loads(out)["node"]["name"]
+    other = ({"shop.tax.tax_rate", "shop.legacy.tax_rate"} - {used}).pop()
+    assert err.startswith(f"codeahead graph: 'tax_rate' names 2 nodes; used {used} ") and other in err
+    code, out, err = run(capsys, "context", "--focus", "tax_rate", *where, "--budget", "200")
+    assert code == 0 and "names 2 nodes" in err
+    assert run(capsys, "graph", "shop.tax.tax_rate", *where)[2] == ""  # one node: nothing to say
 
 
 def test_an_unusable_index_folder_is_one_line_and_exit_2(shop, tmp_path, capsys):

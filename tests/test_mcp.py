@@ -118,6 +118,19 @@ async def test_get_context_text_block_is_the_packed_text(ws):
     assert answer["items"] and {"path", "tier", "level", "why"} <= set(answer["items"][0])
 
 
+async def test_a_name_of_several_nodes_is_answered_with_a_note_naming_the_others(tmp_path):
+    root = write_tree(tmp_path / "two", {**SHOP, "pkg/legacy.py": "def price_of(item):\n    return 0.0\n"})
+    with Workspace(root, index_dir=tmp_path / "idx2") as workspace:
+        async with Client(build_server(workspace, watch=False)) as client:
+            rel = payload(await client.call_tool("related", {"target": "price_of"}))
+            ctx = payload(await client.call_tool("get_context", {"focus": "price_of", "budget_tokens": 300}))
+            one = payload(await client.call_tool("related", {"target": "pkg.prices.price_of"}))
+    other = ({"pkg.prices.price_of", "pkg.legacy.price_of"} - {rel["node"]["name"]}).pop()
+    assert rel["note"].startswith("'price_of' names 2 nodes; used ") and other in rel["note"]
+    assert "names 2 nodes" in ctx["note"]
+    assert "note" not in one
+
+
 @pytest.mark.parametrize(("tool", "args", "message"), [
     ("get_context", {}, "needs a query, a focus or a task_id"),
     ("get_context", {"focus": "nope/missing.py"}, "no node matches"),

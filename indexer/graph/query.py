@@ -71,6 +71,22 @@ def find_nodes(conn, target: str) -> list[Node]:
     return [row_to_node(r) for r in rows]
 
 
+def ambiguity(target: str, matches: list[Node], shown: int = 5) -> str | None:
+    """A note naming what else ``target`` matched, when it named several nodes (the first is used), else None.
+
+    A bare ``save`` names hundreds of methods on Django: answering for one of them without a word left the
+    caller believing it was the one meant.
+    """
+    if len(matches) < 2:
+        return None
+    others = ", ".join(f"{n.qualname} ({n.location})" for n in matches[1:shown + 1])
+    more = f" and {len(matches) - 1 - shown}{'+' if len(matches) >= _MAX_MATCHES else ''} more" \
+        if len(matches) - 1 > shown else ""
+    count = f"{len(matches)}{'+' if len(matches) >= _MAX_MATCHES else ''}"  # find_nodes lists at most that many
+    return (f"{target!r} names {count} nodes; used {matches[0].qualname} ({matches[0].location}). "
+            f"Also: {others}{more}. Pass a dotted name or path:line to choose.")
+
+
 def _file_id(conn, path: str) -> int | None:
     path = path.removeprefix("./")
     row = conn.execute("SELECT id FROM files WHERE path=?", (path,)).fetchone()
