@@ -314,8 +314,11 @@ class IndexPass:
         bad, recovered, seen_paths = intake.bad, intake.recovered, intake.paths
 
         # 4. Skips: a full pass replaces the list; a partial one updates the paths it saw.
-        if full:
-            conn.execute("DELETE FROM skipped")
+        if full:  # a file parsed with syntax errors in an earlier pass and not re-read since still has them
+            kept = set(current) - set(intake.parsed_paths) - {s.path for s in bad}
+            conn.execute("DELETE FROM skipped WHERE reason != ?", (SkipReason.SYNTAX_ERROR.value,))
+            self._delete_in("DELETE FROM skipped WHERE path IN ({})", [
+                p for (p,) in conn.execute("SELECT path FROM skipped") if p not in kept])
         else:
             seen_paths |= {s.path for s in (*skipped, *bad)}
             self._delete_in("DELETE FROM skipped WHERE path IN ({})", sorted(seen_paths))
@@ -345,10 +348,10 @@ class IndexPass:
             counts["skipped_by_reason"] = dict(conn.execute("SELECT reason, count(*) FROM skipped GROUP BY reason"))
         return {
             "changed_paths": tuple(sorted({*(p for p in replaced), *gone, *intake.parsed_paths})),
-            "files_seen": plan.seen,
+            "files_seen": plan.seen - len(bad),  # what the index holds: a file found binary on reading is out
             "files_parsed": len(intake.parsed_paths),
             "files_deleted": len(gone),
-            "files_unchanged": plan.seen - len(intake.parsed_paths),
+            "files_unchanged": plan.seen - len(intake.parsed_paths) - len(bad),
             "generation": gen,
             **counts,
         }

@@ -110,6 +110,23 @@ def test_syntax_error_is_indexed_partially(tree, workspace):
     assert status["skipped_by_reason"] == {"syntax_error": 1}
 
 
+def test_a_syntax_error_stays_listed_until_the_file_is_fixed_or_gone(tree, workspace):
+    """A pass re-reads only changed files: the second pass (every command indexes first) used to drop the
+    syntax error of a file it did not re-read from the skip list."""
+    root = tree({"broken.py": "def bad(:\n    pass\n", "ok.py": "x = 1\n"})
+    ws = workspace(root)
+    ws.index()
+    ws.index()
+    assert skipped(ws) == {"broken.py": "syntax_error"}
+    (root / "ok.py").write_text("x = 2\n")
+    ws.index()
+    ws.index(paths=["ok.py"])
+    assert skipped(ws) == {"broken.py": "syntax_error"}
+    (root / "broken.py").unlink()
+    ws.index()
+    assert skipped(ws) == {}
+
+
 def test_fixed_syntax_error_leaves_the_skip_list(tree, workspace):
     root = tree({"broken.py": "def bad(:\n    pass\n"})
     ws = workspace(root)
@@ -138,6 +155,7 @@ def test_unindexable_files_are_skipped_with_their_reason(tree, workspace):
         "loop_a.py": "symlink_loop", "loop_b.py": "symlink_loop",
     }
     assert ws.status()["files"] == 1 and stats.files_parsed == 1
+    assert (stats.files_seen, stats.files_unchanged) == (1, 0)  # found binary on reading: not files, not unchanged
     for name in ("latin", "x", "huge", "hidden"):
         with pytest.raises(LookupError):
             ws.nodes(name)
