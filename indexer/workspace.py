@@ -31,6 +31,7 @@ from indexer.search.embed import get_embedder
 from indexer.search.edges import EdgeMemory
 from indexer.search.lexical import DocFrequencies
 from indexer.search.postings import PostingMemory
+from indexer.search.vectors import stored_progress
 from indexer.store.schema import open_database
 from indexer.types import IndexStats, Link, Node, PackedContext, SearchHit
 from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules
@@ -216,7 +217,7 @@ class Workspace:
             "skipped_by_reason": by_reason,
             "skipped": skipped,
             "freshness": self.freshness(),
-            "vectors": self._vector_job.progress() if self._vector_job is not None else None,
+            "vectors": self._vector_job.progress() if self._vector_job is not None else stored_progress(conn),
             "cache": self.cache.stats(),
             "prediction": self._predictor.stats() if self._predictor is not None else None,
             "prefetch": self._prefetcher.stats() if self._prefetcher is not None else None,

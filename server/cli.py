@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
-#: Embedder for vectors: "wordllama" (default when installed), "minilm", or "none".
 
 
 class CliError(Exception):
@@ -207,6 +206,8 @@ def cmd_status(args) -> None:
             f"freshness generation {status['freshness']['generation']}, last change {status['freshness']['last_change']}",
             "history   " + (f"{status['history']['commits']} commits mined at {status['history']['head'][:12]}"
                              if status["history"] else "none (not a git repository, or not mined yet)"),
+            "vectors   " + (f"{v['embedded']} of {v['total']} nodes embedded ({v['embedder']})"
+                             if (v := status["vectors"]) else "none (CODEAHEAD_EMBEDDER, the vectors extra)"),
             f"skipped   {_table(status['skipped_by_reason'])}",
         ]
         lines += [f"  {s['reason']:<13} {s['path']}  {s['detail']}".rstrip() for s in status["skipped"]]

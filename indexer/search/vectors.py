@@ -103,3 +103,20 @@ class VectorIndex:
     def ids(self) -> set[int]:
         """The node ids that have a vector, to find nodes still to embed."""
         return {int(r[0]) for r in self._conn.execute(f"SELECT node_id FROM {self.table}")}
+
+
+def stored_progress(conn: Any, table: str = "node_vectors") -> dict | None:
+    """What earlier embedding left in the index, in ``VectorJob.progress()``'s form; None if nothing ever did.
+
+    A process that embeds nothing itself (``codeahead status``) still reports the vectors a server or an
+    earlier command stored.
+    """
+    try:
+        row = conn.execute("SELECT embedder FROM vector_meta WHERE tbl = ?", (table,)).fetchone()
+        if row is None:
+            return None
+        embedded = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    except Exception:  # noqa: BLE001 - no vector tables, or sqlite-vec not loaded: nothing to report
+        return None
+    total = int(conn.execute("SELECT count(*) FROM nodes WHERE kind != 'library'").fetchone()[0])
+    return {"embedder": row[0], "embedded": embedded, "total": total, "complete": embedded >= total}
