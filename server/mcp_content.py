@@ -66,22 +66,67 @@ def register_resources(server: MCPServer, runtime: Runtime, cap: int) -> None:
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
-_PROFILE_HELP = "model profile the context must fit, e.g. ollama-4k (default), qwen3-8b-32k, custom:N"
+#: Share of a prompt's budget the caller's own text (an error, a feature, a name) may take.
+USER_TEXT_SHARE = 0.4
+#: Tokens kept free where the frame and the packed code meet (BPE counts of joined texts are not sums).
+_JOIN_SLACK = 4
+_CLIP_MARK = "[... {} characters cut ...]"
+
+
+def _clip(text: str, limit: int, counter: tokens.Tokenizer, *, keep_end: bool) -> str:
+    """``text`` within ``limit`` tokens: its longest start (or end) that fits, marked where it was cut."""
+    if counter.count(text) <= limit:
+        return text
+    lo, hi = 0, len(text)  # invariant: keeping lo characters fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if counter.count(_cut(text, mid, keep_end)) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return _cut(text, lo, keep_end)
+
+
+def _cut(text: str, keep: int, keep_end: bool) -> str:
+    mark = _CLIP_MARK.format(len(text) - keep)
+    return f"{mark}\n{text[len(text) - keep:]}" if keep_end else f"{text[:keep]}\n{mark}"
 
 
 def register_prompts(server: MCPServer, runtime: Runtime, cap: int) -> None:
-    """Add prompt templates whose context is packed for the chosen model profile."""
+    """Add prompt templates whose context is packed for the chosen model profile.
 
-    async def packed(ctx: Context, query: str | None, focus: str | None, profile: str) -> str:
+    The whole prompt (instructions, the caller's text and the packed code) fits the profile's context budget:
+    an error or a feature text over USER_TEXT_SHARE of it is clipped (an error keeps its end, where the
+    innermost frames and the exception are), and the code gets what is left.
+    """
+
+    async def prompt(ctx: Context, frame: str, query: str | None, focus: str | None, profile: str) -> str:
+        """``frame`` (which ends where the code goes) followed by the context packed in the rest of the budget."""
         ws = await runtime.workspace(ctx)
         try:
-            budget = tokens.context_budget(tokens.profile(profile or tokens.DEFAULT_PROFILE))
-            ctx_budget = min(budget, max(cap - 1_000, 1))
+            prof = tokens.profile(profile or tokens.DEFAULT_PROFILE)
+            budget = min(tokens.context_budget(prof), max(cap - 1_000, 1))
+            counter = tokens.tokenizer_for(prof)
+            room = budget - counter.count(frame) - _JOIN_SLACK
+            if room < 1:
+                return frame.rstrip()
             result = await anyio.to_thread.run_sync(
-                lambda: ws.context(query, focus=focus, budget=ctx_budget, profile=profile))
+                lambda: ws.context(query, focus=focus, budget=room, profile=profile))
         except BAD_ARGUMENTS as exc:
             raise MCPError(INVALID_PARAMS, one_line(exc)) from None
-        return result.text
+        return frame + result.text
+
+    def clipped(text: str, what: str, profile: str, *, keep_end: bool = False) -> str:
+        """The caller's ``text``, at most USER_TEXT_SHARE of the budget (its start, or with ``keep_end`` its end)."""
+        text = text.strip()
+        if not text:
+            raise MCPError(INVALID_PARAMS, f"{what} is empty: pass the text the prompt is about")
+        try:
+            prof = tokens.profile(profile or tokens.DEFAULT_PROFILE)
+        except ValueError as exc:
+            raise MCPError(INVALID_PARAMS, one_line(exc)) from None
+        limit = int(USER_TEXT_SHARE * min(tokens.context_budget(prof), cap))
+        return _clip(text, limit, tokens.tokenizer_for(prof), keep_end=keep_end)
 
     async def focus_if_known(ctx: Context, target: str) -> str | None:
         """``target`` as a focus when it names a node (pytest ids ``path::name`` become ``path``)."""
@@ -95,22 +140,25 @@ def register_prompts(server: MCPServer, runtime: Runtime, cap: int) -> None:
 
     @server.prompt(description="Fix a failing test: the test, the error and the code they touch.")
     async def fix_failing_test(test: str, error: str, ctx: Context, profile: str = tokens.DEFAULT_PROFILE) -> str:
+        test = clipped(test, "test", profile)
+        error = clipped(error, "error", profile, keep_end=True)
         focus = await focus_if_known(ctx, test)
-        context = await packed(ctx, f"{test}\n{error}", focus, profile)
-        return (f"The test `{test}` fails with:\n\n```\n{error.strip()}\n```\n\n"
-                f"Find the cause and propose the smallest fix. Relevant code:\n\n{context}")
+        frame = (f"The test `{test}` fails with:\n\n```\n{error}\n```\n\n"
+                 "Find the cause and propose the smallest fix. Relevant code:\n\n")
+        return await prompt(ctx, frame, f"{test}\n{error}", focus, profile)
 
     @server.prompt(description="Implement a feature, with the code it is most likely to touch.")
     async def implement(feature: str, ctx: Context, profile: str = tokens.DEFAULT_PROFILE) -> str:
-        context = await packed(ctx, feature, None, profile)
-        return (f"Implement this feature: {feature}\n\n"
-                f"Follow the existing style; say which files you change. Relevant code:\n\n{context}")
+        feature = clipped(feature, "feature", profile)
+        frame = (f"Implement this feature: {feature}\n\n"
+                 "Follow the existing style; say which files you change. Relevant code:\n\n")
+        return await prompt(ctx, frame, feature, None, profile)
 
     @server.prompt(description="Explain a module, class or function: what it does and who uses it.")
     async def explain(target: str, ctx: Context, profile: str = tokens.DEFAULT_PROFILE) -> str:
+        target = clipped(target, "target", profile)
         focus = await focus_if_known(ctx, target)
         if focus is None:
-            raise MCPError(INVALID_PARAMS, f"{target} names no indexed path or symbol: pass a path or dotted name")
-        context = await packed(ctx, None, focus, profile)
-        return (f"Explain `{target}`: what it does, how it is used (callers, tests), and anything surprising.\n\n"
-                f"{context}")
+            raise MCPError(INVALID_PARAMS, f"{target!r} names no indexed path or symbol: pass a path or dotted name")
+        frame = f"Explain `{target}`: what it does, how it is used (callers, tests), and anything surprising.\n\n"
+        return await prompt(ctx, frame, None, focus, profile)

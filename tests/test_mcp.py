@@ -221,6 +221,21 @@ async def test_prompts_pack_context_for_the_profile(ws):
     assert "def total" in explain.messages[0].content.text
 
 
+async def test_a_prompt_fits_its_profile_whatever_the_callers_text(ws):
+    """The prompt is the model's input: a 200,000-character error or feature used to come back whole (51,234
+    tokens for ollama-4k). The caller's text is clipped (an error keeps its end), the code gets the rest."""
+    error = "Traceback (most recent call last):\n" + "  frame line\n" * 16_000 + "KeyError: 'kiwi'"
+    async with Client(build_server(ws, watch=False)) as client:
+        fix = await client.get_prompt("fix_failing_test", {"test": "tests/test_cart.py::test_total", "error": error})
+        impl = await client.get_prompt("implement", {"feature": "discount " * 20_000, "profile": "custom:600"})
+        with pytest.raises(MCPError, match="feature is empty"):
+            await client.get_prompt("implement", {"feature": "  "})
+    fixed, implemented = fix.messages[0].content.text, impl.messages[0].content.text
+    assert tokens.count(fixed) <= tokens.context_budget(tokens.profile("ollama-4k"))
+    assert "KeyError: 'kiwi'" in fixed and "characters cut ...]" in fixed and "def total" in fixed
+    assert tokens.count(implemented) <= 300 and "characters cut ...]" in implemented
+
+
 async def test_record_event_notifies_task_listeners(ws):
     async with Client(build_server(ws, watch=False)) as client:
         async with client.listen(resource_subscriptions=["codeahead://task/T2"]) as sub:
