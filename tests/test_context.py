@@ -221,6 +221,27 @@ def test_a_focus_gets_its_code_and_a_module_too_long_to_list_cuts_nothing(tmp_pa
         assert "return step_3(1)" in whole.text
 
 
+def test_a_task_brings_its_failing_tests_code_and_the_files_it_opened(tmp_path):
+    """The task summary named the failing test; the context had neither its code nor the file opened."""
+    write_tree(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/core.py": "def run(x):\n    return x.upper()\n",
+        "pkg/notes.py": "def jot(text):\n    \"\"\"Keep a note.\"\"\"\n    return text\n",
+        "tests/test_core.py": "from pkg.core import run\n\n\nclass TestRun:\n    def test_shouts(self):\n"
+                              "        assert run('a') == 'A!'\n",
+    })
+    with Workspace(tmp_path, index_dir=tmp_path / ".idx") as ws:
+        ws.index()
+        ws.record("T", "task_started", {"title": "make it louder"})
+        ws.record("T", "file_opened", {"path": "pkg/notes.py"})
+        ws.record("T", "test_result", {"test": "tests/test_core.py::TestRun::test_shouts[a]", "passed": False})
+        packed = ws.context(task_id="T", budget=600)
+        by_name = {i.name: i for i in packed.items}
+        assert by_name["test_core.TestRun.test_shouts"].level == "full"  # tests/ has no __init__.py
+        assert "assert run('a') == 'A!'" in packed.text
+        assert "pkg.notes" in by_name and by_name["pkg.notes"].why == "opened in this task"
+
+
 def test_code_after_a_form_feed_or_crlf_is_the_nodes_own_lines(tmp_path):
     """Lines are numbered as the parser numbers them: a form feed (Emacs page break) is not a line break."""
     (tmp_path / "paged.py").write_bytes(b"def first():\r\n    return 1\r\n\x0c\r\ndef second():\r\n    return 2\r\n")

@@ -51,6 +51,8 @@ FOCUS_CODE_SHARE = 0.75
 MEDIUM_SHARE = 0.1
 _CODE_SHARE = {Tier.CRITICAL: FULL_CODE_SHARE, Tier.HIGH: HIGH_CODE_SHARE}  # else MEDIUM_SHARE
 ERROR_FRAMES = 3
+#: The latest failing tests of a task whose code is offered.
+FAILING_TESTS = 3
 #: Below ~60 tokens per candidate a pool is larger than any packing can use; it only costs rendering time.
 TOKENS_PER_CANDIDATE = 60
 
@@ -239,6 +241,29 @@ class Assembler:
     def _files_of_task(self, task, budget: int) -> None:
         for age, path in enumerate(reversed(list(task.files_edited)[-5:])):
             self._module(path, Tier.HIGH if age == 0 else Tier.MEDIUM, "edited in this task", budget)
+        for path in reversed(list(task.files_opened)[-3:]):  # where the agent has been looking
+            self._module(path, Tier.MEDIUM, "opened in this task", budget)
+        # The failing tests' code: what the fix must make pass (the task listed only their names).
+        for test in list(task.failing_tests)[-FAILING_TESTS:]:
+            node = self._test_node(test)
+            if node is not None:
+                self._node(node, Tier.HIGH, 97.0, f"failing test {test}", budget, {test: False})
+
+    def _test_node(self, test: str) -> Node | None:
+        """The node a pytest id names: ``path::Class::test_name[param]`` (a bare path: its module)."""
+        path, *names = test.split("::")
+        names = [n.split("[", 1)[0] for n in names]
+        row = self.conn.execute("SELECT id FROM files WHERE path=?", (path.strip().removeprefix("./"),)).fetchone()
+        if row is None:
+            return None
+        wanted = ".".join(names)
+        found = self.conn.execute(
+            "SELECT id, qualname FROM nodes WHERE file_id=? AND (? = '' AND kind='module' OR name=?) ORDER BY id",
+            (row[0], wanted, names[-1] if names else "")).fetchall()
+        for node_id, qualname in found:
+            if not wanted or qualname == wanted or qualname.endswith("." + wanted):
+                return self._nodes([node_id]).get(node_id)
+        return None
 
 
 def _capped(rendering: Rendering, max_tokens: int) -> Rendering:
