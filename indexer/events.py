@@ -34,6 +34,8 @@ BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
 EVENTS_SCHEMA: str = ";\n".join(_SCHEMA_STATEMENTS) + ";\n"
 
 MAX_TASK_ID = 200
+#: SQLite's largest integer: sequence numbers past it cannot be compared with the stored ones.
+_MAX_SEQ = 2**63 - 1
 #: Longest stored string in a payload; test output and tracebacks keep their end, the rest their start.
 MAX_TEXT = 20_000
 _KEEP_TAIL = frozenset({"output", "traceback"})
@@ -461,9 +463,14 @@ class EventLog:
 
     def state(self, task_id: str, at: int | None = None) -> TaskState:
         """The task as it stood after event ``at`` (default: now); UnknownTask if it had no events yet."""
+        if at is not None and not 0 <= at <= _MAX_SEQ:
+            raise ValueError(f"at must be an event sequence number (1 is the first event), not {at}")
         events = self.events(task_id, upto=at)
         if not events:
             known = self.tasks()
+            if at is not None and task_id in known:
+                first = self.events(task_id)[0].seq
+                raise UnknownTask(f"no events for task {task_id!r} up to seq {at}: its first event is seq {first}")
             when = "" if at is None else f" up to seq {at}"
             hint = f"known tasks: {', '.join(known[:10])}" if known else "the log is empty"
             raise UnknownTask(f"no events for task {task_id!r}{when}; record 'task_started' first ({hint})")

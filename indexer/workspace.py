@@ -672,7 +672,14 @@ class Workspace:
         """The files likely needed next, each with a score and its reasons."""
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, not {top_k}")
-        rel = self._relative(current) if current else None
+        rel = None
+        if current:
+            rel = self._relative(current)
+            head, _, line = rel.rpartition(":")
+            rel = head if head and line.isdigit() else rel  # path:line names its file
+            if self.reader().execute("SELECT 1 FROM files WHERE path=?", (rel,)).fetchone() is None:
+                raise query.UnknownTarget(f"{current} is not an indexed file: pass a workspace-relative path "
+                                          "as search shows it")
         if task_id is not None:
             self.task_state(task_id)  # unknown task: a clear error
         return self.predictor.predict(rel, task_id=task_id, top_k=top_k, query=query_text)

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+#: Links ``graph`` lists (nearest first); past them it says it stopped.
+MAX_LINKS = 500
 
 
 class CliError(Exception):
@@ -33,8 +35,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", "-v", action="store_true", help="log to stderr")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments as one line, like every other bad input (argparse printed the usage block first)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="codeahead", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="codeahead", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("index", help="index a workspace (only changed files are re-parsed)")
@@ -225,13 +234,16 @@ def cmd_graph(args) -> None:
         try:
             matches = ws.nodes(args.target)
             node = matches[0]
-            links = ws.related(node, kinds=kinds, depth=args.depth)
+            links = ws.related(node, kinds=kinds, depth=args.depth, limit=MAX_LINKS + 1)
         except (UnknownTarget, ValueError) as exc:
             raise CliError(str(exc).strip("'\"")) from None
         _note_ambiguity(args, args.target, matches)
+        truncated = len(links) > MAX_LINKS
+        links = links[:MAX_LINKS]
         payload = {
             "node": _node_json(node),
             "matches": len(matches),
+            "truncated": truncated,
             "links": [{"link": l.name, "depth": l.depth, "confidence": round(l.confidence, 3), **_node_json(l.node)}
                       for l in links],
             "freshness": ws.freshness(),
@@ -241,6 +253,8 @@ def cmd_graph(args) -> None:
                   f"{l.node.location if l.node.path else ''}  ({l.confidence:.2f})".rstrip() for l in links]
         if not links:
             lines.append("  (no links)")
+        if truncated:
+            lines.append(f"  (the first {MAX_LINKS} links, nearest first: narrow with --kinds or --depth)")
         _emit(args, payload, "\n".join(lines))
 
 
@@ -276,8 +290,8 @@ def cmd_context(args) -> None:
     from indexer.events import UnknownTask
     from indexer.graph.query import UnknownTarget
 
-    if not (args.query or args.focus or args.task):
-        raise CliError("context needs a QUERY, --focus or --task")
+    if not ((args.query or "").strip() or args.focus or args.task):
+        raise CliError("context needs a QUERY (not blank), --focus or --task")
     with _workspace(args) as ws:
         _ensure_indexed(ws, args)
         try:
@@ -313,7 +327,7 @@ def cmd_task(args) -> None:
     with _workspace(args) as ws:
         try:
             state = ws.task_state(args.task_id, at=args.at)
-        except UnknownTask as exc:
+        except (UnknownTask, ValueError) as exc:
             raise CliError(str(exc).strip("'\"")) from None
         payload = state.to_json()
         _emit(args, payload, json.dumps(payload, indent=2, default=str))

@@ -22,6 +22,8 @@ from server.mcp_runtime import TASK_URI, Runtime
 
 MAX_TOP_K = 100
 MAX_DEPTH = 5
+#: Links ``related`` lists (nearest first); past them its note says it stopped.
+MAX_LINKS = 500
 #: Tokens of a get_context answer kept for its item list and freshness, outside the packed text.
 CONTEXT_OVERHEAD = 3_000
 
@@ -154,8 +156,12 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
         ws = await runtime.workspace(ctx, ctx.report_progress)
         matches = await call(ws.nodes, target)
         node = matches[0]
-        links = await call(ws.related, node, kinds=kinds, depth=depth, direction=direction)
+        links = await call(ws.related, node, kinds=kinds, depth=depth, direction=direction, limit=MAX_LINKS + 1)
         note = ambiguity(target, matches)
+        if len(links) > MAX_LINKS:
+            links = links[:MAX_LINKS]
+            note = " ".join(x for x in (note, f"The first {MAX_LINKS} links, nearest first: narrow with kinds "
+                                               "or depth.") if x)
         return answer({
             "node": node_json(node),
             **({"note": note} if note else {}),

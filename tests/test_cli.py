@@ -99,3 +99,45 @@ def test_serve_with_an_unusable_index_folder_says_so_in_one_line(shop):
                           cwd=str(Path(__file__).resolve().parents[1]))
     assert done.returncode != 0 and done.stdout == ""
     assert done.stderr.startswith("codeahead serve: cannot use ") and done.stderr.count("\n") == 1, done.stderr
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["context", "--budget", "abc"], "invalid int value: 'abc'"),
+    (["context", "   "], "context needs a QUERY (not blank)"),
+    (["predict", "--after", "shop/nope.py"], "shop/nope.py is not an indexed file"),
+    (["task", "T", "--at", "-1"], "at must be an event sequence number"),
+    (["task", "T", "--at", "0"], "no events for task 'T' up to seq 0: its first event is seq 1"),
+])
+def test_bad_input_is_one_line_and_exit_2(shop, tmp_path, capsys, argv, says):
+    where = ["--workspace", str(shop), "--index-dir", str(tmp_path / "idx")]
+    assert run(capsys, "event", "task_started", "--task", "T", "--data", '{"title": "t"}', *where)[0] == 0
+    with pytest.raises(SystemExit) as exited:  # argparse exits; the commands return their code
+        raise SystemExit(main([*argv, *where]))
+    out, err = capsys.readouterr()
+    assert (exited.value.code, out) == (EXIT_BAD_INPUT, "")
+    assert says in err and err.count("\n") == 1, err
+
+
+def test_predict_after_a_path_and_line_names_its_file(shop, tmp_path, capsys):
+    code, out, _ = run(capsys, "predict", "--after", "shop/cart.py:4", "--workspace", str(shop),
+                       "--index-dir", str(tmp_path / "idx"), "--json")
+    assert code == 0
+    reasons = {p["path"]: p["reasons"] for p in json.loads(out)["predictions"]}
+    assert any("imported by the current file" in r for r in reasons.get("shop/tax.py", []))
+
+
+def test_graph_says_when_it_stopped_listing_links(tmp_path, capsys, monkeypatch):
+    import server.cli as cli
+
+    monkeypatch.setattr(cli, "MAX_LINKS", 3)
+    root = write_tree(tmp_path / "ws", {"hub.py": "def hub():\n    pass\n",
+                                        **{f"u{i}.py": f"from hub import hub\n\n\ndef use_{i}():\n    hub()\n"
+                                           for i in range(5)}})
+    where = ("--workspace", str(root), "--index-dir", str(tmp_path / "idx"))
+    code, out, _ = run(capsys, "graph", "hub.hub", *where, "--json")
+    answer = json.loads(out)
+    assert code == 0 and answer["truncated"] and len(answer["links"]) == 3
+    code, out, _ = run(capsys, "graph", "hub.hub", *where)
+    assert out.rstrip().endswith("(the first 3 links, nearest first: narrow with --kinds or --depth)")
+    code, out, _ = run(capsys, "graph", "u1.use_1", *where, "--json")
+    assert not json.loads(out)["truncated"]
