@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import anyio
 import anyio.from_thread
@@ -34,6 +34,16 @@ _JOIN_SECONDS = 30.0
 OVERVIEW_URI = "codeahead://overview"
 MODULE_URI = "codeahead://module/{}"
 TASK_URI = "codeahead://task/{}"
+
+
+def module_uri(path: str) -> str:
+    """The module resource of ``path``, percent-encoded (a space or ``#`` in a path would break the URI)."""
+    return MODULE_URI.format(quote(path, safe="/"))
+
+
+def task_uri(task_id: str) -> str:
+    """The task resource of ``task_id``, percent-encoded (``a/b`` names one task, not a path)."""
+    return TASK_URI.format(quote(task_id, safe=""))
 
 Report = Callable[[float, float | None, str | None], Awaitable[None]]
 
@@ -150,7 +160,7 @@ class Runtime:
     def _on_applied(self, batch, result) -> None:
         """A watcher batch landed: the overview and each touched module changed."""
         paths = sorted(batch.changed | batch.deleted)
-        self._publish([OVERVIEW_URI, *(MODULE_URI.format(p) for p in paths)])
+        self._publish([OVERVIEW_URI, *(module_uri(p) for p in paths)])
 
     def _mine_history(self) -> None:
         """The commit history for ranking and co-change; from here on the watcher follows HEAD."""

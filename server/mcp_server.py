@@ -18,8 +18,10 @@ from pathlib import Path
 
 import anyio
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import INVALID_PARAMS
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from indexer.cache.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -28,7 +30,7 @@ from indexer.workspace import Workspace, WorkspaceError
 from server.mcp_content import register_prompts, register_resources
 from server.mcp_output import DEFAULT_CAP
 from server.mcp_runtime import Runtime
-from server.mcp_tools import register_tools
+from server.mcp_tools import one_line, register_tools
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +62,28 @@ def build_server(workspace: Workspace | None = None, *, root: str | Path | None 
         finally:
             await anyio.to_thread.run_sync(runtime.detach)
 
-    server = MCPServer("codeahead", instructions=_INSTRUCTIONS, version=_version(), lifespan=lifespan,
-                       subscriptions=bus, log_level="WARNING")
+    server = _Server("codeahead", instructions=_INSTRUCTIONS, version=_version(), lifespan=lifespan,
+                     subscriptions=bus, log_level="WARNING")
     _RUNTIMES[server] = runtime
     register_tools(server, runtime, output_cap_tokens)
     register_resources(server, runtime, output_cap_tokens)
     register_prompts(server, runtime, output_cap_tokens)
     return server
+
+
+class _Server(MCPServer):
+    """The SDK's server, with a prompt request's bad arguments reported as such.
+
+    A missing or unexpected argument, or an unknown prompt name, came back as -32603 "Internal server error"
+    (the SDK turns every prompt failure into one), where the tools and resources answer -32602 with the reason.
+    The prompts' own checks raise MCPError, which passes through unchanged.
+    """
+
+    async def get_prompt(self, name, arguments=None, context=None):
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as exc:
+            raise MCPError(INVALID_PARAMS, one_line(exc)) from None
 
 
 def _version() -> str:

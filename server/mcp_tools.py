@@ -18,7 +18,7 @@ from indexer.graph.query import UnknownTarget, ambiguity
 from indexer.types import Node
 from indexer.workspace import WorkspaceError
 from server.mcp_output import Render, json_blocks, tool_result
-from server.mcp_runtime import TASK_URI, Runtime
+from server.mcp_runtime import Runtime, task_uri
 
 MAX_TOP_K = 100
 MAX_DEPTH = 5
@@ -181,7 +181,7 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
     ) -> Answer:
         ws = await runtime.workspace(ctx)
         event = await call(ws.record, task_id, type, data)
-        await runtime.publish(TASK_URI.format(task_id))
+        await runtime.publish(task_uri(task_id))
         return answer({"seq": event.seq, "task_id": event.task_id, "type": event.type, "data": event.data})
 
     @server.tool(annotations=_READ_ONLY, description=(

@@ -236,6 +236,16 @@ async def test_a_prompt_fits_its_profile_whatever_the_callers_text(ws):
     assert tokens.count(implemented) <= 300 and "characters cut ...]" in implemented
 
 
+async def test_a_prompt_asked_wrongly_says_why_as_invalid_params(ws):
+    async with Client(build_server(ws, watch=False)) as client:
+        failures = []
+        for name, args in (("explain", {}), ("no_such_prompt", {})):
+            with pytest.raises(MCPError) as caught:
+                await client.get_prompt(name, args)
+            failures.append((caught.value.error.code, str(caught.value)))
+    assert failures == [(-32602, "Missing required arguments: {'target'}"), (-32602, "Unknown prompt: no_such_prompt")]
+
+
 async def test_record_event_notifies_task_listeners(ws):
     async with Client(build_server(ws, watch=False)) as client:
         async with client.listen(resource_subscriptions=["codeahead://task/T2"]) as sub:
@@ -243,6 +253,16 @@ async def test_record_event_notifies_task_listeners(ws):
             with anyio.fail_after(5):
                 event = await sub.__anext__()
     assert event.uri == "codeahead://task/T2"
+
+
+async def test_a_task_id_that_is_no_uri_segment_is_notified_under_a_readable_uri(ws):
+    async with Client(build_server(ws, watch=False)) as client:
+        async with client.listen(resource_subscriptions=["codeahead://task/fix%2F12%20b"]) as sub:
+            await client.call_tool("record_event", {"type": "note", "task_id": "fix/12 b", "data": {"text": "hi"}})
+            with anyio.fail_after(5):
+                event = await sub.__anext__()
+        state = json.loads((await client.read_resource(event.uri)).contents[0].text)
+    assert event.uri == "codeahead://task/fix%2F12%20b" and state["task_id"] == "fix/12 b"
 
 
 async def test_watcher_change_notifies_overview_and_module_listeners(ws, shop):
