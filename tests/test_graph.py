@@ -320,6 +320,13 @@ def test_dotted_qualname_and_suffix(ws):
     assert [n.qualname for n in ws.nodes("core.Engine")] == ["pkg.core.Engine"]
 
 
+def test_a_name_a_package_re_exports_is_its_definition(ws):
+    """``pkg/__init__.py`` imports Engine from ``.core``: users write ``pkg.Engine``, as its callers import it."""
+    assert [n.qualname for n in ws.nodes("pkg.Engine")] == ["pkg.core.Engine"]
+    with pytest.raises(UnknownTarget):
+        ws.nodes("pkg.Base")  # pkg does not import pkg.base
+
+
 def test_bare_name_gives_every_definition(ws):
     assert sorted(n.qualname for n in ws.nodes("spin")) == ["pkg.other.Top.spin", "pkg.other.Wheel.spin"]
     assert sorted(n.qualname for n in ws.nodes("step")) == ["pkg.base.Base.step", "pkg.core.Engine.step"]

@@ -65,10 +65,26 @@ def find_nodes(conn, target: str) -> list[Node]:
             f"SELECT {_NODE_COLUMNS} FROM {_NODE_FROM} WHERE n.name=? ORDER BY n.id LIMIT 2000", (last,))
             if r[3] == target or r[3].endswith("." + target)][:_MAX_MATCHES]
     if not rows:
+        rows = _re_exported(conn, target)
+    if not rows:
         raise UnknownTarget(
             f"no node matches {target!r}: pass a workspace-relative path, path:line, or a (dotted) name "
             "as `codeahead search` shows it")
     return [row_to_node(r) for r in rows]
+
+
+def _re_exported(conn, target: str) -> list:
+    """Rows of the definitions ``package.Name`` means when the package only imports ``Name`` from a module
+    of its own (``django.db.models.QuerySet`` is ``django.db.models.query.QuerySet``): the top-level
+    definitions named ``Name`` of the modules the package's module imports."""
+    package, _, name = target.rpartition(".")
+    if not package:
+        return []
+    return conn.execute(
+        f"SELECT {_NODE_COLUMNS} FROM {_NODE_FROM} JOIN nodes m ON m.id = n.parent_id AND m.kind = 'module' "
+        "JOIN edges e ON e.dst = m.id AND e.kind = 'imports' JOIN nodes pkg ON pkg.id = e.src "
+        "WHERE pkg.kind = 'module' AND pkg.qualname = ? AND n.name = ? ORDER BY n.id LIMIT ?",
+        (package, name, _MAX_MATCHES)).fetchall()
 
 
 def ambiguity(target: str, matches: list[Node], shown: int = 5) -> str | None:
