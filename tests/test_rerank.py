@@ -258,3 +258,17 @@ def test_the_size_signal_reaches_the_ranking_of_an_issue_report(tree, workspace)
     # module (which keeps its score), not past the short function that says the words as often.
     assert _names(ws, report, _without("size"), k=3) == ["short.tidy", "short", "long.validate"]
     assert _names(ws, report, ON, k=3) == ["short.tidy", "long.validate", "short"]
+
+
+def test_the_module_of_an_empty_file_is_never_a_hit(tree, workspace):
+    """An empty ``__init__.py`` is a document of its path's words alone: BM25 ranked it above real code."""
+    ws = workspace(tree({"tools/bulk_create/__init__.py": "", "tools/__init__.py": "",
+                         "tools/bulk_create/ops.py": "def insert_rows(rows):\n    return len(rows)\n",
+                         "tools/batch.py": "def bulk_create(items):\n    \"\"\"Create many items at once.\"\"\"\n"
+                                           "    return [create(i) for i in items]\n", **FILLER}))
+    ws.index()
+    for query in ("bulk create", "bulk_create", "tools.bulk_create"):
+        paths = [h.node.path for h in ws.search(query, top_k=20)]
+        assert "tools/bulk_create/__init__.py" not in paths, (query, paths)
+        assert "tools/batch.py" in paths[:3]
+    assert ws.node("tools/bulk_create/__init__.py").kind.value == "module"  # still in the graph

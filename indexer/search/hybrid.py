@@ -77,9 +77,10 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
         present = {c.path for c in info.values()}
         joining = {p: i for p, i in joining.items() if p not in present}
         if joining:
-            info.update(_candidate_info(conn, {i: 0.0 for i in joining.values()}))
-            scores.update({i: 0.0 for i in joining.values()})
-            base.update({i: 0.0 for i in joining.values()})
+            joined = _candidate_info(conn, {i: 0.0 for i in joining.values()})  # not an empty file's module
+            info.update(joined)
+            scores.update({i: 0.0 for i in joined})
+            base.update({i: 0.0 for i in joined})
         scores = rerank.boost_path_match(scores, info, query, match)
     if "history" in signals and rerank.wants_history(query):
         scores = rerank.boost_history(scores, info, history.file_scores(conn, query))
@@ -187,6 +188,11 @@ def _indexed_paths(conn, paths: set[str]) -> set[str]:
 
 
 def _candidate_info(conn, scores: dict[int, float]) -> dict[int, rerank.CandidateInfo]:
+    """What the signals read about each candidate; the module of an empty file is no candidate.
+
+    An empty ``__init__.py`` is a document of path words alone, so short that BM25 ranked it second for
+    ``QuerySet.bulk_create`` on Django (``tests/bulk_create/__init__.py``), and it has nothing to show.
+    """
     ids = list(scores)
     out: dict[int, rerank.CandidateInfo] = {}
     for i in range(0, len(ids), 500):
@@ -194,7 +200,8 @@ def _candidate_info(conn, scores: dict[int, float]) -> dict[int, rerank.Candidat
         marks = ",".join("?" * len(chunk))
         for node_id, kind, name, qualname, path, lines in conn.execute(
                 f"SELECT n.id, n.kind, n.name, n.qualname, f.path, n.end_line - n.start_line + 1 FROM nodes n "
-                f"JOIN files f ON f.id=n.file_id WHERE n.id IN ({marks})", chunk):
+                f"JOIN files f ON f.id=n.file_id WHERE n.id IN ({marks}) AND NOT (n.kind='module' AND f.size=0)",
+                chunk):
             out[node_id] = rerank.CandidateInfo(node_id, kind, name, qualname, path, lines)
     return out
 
