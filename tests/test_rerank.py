@@ -272,3 +272,14 @@ def test_the_module_of_an_empty_file_is_never_a_hit(tree, workspace):
         assert "tools/bulk_create/__init__.py" not in paths, (query, paths)
         assert "tools/batch.py" in paths[:3]
     assert ws.node("tools/bulk_create/__init__.py").kind.value == "module"  # still in the graph
+
+
+def test_a_query_that_is_a_path_finds_that_file_first(tree, workspace):
+    ws = workspace(tree({"app/models/query.py": "def run_query(sql):\n    return sql\n",
+                         "app/sql/query.py": "class Query:\n    \"\"\"A query of the models, as SQL.\"\"\"\n",
+                         "app/models/__init__.py": "from app.models.query import run_query\n", **FILLER}))
+    ws.index()
+    for query in ("app/models/query.py", "./app/sql/query.py"):
+        first = ws.search(query, top_k=5)[0]
+        assert (first.node.path, first.node.kind.value) == (query.removeprefix("./"), "module")
+    assert ws.search("app/models/nothing.py", top_k=5)  # not a file: an ordinary search

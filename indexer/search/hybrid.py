@@ -118,7 +118,21 @@ def ranked_ids(conn, query: str, *, dense: DenseSearch | None = None, options: S
         elif ratio < 0.99:
             why += f" demoted x{ratio:.1f}"
         out.append((i, s, why))
-    return out
+    return _path_first(conn, query, out)
+
+
+def _path_first(conn, query: str, ranked: list[tuple[int, float, str]]) -> list[tuple[int, float, str]]:
+    """A query that is an indexed file's path (``django/db/models/query.py``) finds that module first: as
+    words, its parts are common in the code, and BM25 had it 18th."""
+    path = query.strip().removeprefix("./")
+    if "/" not in path and not path.endswith((".py", ".pyi")):
+        return ranked
+    row = conn.execute("SELECT n.id FROM files f JOIN nodes n ON n.file_id = f.id AND n.kind = 'module' "
+                       "WHERE f.path = ?", (path,)).fetchone()
+    if row is None:
+        return ranked
+    top = max((score for _, score, _ in ranked), default=1.0)
+    return [(row[0], top, "path"), *(r for r in ranked if r[0] != row[0])]
 
 
 def fusion_weight(query: str) -> float:
