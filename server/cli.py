@@ -145,6 +145,9 @@ class _ProgressBar:
 def _workspace(args, *, path_arg: str | None = None):
     from indexer.workspace import Workspace, WorkspaceError
 
+    for option, value in (("--workspace", args.workspace), ("--index-dir", args.index_dir), ("PATH", path_arg)):
+        if value is not None and not value.strip():  # "" fell back to the current folder, or the user cache
+            raise CliError(f"{option} is empty: pass a folder, or leave the option out")
     root = path_arg or args.workspace or "."
     if path_arg and args.workspace and Path(path_arg).resolve() != Path(args.workspace).resolve():
         raise CliError(f"two workspaces given ({path_arg} and --workspace {args.workspace}): pass one")

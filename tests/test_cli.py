@@ -107,12 +107,14 @@ def test_serve_with_an_unusable_index_folder_says_so_in_one_line(shop):
     (["predict", "--after", "shop/nope.py"], "shop/nope.py is not an indexed file"),
     (["task", "T", "--at", "-1"], "at must be an event sequence number"),
     (["task", "T", "--at", "0"], "no events for task 'T' up to seq 0: its first event is seq 1"),
+    (["status", "--index-dir", ""], "--index-dir is empty"),
+    (["status", "--workspace", " "], "--workspace is empty"),
 ])
 def test_bad_input_is_one_line_and_exit_2(shop, tmp_path, capsys, argv, says):
     where = ["--workspace", str(shop), "--index-dir", str(tmp_path / "idx")]
     assert run(capsys, "event", "task_started", "--task", "T", "--data", '{"title": "t"}', *where)[0] == 0
     with pytest.raises(SystemExit) as exited:  # argparse exits; the commands return their code
-        raise SystemExit(main([*argv, *where]))
+        raise SystemExit(main([argv[0], *where, *argv[1:]]))  # the case's own options come last, and win
     out, err = capsys.readouterr()
     assert (exited.value.code, out) == (EXIT_BAD_INPUT, "")
     assert says in err and err.count("\n") == 1, err
