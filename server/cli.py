@@ -400,13 +400,16 @@ def cmd_stats(args) -> None:
     with _workspace(args) as ws:
         status = ws.status()
         payload = {"cache": status["cache"], "prediction": ws.predictor.stats(), "freshness": status["freshness"]}
-        lines = ["tier      hits  misses  hit rate  entries  bytes"]
+        # Hits and misses are this process's lookups (a server reports its own in index_status); entries and
+        # bytes are what the cache holds on disk.
+        lines = ["tier      hits  misses  hit rate  entries  bytes   (hits and misses: this process)"]
         for tier, t in status["cache"]["tiers"].items():
-            rate = "-" if t["hit_rate"] is None else f"{t['hit_rate']:.1%}"
+            rate = f"{t['hit_rate']:.1%}" if t["hits"] + t["misses"] else "-"  # no lookup: no rate, not 0%
             lines.append(f"{tier:<8} {t['hits']:>5} {t['misses']:>7} {rate:>9} {t['entries']:>8} {t['bytes']:>6}")
         model = payload["prediction"]
-        lines.append(f"prediction: {model['moves_scored']} moves scored, hit@5 {model['hit_at_5']}, "
-                     f"mrr {model['mrr']}, {model['files_known']} files known")
+        shown = {k: "-" if model[k] is None else model[k] for k in ("hit_at_5", "mrr")}
+        lines.append(f"prediction: {model['moves_scored']} moves scored, hit@5 {shown['hit_at_5']}, "
+                     f"mrr {shown['mrr']}, {model['files_known']} files known")
         _emit(args, payload, "\n".join(lines))
 
 

@@ -143,3 +143,10 @@ def test_graph_says_when_it_stopped_listing_links(tmp_path, capsys, monkeypatch)
     assert out.rstrip().endswith("(the first 3 links, nearest first: narrow with --kinds or --depth)")
     code, out, _ = run(capsys, "graph", "u1.use_1", *where, "--json")
     assert not json.loads(out)["truncated"]
+
+
+def test_stats_shows_no_rate_where_nothing_was_looked_up(shop, tmp_path, capsys):
+    code, out, _ = run(capsys, "stats", "--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:5]}
+    assert code == 0 and rows["context"][1:4] == ["0", "0", "-"]  # not 0.0%: no lookup in this process
+    assert "hit@5 -, mrr -" in out
