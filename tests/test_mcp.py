@@ -246,23 +246,16 @@ async def test_a_prompt_asked_wrongly_says_why_as_invalid_params(ws):
     assert failures == [(-32602, "Missing required arguments: {'target'}"), (-32602, "Unknown prompt: no_such_prompt")]
 
 
-async def test_record_event_notifies_task_listeners(ws):
+@pytest.mark.parametrize("task_id, uri", [("T2", "codeahead://task/T2"),
+                                          ("fix/12 b", "codeahead://task/fix%2F12%20b")])  # no URI segment
+async def test_record_event_notifies_task_listeners_under_a_readable_uri(ws, task_id, uri):
     async with Client(build_server(ws, watch=False)) as client:
-        async with client.listen(resource_subscriptions=["codeahead://task/T2"]) as sub:
-            await client.call_tool("record_event", {"type": "note", "task_id": "T2", "data": {"text": "hi"}})
-            with anyio.fail_after(5):
-                event = await sub.__anext__()
-    assert event.uri == "codeahead://task/T2"
-
-
-async def test_a_task_id_that_is_no_uri_segment_is_notified_under_a_readable_uri(ws):
-    async with Client(build_server(ws, watch=False)) as client:
-        async with client.listen(resource_subscriptions=["codeahead://task/fix%2F12%20b"]) as sub:
-            await client.call_tool("record_event", {"type": "note", "task_id": "fix/12 b", "data": {"text": "hi"}})
+        async with client.listen(resource_subscriptions=[uri]) as sub:
+            await client.call_tool("record_event", {"type": "note", "task_id": task_id, "data": {"text": "hi"}})
             with anyio.fail_after(5):
                 event = await sub.__anext__()
         state = json.loads((await client.read_resource(event.uri)).contents[0].text)
-    assert event.uri == "codeahead://task/fix%2F12%20b" and state["task_id"] == "fix/12 b"
+    assert event.uri == uri and state["task_id"] == task_id
 
 
 async def test_watcher_change_notifies_overview_and_module_listeners(ws, shop):
