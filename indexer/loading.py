@@ -92,7 +92,8 @@ def load(root: str, path: str, known_hash: str | None, module: str, max_bytes: i
         parsed = parse_file(path, data, language, trees)
     except Exception as exc:  # an extractor bug must cost one file, not the pass
         return Loaded(path, skipped=Skipped(path, SkipReason.SYNTAX_ERROR, f"extractor failed: {exc}"))
-    return Loaded(path, hash=digest, text=data.decode("utf-8", errors="replace"),
+    # The stored text is what contexts show: without a UTF-8 byte order mark (lines are counted the same).
+    return Loaded(path, hash=digest, text=data.decode("utf-8", errors="replace").removeprefix("\ufeff"),
                   parsed=_for_writer(parsed, module))
 
 

@@ -242,6 +242,16 @@ def test_a_task_brings_its_failing_tests_code_and_the_files_it_opened(tmp_path):
         assert "pkg.notes" in by_name and by_name["pkg.notes"].why == "opened in this task"
 
 
+def test_code_of_a_file_with_a_byte_order_mark_is_shown_without_it(tmp_path):
+    (tmp_path / "bom.py").write_bytes(b"\xef\xbb\xbfdef first():\n    return 1\n")
+    with Workspace(tmp_path, index_dir=tmp_path / ".idx") as ws:
+        ws.index()
+        first = ws.node("bom.first")
+        assert (first.start_line, first.end_line) == (1, 2)
+        text = ws.context(focus="bom.first", budget=300).text
+        assert "def first():\n    return 1" in text and "\ufeff" not in text
+
+
 def test_code_after_a_form_feed_or_crlf_is_the_nodes_own_lines(tmp_path):
     """Lines are numbered as the parser numbers them: a form feed (Emacs page break) is not a line break."""
     (tmp_path / "paged.py").write_bytes(b"def first():\r\n    return 1\r\n\x0c\r\ndef second():\r\n    return 2\r\n")
