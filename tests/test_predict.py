@@ -122,6 +122,17 @@ def test_reasons_on_a_hand_made_workspace(workspace):
     assert not any(r.startswith("a test the task") for r in found["pkg/util.py"])
 
 
+def test_moves_outside_any_task_are_explained_as_a_session(workspace):
+    predictor = Predictor(SqliteGraphView(workspace.reader, ranked=workspace.ranked))
+    for path in ("pkg/util.py", "pkg/app.py"):
+        predictor.observe(path)
+        predictor.observe(path, task_id="T")
+    untasked = [r for p in predictor.predict(top_k=10) for r in p.reasons]
+    tasked = [r for p in predictor.predict(task_id="T", top_k=10) for r in p.reasons]
+    assert "seen 1 step ago in this session" in untasked and not any("in this task" in r for r in untasked)
+    assert "seen 1 step ago in this task" in tasked
+
+
 def test_task_tests_ranks_the_querys_tests_among_themselves():
     from indexer.predict.signals import task_tests
 

@@ -275,7 +275,10 @@ class Predictor:
             for path, _, feats in ranked[:top_k]:
                 p = probs[path]
                 parts = sorted(((weights[s] * x, r) for s, (x, r) in feats.items()), key=lambda t: -t[0])
-                out.append(Prediction(path, round(p, 4), [r for c, r in parts[:MAX_REASONS] if c > 0]))
+                reasons = [r for c, r in parts[:MAX_REASONS] if c > 0]
+                if task_id is None:  # the moves made outside any task: a session, not a task
+                    reasons = [r.replace(" in this task", " in this session") for r in reasons]
+                out.append(Prediction(path, round(p, 4), reasons))
             return out
 
     def _rank(self, key: str, current: str | None, exclude: Collection[str]):
