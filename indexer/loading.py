@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,8 @@ POOL_MIN_FILES = 48
 _POOL_BATCH = 32
 #: How often a worker checks that the process it parses for is still there.
 _PARENT_POLL_S = 0.5
+#: A carriage return not followed by a line feed.
+_LONE_CR = re.compile(rb"\r(?!\n)")
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -87,6 +90,8 @@ def load(root: str, path: str, known_hash: str | None, module: str, max_bytes: i
     digest = _content_hash(data)
     if digest == known_hash:
         return Loaded(path, hash=digest, unchanged=True)
+    if b"\r" in data:  # a lone CR ends a line for Python (old Mac files), not for tree-sitter
+        data = _LONE_CR.sub(b"\n", data)
     language = language_of(path) or "python"
     try:
         parsed = parse_file(path, data, language, trees)

@@ -252,6 +252,16 @@ def test_code_of_a_file_with_a_byte_order_mark_is_shown_without_it(tmp_path):
         assert "def first():\n    return 1" in text and "\ufeff" not in text
 
 
+def test_a_file_with_old_mac_line_ends_is_parsed_line_by_line(tmp_path):
+    """Python ends a line at a lone CR; tree-sitter did not, and saw one line with a syntax error."""
+    (tmp_path / "mac.py").write_bytes(b"def a():\r    return 1\r\rdef b():\r    return 2\r")
+    with Workspace(tmp_path, index_dir=tmp_path / ".idx") as ws:
+        ws.index()
+        assert "mac.py" not in {s["path"] for s in ws.status()["skipped"]}  # no syntax error
+        assert [(n.start_line, n.end_line) for n in (ws.node("mac.a"), ws.node("mac.b"))] == [(1, 2), (4, 5)]
+        assert "def b():\n    return 2" in ws.context(focus="mac.b", budget=200).text
+
+
 def test_code_after_a_form_feed_or_crlf_is_the_nodes_own_lines(tmp_path):
     """Lines are numbered as the parser numbers them: a form feed (Emacs page break) is not a line break."""
     (tmp_path / "paged.py").write_bytes(b"def first():\r\n    return 1\r\n\x0c\r\ndef second():\r\n    return 2\r\n")
