@@ -350,7 +350,9 @@ class Workspace:
                                       postings=self._postings.source(conn))[:BREADTH_HITS] \
                 if text.strip() else []
             assembler = Assembler(conn, SourceCache(conn, self._source_lines), edges)
-            cands = assembler.candidates(Request(query_text, focus_nodes[:1], task, ranked, limit))
+            line = focus.rpartition(":")[2] if focus and ":" in focus else ""
+            cands = assembler.candidates(Request(query_text, focus_nodes[:1], task, ranked, limit,
+                                                 focus_line=int(line) if line.isdigit() else None))
             packed = pack(cands, limit, counter)
             # Built from every candidate's file (kept or dropped), read in this same snapshot; and a query's
             # ranking reads the whole index: code any other file gains (a new file, say) may rank for it.

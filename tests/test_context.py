@@ -262,6 +262,21 @@ def test_a_file_with_old_mac_line_ends_is_parsed_line_by_line(tmp_path):
         assert "def b():\n    return 2" in ws.context(focus="mac.b", budget=200).text
 
 
+def test_a_line_in_focus_inside_a_long_function_comes_with_the_lines_around_it(tmp_path):
+    body = "".join(f"    step_{i} = compute({i}, 'a longer line of the pipeline')\n" for i in range(200))
+    write_tree(tmp_path, {"pipe.py": "def run():\n" + body + "    return step_0\n"})
+    with Workspace(tmp_path, index_dir=tmp_path / ".idx") as ws:
+        ws.index()
+        packed = ws.context(focus="pipe.py:150", budget=1000)  # the body is ~3,000 tokens
+        item = packed.items[0]
+        assert (item.name, item.level) == ("pipe.run", "excerpt") and item.tokens <= 750
+        assert "step_148 = compute(148" in packed.text  # line 150 of the file
+        first, last = (int(x) for x in packed.text.split("# lines ")[1].split(" ")[0].split("-"))
+        assert first < 150 < last and (first, last) != (1, 202)
+        assert ws.context(focus="pipe.run", budget=1000).items[0].level == "summary"  # no line: no excerpt
+        assert ws.context(focus="pipe.py:150", budget=8000).items[0].level == "full"  # it fits: all of it
+
+
 def test_code_after_a_form_feed_or_crlf_is_the_nodes_own_lines(tmp_path):
     """Lines are numbered as the parser numbers them: a form feed (Emacs page break) is not a line break."""
     (tmp_path / "paged.py").write_bytes(b"def first():\r\n    return 1\r\n\x0c\r\ndef second():\r\n    return 2\r\n")

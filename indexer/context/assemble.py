@@ -51,6 +51,11 @@ FOCUS_CODE_SHARE = 0.75
 MEDIUM_SHARE = 0.1
 _CODE_SHARE = {Tier.CRITICAL: FULL_CODE_SHARE, Tier.HIGH: HIGH_CODE_SHARE}  # else MEDIUM_SHARE
 ERROR_FRAMES = 3
+#: The level between full code and summary: the lines around a ``path:line`` focus.
+EXCERPT_LEVEL = "excerpt"
+#: Characters of code a token is assumed to hold when an excerpt is cut (cl100k averages ~4 on code).
+EXCERPT_CHARS_PER_TOKEN = 3
+_WHOLE_CODE_KINDS = frozenset({NodeKind.FUNCTION, NodeKind.METHOD, NodeKind.TEST})
 #: The latest failing tests of a task whose code is offered.
 FAILING_TESTS = 3
 #: Below ~60 tokens per candidate a pool is larger than any packing can use; it only costs rendering time.
@@ -66,6 +71,7 @@ class Request:
     task: object | None  # indexer.events.TaskState
     ranked: list[tuple[int, float, str]]  # search results: (node id, score, why)
     budget: int
+    focus_line: int | None = None  # the line a ``path:line`` focus names
 
 
 class Assembler:
@@ -84,7 +90,8 @@ class Assembler:
         if task is not None:
             self._task(task)
         for node in req.focus:
-            self._node(node, Tier.CRITICAL, 10.0, "focus", req.budget, test_status, code_share=FOCUS_CODE_SHARE)
+            self._node(node, Tier.CRITICAL, 10.0, "focus", req.budget, test_status, code_share=FOCUS_CODE_SHARE,
+                       around=req.focus_line)
             self._around_focus(node, req.budget, test_status)
         current_module = getattr(task, "current_module", None) if task else None
         if current_module:
@@ -114,9 +121,11 @@ class Assembler:
             self._out[cand.key] = cand
 
     def _node(self, node: Node, tier: Tier, score: float, why: str, budget: int,
-              test_status: dict[str, bool], *, richest: str = "full", code_share: float | None = None) -> None:
+              test_status: dict[str, bool], *, richest: str = "full", code_share: float | None = None,
+              around: int | None = None) -> None:
         """Offer ``node`` from its ``richest`` level down (a module keeps its module summary whatever is asked);
-        its full code only up to ``code_share`` of the budget (default: its tier's)."""
+        its full code only up to ``code_share`` of the budget (default: its tier's), and then, when ``around``
+        is one of its lines, the lines around it."""
         levels = renderings(self.conn, self.sources, node, test_status=test_status)
         if richest != "full":
             # A module's summary is a listing of its whole file: a signature-only candidate gets its one line.
@@ -128,8 +137,14 @@ class Assembler:
             # the packer applies the exact cap to the bodies it reaches).
             full = levels[0]
             cap = int((code_share or _CODE_SHARE.get(tier, MEDIUM_SHARE)) * budget)
-            levels = levels[1:] if len(full.text) > 8 * cap else (Rendering("full", full.text, max_tokens=cap),
-                                                                   *levels[1:])
+            richer = () if len(full.text) > 8 * cap else (Rendering("full", full.text, max_tokens=cap),)
+            # A class's or module's full level is its own code with its members' bodies cut: its lines are not
+            # the file's, so only a function's code has an excerpt.
+            window = excerpt(full.text, node.start_line, around, cap) \
+                if around is not None and node.kind in _WHOLE_CODE_KINDS else None
+            if window is not None:
+                richer += (Rendering(EXCERPT_LEVEL, window, max_tokens=cap),)
+            levels = (*richer, *levels[1:])
         if tier >= Tier.LOW:
             levels = tuple(r for r in levels if r.level != "full") or levels
         if tier > Tier.CRITICAL:
@@ -264,6 +279,38 @@ class Assembler:
             if not wanted or qualname == wanted or qualname.endswith("." + wanted):
                 return self._nodes([node_id]).get(node_id)
         return None
+
+
+def excerpt(code: str, first_line: int, line: int, max_tokens: int) -> str | None:
+    """The lines of ``code`` (starting at ``first_line``) around ``line``, within ~``max_tokens``; None when
+    ``line`` is not one of them or the window would be all of it.
+
+    For a ``path:line`` focus inside a function too long for its share: ``QuerySet.bulk_create`` (959 tokens)
+    in focus at line 800 came as its summary, without line 800. The window grows both ways while it stays
+    under ``EXCERPT_CHARS_PER_TOKEN`` characters a token (the packer then checks the exact count).
+    """
+    lines = code.split("\n")
+    at = line - first_line
+    if not 0 <= at < len(lines):
+        return None
+    room = max_tokens * EXCERPT_CHARS_PER_TOKEN
+    lo = hi = at
+    used = len(lines[at])
+    while lo > 0 or hi < len(lines) - 1:
+        grew = False
+        for step in ((-1,) if lo > 0 else ()) + ((1,) if hi < len(lines) - 1 else ()):
+            nxt = lo - 1 if step < 0 else hi + 1
+            if used + len(lines[nxt]) + 1 > room:
+                continue
+            used += len(lines[nxt]) + 1
+            lo, hi = (nxt, hi) if step < 0 else (lo, nxt)
+            grew = True
+        if not grew:
+            break
+    if lo == 0 and hi == len(lines) - 1:
+        return None  # the whole body: that is the full level
+    head = f"# lines {first_line + lo}-{first_line + hi} of {first_line}-{first_line + len(lines) - 1}"
+    return "\n".join([head, *lines[lo:hi + 1]])
 
 
 def _capped(rendering: Rendering, max_tokens: int) -> Rendering:
