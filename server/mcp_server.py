@@ -18,10 +18,12 @@ from pathlib import Path
 
 import anyio
 from mcp.server.mcpserver import MCPServer
-from mcp.shared.exceptions import MCPError
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from indexer.cache.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -72,7 +74,7 @@ def build_server(workspace: Workspace | None = None, *, root: str | Path | None 
 
 
 class _Server(MCPServer):
-    """The SDK's server, with a prompt request's bad arguments reported as such.
+    """The SDK's server, with bad arguments reported as such, in one line.
 
     A missing or unexpected argument, or an unknown prompt name, came back as -32603 "Internal server error"
     (the SDK turns every prompt failure into one), where the tools and resources answer -32602 with the reason.
@@ -84,6 +86,18 @@ class _Server(MCPServer):
             return await super().get_prompt(name, arguments, context)
         except ValueError as exc:
             raise MCPError(INVALID_PARAMS, one_line(exc)) from None
+
+    async def call_tool(self, name, arguments, context=None):
+        """Arguments that fail the input schema are said in one line, like the tools' own errors (pydantic's
+        text took four lines and a link per field)."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if not isinstance(exc.__cause__, ValidationError):
+                raise
+            fields = "; ".join(f"{'.'.join(str(part) for part in e['loc']) or 'arguments'}: {e['msg']}"
+                               for e in exc.__cause__.errors())
+            raise ToolError(f"Error executing tool {name}: {fields}") from exc.__cause__
 
 
 def _version() -> str:

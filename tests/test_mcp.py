@@ -150,6 +150,10 @@ async def test_a_name_of_several_nodes_is_answered_with_a_note_naming_the_others
     ("predict_next", {"task_id": "NOPE"}, "no events for task"),
     ("predict_next", {"current": "/etc/passwd"}, "outside the workspace"),
     ("predict_next", {"top_k": 0}, "top_k must be between"),
+    ("predict_next", {"current": "pkg/nope.py"}, "is not an indexed file"),
+    ("search_code", {"query": "x", "top_k": 1.5}, "top_k: Input should be a valid integer"),  # the input schema
+    ("search_code", {}, "query: Field required"),
+    ("related", {"target": "pkg.cart.total", "kinds": "calls"}, "kinds: Input should be a valid list"),
 ])
 async def test_bad_arguments_are_one_line_tool_errors_and_the_server_keeps_running(ws, tool, args, message):
     async with Client(build_server(ws, watch=False)) as client:
