@@ -52,6 +52,12 @@ class WorkspaceError(Exception):
     """A workspace that cannot be opened as asked; the message says what to do."""
 
 
+def _split_line(target: str) -> tuple[str, int | None]:
+    """``path:line`` as (path, line); any other target as (target, None)."""
+    head, sep, line = target.rpartition(":")
+    return (head, int(line)) if sep and head and line.isdigit() else (target, None)
+
+
 class Workspace:
     """A workspace root, its index database and the engine's operations on them."""
 
@@ -243,7 +249,7 @@ class Workspace:
         return self.nodes(target)[0]
 
     def related(self, target: str | int | Node, *, kinds=None, depth: int = 1, direction: str = "both",
-                limit: int = 500) -> list[Link]:
+                limit: int = query.MAX_LINKS) -> list[Link]:
         """Two-way links of a node: callers and callees, tests, importers, parents..."""
         node = target if isinstance(target, Node) else self.node(target)
         if node.path:
@@ -252,16 +258,14 @@ class Workspace:
 
     def _relative(self, target: str) -> str:
         """Accept absolute paths inside the workspace; refuse ones outside it."""
-        head, sep, line = target.rpartition(":") if ":" in target else (target, "", "")
-        if not sep or not line.isdigit():
-            head, sep, line = target, "", ""
+        head, line = _split_line(target)
         path = Path(head)
         if path.is_absolute():
             try:
                 head = path.resolve().relative_to(self.root).as_posix()
             except ValueError:
                 raise query.UnknownTarget(f"{head} is outside the workspace {self.root}") from None
-        return f"{head}{sep}{line}"
+        return head if line is None else f"{head}:{line}"
 
     # ------------------------------------------------------------------ #
     # search and context
@@ -350,9 +354,8 @@ class Workspace:
                                       postings=self._postings.source(conn))[:BREADTH_HITS] \
                 if text.strip() else []
             assembler = Assembler(conn, SourceCache(conn, self._source_lines), edges)
-            line = focus.rpartition(":")[2] if focus and ":" in focus else ""
             cands = assembler.candidates(Request(query_text, focus_nodes[:1], task, ranked, limit,
-                                                 focus_line=int(line) if line.isdigit() else None))
+                                                 focus_line=_split_line(focus)[1] if focus else None))
             packed = pack(cands, limit, counter)
             # Built from every candidate's file (kept or dropped), read in this same snapshot; and a query's
             # ranking reads the whole index: code any other file gains (a new file, say) may rank for it.
@@ -676,9 +679,7 @@ class Workspace:
             raise ValueError(f"top_k must be >= 1, not {top_k}")
         rel = None
         if current:
-            rel = self._relative(current)
-            head, _, line = rel.rpartition(":")
-            rel = head if head and line.isdigit() else rel  # path:line names its file
+            rel = _split_line(self._relative(current))[0]  # path:line names its file
             if self.reader().execute("SELECT 1 FROM files WHERE path=?", (rel,)).fetchone() is None:
                 raise query.UnknownTarget(f"{current} is not an indexed file: pass a workspace-relative path "
                                           "as search shows it")

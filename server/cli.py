@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from indexer.graph.query import MAX_LINKS
+
 EXIT_BAD_INPUT = 2
-#: Links ``graph`` lists (nearest first); past them it says it stopped.
-MAX_LINKS = 500
 
 
 class CliError(Exception):

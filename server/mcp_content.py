@@ -100,16 +100,22 @@ def register_prompts(server: MCPServer, runtime: Runtime, cap: int) -> None:
     innermost frames and the exception are), and the code gets what is left.
     """
 
+    def fit(profile: str) -> tuple[int, tokens.Tokenizer]:
+        """The whole prompt's budget for ``profile`` (within the output cap), and how it counts."""
+        try:
+            prof = tokens.profile(profile or tokens.DEFAULT_PROFILE)
+        except ValueError as exc:
+            raise MCPError(INVALID_PARAMS, one_line(exc)) from None
+        return min(tokens.context_budget(prof), max(cap - 1_000, 1)), tokens.tokenizer_for(prof)
+
     async def prompt(ctx: Context, frame: str, query: str | None, focus: str | None, profile: str) -> str:
         """``frame`` (which ends where the code goes) followed by the context packed in the rest of the budget."""
         ws = await runtime.workspace(ctx)
+        budget, counter = fit(profile)
+        room = budget - counter.count(frame) - _JOIN_SLACK
+        if room < 1:
+            return frame.rstrip()
         try:
-            prof = tokens.profile(profile or tokens.DEFAULT_PROFILE)
-            budget = min(tokens.context_budget(prof), max(cap - 1_000, 1))
-            counter = tokens.tokenizer_for(prof)
-            room = budget - counter.count(frame) - _JOIN_SLACK
-            if room < 1:
-                return frame.rstrip()
             result = await anyio.to_thread.run_sync(
                 lambda: ws.context(query, focus=focus, budget=room, profile=profile))
         except BAD_ARGUMENTS as exc:
@@ -121,12 +127,8 @@ def register_prompts(server: MCPServer, runtime: Runtime, cap: int) -> None:
         text = text.strip()
         if not text:
             raise MCPError(INVALID_PARAMS, f"{what} is empty: pass the text the prompt is about")
-        try:
-            prof = tokens.profile(profile or tokens.DEFAULT_PROFILE)
-        except ValueError as exc:
-            raise MCPError(INVALID_PARAMS, one_line(exc)) from None
-        limit = int(USER_TEXT_SHARE * min(tokens.context_budget(prof), cap))
-        return _clip(text, limit, tokens.tokenizer_for(prof), keep_end=keep_end)
+        budget, counter = fit(profile)
+        return _clip(text, int(USER_TEXT_SHARE * budget), counter, keep_end=keep_end)
 
     async def focus_if_known(ctx: Context, target: str) -> str | None:
         """``target`` as a focus when it names a node (pytest ids ``path::name`` become ``path``)."""

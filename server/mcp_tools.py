@@ -14,7 +14,7 @@ from pydantic import Field
 
 from indexer import tokens
 from indexer.events import UnknownTask
-from indexer.graph.query import UnknownTarget, ambiguity
+from indexer.graph.query import MAX_LINKS, UnknownTarget, ambiguity
 from indexer.types import Node
 from indexer.workspace import WorkspaceError
 from server.mcp_output import Render, json_blocks, tool_result
@@ -22,8 +22,6 @@ from server.mcp_runtime import Runtime, task_uri
 
 MAX_TOP_K = 100
 MAX_DEPTH = 5
-#: Links ``related`` lists (nearest first); past them its note says it stopped.
-MAX_LINKS = 500
 #: Tokens of a get_context answer kept for its item list and freshness, outside the packed text.
 CONTEXT_OVERHEAD = 3_000
 

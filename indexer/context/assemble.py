@@ -296,17 +296,17 @@ def excerpt(code: str, first_line: int, line: int, max_tokens: int) -> str | Non
     room = max_tokens * EXCERPT_CHARS_PER_TOKEN
     lo = hi = at
     used = len(lines[at])
-    while lo > 0 or hi < len(lines) - 1:
+    grew = True
+    while grew:  # a line above, then one below, while they fit
         grew = False
-        for step in ((-1,) if lo > 0 else ()) + ((1,) if hi < len(lines) - 1 else ()):
-            nxt = lo - 1 if step < 0 else hi + 1
-            if used + len(lines[nxt]) + 1 > room:
-                continue
-            used += len(lines[nxt]) + 1
-            lo, hi = (nxt, hi) if step < 0 else (lo, nxt)
+        if lo > 0 and used + len(lines[lo - 1]) + 1 <= room:
+            lo -= 1
+            used += len(lines[lo]) + 1
             grew = True
-        if not grew:
-            break
+        if hi < len(lines) - 1 and used + len(lines[hi + 1]) + 1 <= room:
+            hi += 1
+            used += len(lines[hi]) + 1
+            grew = True
     if lo == 0 and hi == len(lines) - 1:
         return None  # the whole body: that is the full level
     head = f"# lines {first_line + lo}-{first_line + hi} of {first_line}-{first_line + len(lines) - 1}"

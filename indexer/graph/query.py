@@ -12,6 +12,8 @@ _NODE_COLUMNS = "n.id, n.kind, n.name, n.qualname, f.path, n.start_line, n.end_l
 _NODE_FROM = "nodes n LEFT JOIN files f ON f.id = n.file_id"
 _PATH_LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+)$")
 _MAX_MATCHES = 50
+#: Links ``related`` lists at most (nearest first); the CLI and the tools say when they stopped there.
+MAX_LINKS = 500
 
 
 class UnknownTarget(LookupError):
@@ -96,10 +98,9 @@ def ambiguity(target: str, matches: list[Node], shown: int = 5) -> str | None:
     if len(matches) < 2:
         return None
     others = ", ".join(f"{n.qualname} ({n.location})" for n in matches[1:shown + 1])
-    more = f" and {len(matches) - 1 - shown}{'+' if len(matches) >= _MAX_MATCHES else ''} more" \
-        if len(matches) - 1 > shown else ""
-    count = f"{len(matches)}{'+' if len(matches) >= _MAX_MATCHES else ''}"  # find_nodes lists at most that many
-    return (f"{target!r} names {count} nodes; used {matches[0].qualname} ({matches[0].location}). "
+    plus = "+" if len(matches) >= _MAX_MATCHES else ""  # find_nodes lists at most that many
+    more = f" and {len(matches) - 1 - shown}{plus} more" if len(matches) - 1 > shown else ""
+    return (f"{target!r} names {len(matches)}{plus} nodes; used {matches[0].qualname} ({matches[0].location}). "
             f"Also: {others}{more}. Pass a dotted name or path:line to choose.")
 
 
@@ -119,7 +120,7 @@ def _innermost(conn, path: str, line: int) -> list[Node]:
 
 
 def related(conn, node_id: int, *, kinds: Iterable[str] | None = None, depth: int = 1,
-            direction: str = "both", limit: int = 500) -> list[Link]:
+            direction: str = "both", limit: int = MAX_LINKS) -> list[Link]:
     """Links of a node, breadth-first up to ``depth``; cycles are visited once.
 
     ``kinds`` are link names in either direction ("calls", "called_by",
