@@ -70,7 +70,8 @@ def kill_an_index_pass(tmp_path: Path, root: Path, index_dir: Path, phase: str, 
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
     mark = f"CODEAHEAD_TEST_MARK={uuid.uuid4().hex}"
-    env = {**os.environ, mark.split("=")[0]: mark.split("=")[1]}
+    # TMPDIR: the killed process cannot remove its fork server's socket folder, so it lands in tmp_path.
+    env = {**os.environ, mark.split("=")[0]: mark.split("=")[1], "TMPDIR": str(tmp_path)}
     done = subprocess.run([sys.executable, str(script), str(root), str(index_dir), phase, str(share)],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == -signal.SIGKILL, done.stderr
