@@ -113,9 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
 # output
 # --------------------------------------------------------------------------- #
 
-def _emit(args, payload: dict, text: str) -> None:
+def _emit(args, payload: dict, text: str, *, exact: bool = False) -> None:
+    """``exact``: the text is a budgeted answer, written byte for byte when piped (a newline of our own could be
+    the token over budget); a terminal still gets its line end."""
     if args.json:
         sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    elif exact and not sys.stdout.isatty():
+        sys.stdout.write(text)
     else:
         sys.stdout.write(text.rstrip("\n") + "\n")
 
@@ -305,7 +309,7 @@ def cmd_context(args) -> None:
         except (ValueError, UnknownTarget, UnknownTask) as exc:
             raise CliError(str(exc).strip("'\"")) from None
         payload = {**packed.to_json(), "freshness": ws.freshness()}
-        _emit(args, payload, packed.text)
+        _emit(args, payload, packed.text, exact=True)
 
 
 def cmd_event(args) -> None:

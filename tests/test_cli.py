@@ -150,3 +150,13 @@ def test_stats_shows_no_rate_where_nothing_was_looked_up(shop, tmp_path, capsys)
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:5]}
     assert code == 0 and rows["context"][1:4] == ["0", "0", "-"]  # not 0.0%: no lookup in this process
     assert "hit@5 -, mrr -" in out
+
+
+def test_plain_context_piped_is_the_budgeted_text_byte_for_byte(shop, tmp_path, capsys):
+    where = ("--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
+    for budget in ("40", "300"):
+        code, out, _ = run(capsys, "context", "cart total", *where, "--budget", budget, "--json")
+        text = json.loads(out)["text"]
+        code, out, _ = run(capsys, "context", "cart total", *where, "--budget", budget)
+        assert code == 0 and out == text  # capsys is no terminal: no newline of the CLI's own
+        assert tokens.count(out) <= int(budget)
