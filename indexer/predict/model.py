@@ -271,14 +271,18 @@ class Predictor:
             expert = self.switch.best(phase) if self.learn_weights else BLEND
             if expert != BLEND:
                 ranked = sorted(ranked, key=lead_key(expert))
+                # The scores shown follow the order used: the blend's probabilities, largest first, go to the
+                # expert's ranking (each the blend's estimate for a file at that rank), so none contradicts it.
+                by_rank = sorted(probs.values(), reverse=True)
+                probs = {path: by_rank[i] for i, (path, _, _) in enumerate(ranked)}
             out = []
             for path, _, feats in ranked[:top_k]:
-                p = probs[path]
                 parts = sorted(((weights[s] * x, r) for s, (x, r) in feats.items()), key=lambda t: -t[0])
                 reasons = [r for c, r in parts[:MAX_REASONS] if c > 0]
-                if task_id is None:  # the moves made outside any task: a session, not a task
-                    reasons = [r.replace(" in this task", " in this session") for r in reasons]
-                out.append(Prediction(path, round(p, 4), reasons))
+                if expert in feats:  # the signal that ranked it comes first
+                    lead = feats[expert][1]
+                    reasons = [lead, *(r for r in reasons if r != lead)][:MAX_REASONS]
+                out.append(Prediction(path, round(probs[path], 4), _worded(reasons, task_id, phase)))
             return out
 
     def _rank(self, key: str, current: str | None, exclude: Collection[str]):
@@ -431,6 +435,16 @@ class Predictor:
             self._clear()
             if self.store is not None:
                 self.store.reset()
+
+
+def _worded(reasons: list[str], task_id: str | None, phase: str) -> list[str]:
+    """Reasons in the user's terms: outside any task the moves are a session's, and a task with no file yet has
+    no current file of its own, only the last file opened (in any task)."""
+    if task_id is None:
+        reasons = [r.replace(" in this task", " in this session") for r in reasons]
+    if phase == "start":
+        reasons = [r.replace("the current file", "the last file opened") for r in reasons]
+    return reasons
 
 
 def _softmax(logits: list[float]) -> list[float]:
