@@ -11,6 +11,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from indexer import git, sqlite, tokens
@@ -301,7 +303,7 @@ class Workspace:
         key = make_key(self._id, "search", {"query": query_text, "top_k": top_k, "kind": kind,
                                             "options": repr(options), "dense": self._dense_state(),
                                             "history": self._history_head})
-        cached = self.cache.get("results", key)
+        cached = self.cache.get("results", key, count=not self._unobserved())
         if cached is not MISSING:
             return [hybrid.hit_from_json(h) for h in cached]
         conn.execute("BEGIN")  # one snapshot: the generation recorded is the one searched
@@ -331,14 +333,12 @@ class Workspace:
         prof = tokens.profile(profile or tokens.DEFAULT_PROFILE)
         limit = tokens.context_budget(prof, budget)
         counter = tokens.tokenizer_for(prof)
-        key = make_key(self._id, "context", {"query": query_text, "focus": focus, "task": task_id, "budget": limit,
-                                             "tokenizer": counter.name, "options": repr(options),
-                                             "dense": self._dense_state(), "history": self._history_head})
+        key = self._context_key(query_text, focus, task_id, limit, counter.name, options)
         if focus:
-            if not getattr(self._local, "prefetching", False):  # prefetch the next files at the same budget
+            if not self._unobserved():  # prefetch the next files at the same budget
                 self._request_shape = (budget, profile)
-            self._requested(focus, task_id)
-        cached = self.cache.get("context", key)
+            self._requested(focus, task_id, reads=key)
+        cached = self.cache.get("context", key, count=not self._unobserved())
         if cached is not MISSING:
             return PackedContext.from_json(cached)
         conn = self.reader()
@@ -370,6 +370,15 @@ class Workspace:
     # ------------------------------------------------------------------ #
     # task events
     # ------------------------------------------------------------------ #
+    def _context_key(self, query_text: str | None, focus: str | None, task_id: str | None, limit: int,
+                     tokenizer: str, options: hybrid.SearchOptions = hybrid.SearchOptions()) -> str:
+        return make_key(self._id, "context", {"query": query_text, "focus": focus, "task": task_id, "budget": limit,
+                                              "tokenizer": tokenizer, "options": repr(options),
+                                              "dense": self._dense_state(), "history": self._history_head})
+
+    def _summary_key(self, rel: str) -> str:
+        return make_key(self._id, "module_summary", {"path": rel})
+
     def record(self, task_id: str, type: str, data: dict | None = None) -> Event:
         """Append an event to a task's log (never updates anything in place)."""
         with self._write_lock:
@@ -385,8 +394,8 @@ class Workspace:
             if not (path.startswith(("/", "../")) or path == ".."):
                 self.observe(path, task_id=task_id, kind="edited" if type == "file_edited" else "opened")
             return event
-        if type == "task_started" and self._predictor is not None:
-            self._predictor.set_query(task_id, event.data.get("query") or event.data.get("title"))
+        if type == "task_started":  # the model's retrieval signal reads the task's text
+            self.predictor.set_query(task_id, event.data.get("query") or event.data.get("title"))
         if type == "test_result":
             test_file = self._test_file(event.data["test"])
             if test_file is not None:  # a candidate next file for the task, not a visit
@@ -424,9 +433,9 @@ class Workspace:
     def module_summary(self, path: str) -> str:
         """A module's classes and functions with signatures, imports, importers and tests."""
         rel = self._relative(path)
-        self._requested(rel, None, any_task=True)  # a summary does not depend on the task it was prefetched for
-        key = make_key(self._id, "module_summary", {"path": rel})
-        cached = self.cache.get("module", key)
+        key = self._summary_key(rel)
+        self._requested(rel, None, any_task=True, reads=key)  # a summary does not depend on the task it was built for
+        cached = self.cache.get("module", key, count=not self._unobserved())
         if cached is not MISSING:
             return cached
         conn = self.reader()
@@ -632,13 +641,16 @@ class Workspace:
             self._prefetch_top_k = top_k
             self._prefetcher = Prefetcher(self._prefetch_one)
 
-    def _prefetch_one(self, path: str, task_id: str | None) -> bool:
-        """Build what a request for ``path`` within ``task_id`` reads, under the keys that request will use."""
-        self._local.prefetching = True  # the prefetch thread's own requests are neither hits nor moves
-        self.module_summary(path)
+    def _prefetch_one(self, path: str, task_id: str | None) -> frozenset[str]:
+        """Build what a request for ``path`` within ``task_id`` reads, under the keys that request will use;
+        returns those keys (a later request reading another key, another budget say, is no prefetch hit)."""
         budget, profile = self._request_shape
-        self.context(focus=path, task_id=task_id, budget=budget, profile=profile)
-        return True
+        with self.unobserved():
+            self.module_summary(path)
+            self.context(focus=path, task_id=task_id, budget=budget, profile=profile)
+        prof = tokens.profile(profile or tokens.DEFAULT_PROFILE)
+        return frozenset({self._summary_key(path), self._context_key(
+            None, path, task_id, tokens.context_budget(prof, budget), tokens.tokenizer_for(prof).name)})
 
     def observe(self, path: str, *, task_id: str | None = None, kind: str = "opened") -> None:
         """Learn one move of the agent or developer; then prefetch what it predicts next."""
@@ -654,17 +666,32 @@ class Workspace:
         if self._prefetcher is not None:
             self._prefetcher.after_event(predictor, task_id=task_id, top_k=self._prefetch_top_k)
 
-    def _requested(self, target: str, task_id: str | None, *, any_task: bool = False) -> None:
+    def _requested(self, target: str, task_id: str | None, *, any_task: bool = False, reads: str | None = None) -> None:
         """A request named a file: count a prefetch hit or miss, and learn the move."""
         if self._predictor is None and self._prefetcher is None:
             return
         path = self._path_of(target)
         if path is None:
             return
-        if self._prefetcher is not None and not getattr(self._local, "prefetching", False):
-            self._prefetcher.record_request(path, task_id, any_task=any_task)
-        if not getattr(self._local, "prefetching", False):
-            self.observe(path, task_id=task_id, kind="requested")
+        if self._unobserved():
+            return
+        if self._prefetcher is not None:
+            self._prefetcher.record_request(path, task_id, any_task=any_task, reads=reads)
+        self.observe(path, task_id=task_id, kind="requested")
+
+    def _unobserved(self) -> bool:
+        return getattr(self._local, "unobserved", False)
+
+    @contextmanager
+    def unobserved(self) -> Iterator[None]:
+        """Requests made inside (on this thread) are the program's own, a warm-up or a prefetch: they teach the
+        predictor no move and count no prefetch hit or miss."""
+        before = self._unobserved()
+        self._local.unobserved = True
+        try:
+            yield
+        finally:
+            self._local.unobserved = before
 
     def _path_of(self, target: str) -> str | None:
         try:
@@ -684,7 +711,9 @@ class Workspace:
                 raise query.UnknownTarget(f"{current} is not an indexed file: pass a workspace-relative path "
                                           "as search shows it")
         if task_id is not None:
-            self.task_state(task_id)  # unknown task: a clear error
+            state = self.task_state(task_id)  # unknown task: a clear error
+            if query_text is None:  # the log has the task's text even when the model lost it (a reset, say)
+                query_text = state.query or state.title or None
         return self.predictor.predict(rel, task_id=task_id, top_k=top_k, query=query_text)
 
     def save_predictions(self) -> None:

@@ -145,7 +145,7 @@ class Runtime:
         ws.warm()  # postings, edges and the symbol table, in the background: requests read SQLite until then
         ws.enable_vectors()  # in the background: search improves when vectors land
         self._mine_history()  # before the warm-up fills the caches
-        warm_up(ws)  # before prediction starts: these reads are not the agent's moves
+        warm_up(ws)
         ws.enable_prefetch()
 
     def _on_progress(self, phase: str, done: int, total: int) -> None:
@@ -269,6 +269,7 @@ def warm_up(ws: Workspace, limit: int = WARM_UP_MODULES) -> int:
         "SELECT f.path FROM edges e JOIN nodes n ON n.id = e.dst JOIN files f ON f.id = n.file_id "
         "WHERE e.kind = 'imports' AND n.kind = 'module' GROUP BY n.id ORDER BY count(*) DESC, f.path LIMIT ?",
         (limit,))]
-    for path in central:
-        ws.module_summary(path)
+    with ws.unobserved():  # the server's guesses, not the agent's moves
+        for path in central:
+            ws.module_summary(path)
     return len(central)

@@ -160,3 +160,13 @@ def test_plain_context_piped_is_the_budgeted_text_byte_for_byte(shop, tmp_path, 
         code, out, _ = run(capsys, "context", "cart total", *where, "--budget", budget)
         assert code == 0 and out == text  # capsys is no terminal: no newline of the CLI's own
         assert tokens.count(out) <= int(budget)
+
+
+def test_predict_for_a_task_reads_the_query_its_start_event_gave(shop, tmp_path, capsys):
+    where = ("--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
+    assert run(capsys, "event", "task_started", "--task", "T", "--data",
+               '{"title": "wrong rate", "query": "legacy tax rate"}', *where)[0] == 0
+    code, out, _ = run(capsys, "predict", "--task", "T", *where, "--json")  # another process would do the same
+    assert code == 0
+    reasons = {p["path"]: p["reasons"] for p in json.loads(out)["predictions"]}
+    assert any(r.startswith("matches the task description") for r in reasons.get("shop/legacy.py", []))

@@ -506,3 +506,37 @@ def test_predictor_ranks_the_recent_co_change_partner_first():
     # Equal raw counts (300 each), but b.py's commits are 300 commits old: 1.5 half lives at the default 200.
     assert [p.path for p in top] == ["c.py", "b.py"] and top[0].score > top[1].score
     assert "seen with a.py in 300 of 601 commits/tasks" in top[0].reasons  # 601: this task holds a.py too
+
+
+def test_a_request_of_another_shape_is_no_prefetch_hit(tmp_path):
+    root = tmp_path / "ws"
+    _write(root, {"a.py": "from b import helper\n\ndef run():\n    return helper()\n",
+                  "b.py": "def helper():\n    return 1\n"})
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        ws.enable_prefetch(top_k=5)
+        ws.record("t", "task_started", {"title": "call the helper"})
+        ws.record("t", "file_opened", {"path": "a.py"})
+        assert ws._prefetcher.wait_idle(10) and ws._prefetcher.is_prefetched("b.py", "t")
+        ws.context(focus="b.py", task_id="t", budget=500)  # built at the default budget: another cache key
+        cache = ws.cache.stats()["tiers"]["context"]
+        assert (cache["hits"], cache["misses"]) == (0, 1)  # the prefetch's own looks counted nothing
+        assert ws.status()["prefetch"]["hits"] == 0 and ws.status()["prefetch"]["requests"] == 1
+
+
+def test_scores_follow_the_order_when_one_signal_ranks():
+    graph = StaticGraph(["a.py", "b.py", "c.py", "d.py"], imports={"a.py": {"b.py"}, "d.py": {"c.py"}})
+    predictor = _replay(Predictor(graph))
+    predictor.switch.score["task"]["linked_to_task"] = 1e6  # as after a run of moves this signal ranked best
+    predictions = predictor.predict(task_id="t3", top_k=4)
+    scores = [p.score for p in predictions]
+    assert scores == sorted(scores, reverse=True)  # no score contradicts the order shown
+    assert predictions[0].reasons[0].startswith("linked by imports to")  # the ranking signal's reason first
+
+
+def test_a_task_without_files_names_no_current_file():
+    graph = StaticGraph(["a.py", "b.py"], imports={"a.py": {"b.py"}})
+    predictor = Predictor(graph)
+    predictor.observe("a.py", task_id="t1")
+    reasons = {p.path: p.reasons for p in predictor.predict(task_id="t2")}
+    assert "imported by the last file opened" in reasons["b.py"]

@@ -151,8 +151,12 @@ class TieredCache:
     # ------------------------------------------------------------------ #
     # reads
     # ------------------------------------------------------------------ #
-    def lookup(self, tier: str, key: str, current_versions: Versions | None = None) -> Entry | None:
-        """The entry if present, unexpired and built from the current file versions; else None (a miss)."""
+    def lookup(self, tier: str, key: str, current_versions: Versions | None = None, *,
+               count: bool = True) -> Entry | None:
+        """The entry if present, unexpired and built from the current file versions; else None (a miss).
+
+        ``count=False``: the program's own look (a prefetch checking what is built), not a request: no hit or
+        miss is counted, and the entry's recency and frequency stay as the requests left them."""
         config = self._tier(tier)
         started = time.perf_counter()
         with self._lock:
@@ -170,6 +174,8 @@ class TieredCache:
                 if self._drop_stale:
                     self._drop(tier, [key])
                 entry = None
+            if not count:
+                return entry
             if entry is None:
                 stats.misses += 1
                 stats.window_misses += 1
@@ -185,9 +191,10 @@ class TieredCache:
                 self.sample_history(now)
             return entry
 
-    def get(self, tier: str, key: str, current_versions: Versions | None = None, default: Any = MISSING) -> Any:
+    def get(self, tier: str, key: str, current_versions: Versions | None = None, default: Any = MISSING, *,
+            count: bool = True) -> Any:
         """The cached value (see ``lookup``), or ``default`` (``MISSING``) on a miss."""
-        entry = self.lookup(tier, key, current_versions)
+        entry = self.lookup(tier, key, current_versions, count=count)
         return default if entry is None else entry.value()
 
     def get_or_build(self, tier: str, key: str, build: Callable[[], Any], deps: Deps,

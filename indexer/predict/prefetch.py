@@ -58,7 +58,8 @@ class Prefetcher:
                     self.counts["already"] += 1
                 elif len(self._queue) >= self.max_queue:
                     self.counts["dropped"] += 1
-                elif key != self._building and all(key != k for _, k in self._queue):
+                elif (key != self._building or self._building_stale) and all(key != k for _, k in self._queue):
+                    # a key whose build will be thrown away (its task moved on meanwhile) is built again
                     self._queue.append((self._generation, key))
                     self.counts["submitted"] += 1
             self._cond.notify()
@@ -68,18 +69,23 @@ class Prefetcher:
         """Prefetch the predictor's current top ``top_k`` files for ``task_id``."""
         return self.submit((p.path for p in predictor.predict(task_id=task_id, top_k=top_k)), task_id=task_id)
 
-    def record_request(self, path: str, task_id: str | None = None, *, any_task: bool = False):
+    def record_request(self, path: str, task_id: str | None = None, *, any_task: bool = False,
+                       reads: object = None):
         """A request for ``path`` within ``task_id`` arrived: the prefetched entry (a hit) or None (a miss).
 
         ``any_task``: the request reads something that does not depend on the task (a module summary), so an
-        entry built for any task serves it.
+        entry built for any task serves it. ``reads``: what the request reads (a cache key), when an entry is
+        the collection of what its build wrote; an entry without it (another budget, a query) does not serve.
         """
+        def serves(key: Key) -> bool:
+            return key in self._entries and (reads is None or reads in self._entries[key])
+
         with self._cond:
             self.counts["requests"] += 1
             key = (task_id, path)
-            if key not in self._entries and any_task:
-                key = next((k for k in reversed(self._entries) if k[1] == path), key)
-            if key not in self._entries:
+            if not serves(key) and any_task:
+                key = next((k for k in reversed(self._entries) if k[1] == path and serves(k)), key)
+            if not serves(key):
                 return None
             self.counts["hits"] += 1
             self._entries.move_to_end(key)
