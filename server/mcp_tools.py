@@ -65,11 +65,10 @@ def _context_blocks(payload: dict[str, Any]) -> list[str]:
     (path, lines, tier, level, tokens, score and why of each) as JSON took 2-4x the packed text's tokens.
     It stays in the structured content, for clients and programs that read it.
     """
-    items, dropped = payload.get("items", []), payload.get("dropped", [])
-    levels = Counter(i["level"] for i in items)
-    line = (f"[codeahead: {payload.get('tokens', 0)} of {payload.get('budget', 0)} tokens; {len(items)} items ("
-            + ", ".join(f"{n} {level}" for level, n in levels.most_common())
-            + f"); {len(dropped)} left out")
+    counts = payload.get("counts") or context_counts(payload)  # the lists may be cut to the output cap
+    line = (f"[codeahead: {payload.get('tokens', 0)} of {payload.get('budget', 0)} tokens; {counts['items']} items ("
+            + ", ".join(f"{n} {level}" for level, n in counts["levels"].items())
+            + f"); {counts['dropped']} left out")
     freshness = payload.get("freshness") or {}
     if freshness:
         line += f"; index generation {freshness.get('generation')}, {freshness.get('pending_changes', 0)} changes pending"
@@ -78,6 +77,14 @@ def _context_blocks(payload: dict[str, Any]) -> list[str]:
     if payload.get("truncated"):
         line += "; the answer was cut to the output cap"
     return [payload.get("text", ""), line + "]"]
+
+
+def context_counts(payload: dict[str, Any]) -> dict[str, Any]:
+    """How many items were packed (by level, most first) and left out: said in the answer's last line, which
+    must not count the item lists after the output cap cut them."""
+    levels = Counter(i["level"] for i in payload.get("items", []))
+    return {"items": sum(levels.values()), "levels": dict(levels.most_common()),
+            "dropped": len(payload.get("dropped", []))}
 
 
 def _fit_budget(budget_tokens: int | None, profile: str | None, cap: int) -> tuple[int | None, str | None]:
@@ -118,6 +125,7 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
         ws = await runtime.workspace(ctx, ctx.report_progress)
         packed = await call(ws.context, query, focus=focus, task_id=task_id, budget=budget, profile=profile)
         payload = packed.to_json()
+        payload["counts"] = context_counts(payload)
         notes = [note, ambiguity(focus, await call(ws.nodes, focus)) if focus else None]
         if any(notes):
             payload["note"] = " ".join(n for n in notes if n)

@@ -175,6 +175,21 @@ async def test_no_answer_exceeds_the_cap_whatever_the_arguments(ws):
     assert "over the output cap" in payload(ctx)["note"]
 
 
+async def test_the_context_line_counts_what_was_packed_when_the_lists_were_cut(ws):
+    from server.mcp_tools import CONTEXT_OVERHEAD
+
+    async with Client(build_server(ws, watch=False, output_cap_tokens=CONTEXT_OVERHEAD + 2000)) as client:
+        ctx = await client.call_tool("get_context", {"query": "shipping rule parcel", "budget_tokens": 2000})
+    answer = payload(ctx)
+    cut = {c["field"]: c["total"] for c in answer["truncated"]["cuts"] if "total" in c}
+    assert cut and all(len(answer[field]) < total for field, total in cut.items())  # a list was cut ...
+    counts = answer["counts"]
+    assert counts["dropped"] == cut.get("dropped", len(answer["dropped"]))
+    assert counts["items"] == cut.get("items", len(answer["items"]))
+    assert f"; {counts['items']} items (" in ctx.content[-1].text  # ... and the last line counts them all
+    assert f"; {counts['dropped']} left out" in ctx.content[-1].text
+
+
 def test_cap_payload_cuts_lists_then_strings_and_says_so():
     big = {"items": [{"n": i, "text": "word " * 20} for i in range(200)], "text": "line\n" * 5000}
     capped = cap_payload(big, 500)
