@@ -73,7 +73,7 @@ _KIND_WORDS = {
     "text": "a non-empty string",
     "str": "a string",
     "bool": "true or false",
-    "int": "an integer",
+    "int": "an integer >= 1",
     "lines": "[start, end] line numbers with 1 <= start <= end",
 }
 
@@ -129,7 +129,7 @@ def validate(event_type: str, data: dict[str, Any] | None) -> dict[str, Any]:
         if f.choices and value not in f.choices:
             raise ValueError(f"event {event_type!r} got data.{f.name}={value!r}; valid values: {', '.join(f.choices)}")
         out[f.name] = list(value) if f.kind == "lines" else value
-    if event_type == "error" and not out.get("message") and not out.get("traceback"):
+    if event_type == "error" and not out.get("message", "").strip() and not out.get("traceback", "").strip():
         raise ValueError("event 'error' needs data.message or data.traceback (a non-empty string)")
     return out
 
@@ -142,8 +142,8 @@ def _has_kind(value: Any, kind: str) -> bool:
         return isinstance(value, str)
     if kind == "bool":
         return isinstance(value, bool)
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "int":  # the only integer field is an iteration's number
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
     return (
         isinstance(value, (list, tuple))
         and len(value) == 2
@@ -310,15 +310,20 @@ def fold(events: Iterable[Event]) -> TaskState:
         elif e.type == "file_edited":
             _touch(edited, d["path"])
         elif e.type == "test_result":
+            was_failing = tests.get(d["test"]) is False
             tests[d["test"]] = d["passed"]
-            error_resolved = error_resolved or (last_error is not None and d["passed"])
+            # A test that failed passes, and none fails any more: the fix is confirmed. (Another test passing
+            # says nothing about the error.)
+            error_resolved = error_resolved or (last_error is not None and d["passed"] and was_failing
+                                                and all(tests.values()))
         elif e.type == "error":
             refs = tuple(TraceRef(**r) for r in d.get("refs", ()))
             last_error = LastError(d.get("message", ""), refs, e.seq, d.get("traceback", ""))
             error_resolved = False
         elif e.type == "iteration":
             outcome = d.get("outcome")
-            iterations.append(Iteration(d.get("n", len(iterations) + 1), d["summary"], outcome, e.seq))
+            n = d.get("n", max((i.n for i in iterations), default=0) + 1)  # numbered on from the highest
+            iterations.append(Iteration(n, d["summary"], outcome, e.seq))
             error_resolved = error_resolved or (last_error is not None and outcome == "success")
         elif e.type == "note":
             notes.append(d["text"])
@@ -406,8 +411,10 @@ class EventLog:
 
     def append(self, task_id: str, type: str, data: dict[str, Any] | None = None) -> Event:
         """Record one event in its own transaction and return it as stored."""
-        if not isinstance(task_id, str) or not task_id.strip() or len(task_id) > MAX_TASK_ID:
-            raise ValueError(f"task_id must be a non-empty string of at most {MAX_TASK_ID} chars, got {task_id!r:.80}")
+        if (not isinstance(task_id, str) or not task_id.strip() or len(task_id) > MAX_TASK_ID
+                or not task_id.isprintable()):  # a newline would break every line and header that names it
+            raise ValueError(f"task_id must be a non-empty string of at most {MAX_TASK_ID} printable chars, "
+                             f"got {task_id!r:.80}")
         payload = _capped(self._normalize(type, validate(type, data)))
         if self._conn.in_transaction:
             raise RuntimeError(
@@ -426,6 +433,9 @@ class EventLog:
         """Workspace-relative paths, and the refs and message an error's traceback gives."""
         if "path" in data and self._root is not None:
             data["path"] = workspace_path(data["path"], self._root) or data["path"]
+        if type == "test_result" and self._root is not None:  # its file as file events name it
+            head, sep, rest = data["test"].partition("::")
+            data["test"] = (workspace_path(head.strip(), self._root) or head) + sep + rest
         if type == "error":
             trace = data.get("traceback", "")
             refs = parse_traceback(trace)

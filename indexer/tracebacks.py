@@ -93,12 +93,15 @@ def _ref_of_line(line: str) -> TraceRef | None:
 def error_message(text: str) -> str:
     """The final exception line of the text (e.g. ``ValueError: bad``), "" if there is none."""
     lines = text.splitlines()
-    found: tuple[int, str] | None = None
-    for candidate in (_python_message(lines), _pytest_e_message(lines), _summary_message(lines)):
-        if candidate is not None and (found is None or candidate[0] > found[0]):
-            found = candidate
-    if found is not None:
-        return found[1]
+    candidates = [c for c in (_python_message(lines), _pytest_e_message(lines), _summary_message(lines)) if c]
+    if candidates:
+        latest = max(candidates)[1]
+        # pytest cuts its summary line to the terminal's width ("ValueError: discount o..."): a fuller
+        # message it cut (from the E block) says the same in full.
+        if latest.endswith("..."):
+            fuller = [m for _, m in candidates if m.startswith(latest[:-3]) and len(m) > len(latest) - 3]
+            latest = max(fuller, key=len, default=latest)
+        return latest
     for line in reversed(lines):
         if line.strip():
             return line.strip()

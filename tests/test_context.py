@@ -242,6 +242,29 @@ def test_a_task_brings_its_failing_tests_code_and_the_files_it_opened(tmp_path):
         assert "pkg.notes" in by_name and by_name["pkg.notes"].why == "opened in this task"
 
 
+def test_a_resolved_error_is_one_line_of_history_and_iterations_of_one_number_both_come(tmp_path):
+    write_tree(tmp_path, {"pkg/__init__.py": "", "pkg/core.py": "def run(x):\n    return x.upper()\n",
+                          "tests/test_core.py": "from pkg.core import run\n\n\ndef test_run():\n    assert run('a')\n"})
+    trace = 'Traceback (most recent call last):\n  File "pkg/core.py", line 2, in run\nAttributeError: no upper\n'
+    with Workspace(tmp_path, index_dir=tmp_path / ".idx") as ws:
+        ws.index()
+        ws.record("T", "task_started", {"title": "t"})
+        ws.record("T", "test_result", {"test": f"{tmp_path}/tests/test_core.py::test_run", "passed": False})
+        ws.record("T", "error", {"traceback": trace})
+        before = {i.why: i for i in ws.context(task_id="T", budget=2000).items}
+        assert before["latest error of the task"].tier.name == "CRITICAL" and "error points at pkg/core.py:2" in before
+        assert "failing test tests/test_core.py::test_run" in before  # an absolute test id names its file
+        ws.record("T", "iteration", {"n": 2, "summary": "first try"})
+        ws.record("T", "iteration", {"n": 2, "summary": "second try", "outcome": "success"})
+        ws.record("T", "test_result", {"test": "tests/test_core.py::test_run", "passed": True})
+        packed = ws.context(task_id="T", budget=2000)
+        after = {i.why: i for i in packed.items}
+        assert after["the task's latest error, resolved since"].tier.name == "LOW"
+        assert "Resolved error: AttributeError: no upper" in packed.text
+        assert "error points at pkg/core.py:2" not in after
+        assert "Iteration 2: first try" in packed.text and "Iteration 2: second try -> success" in packed.text
+
+
 def test_code_of_a_file_with_a_byte_order_mark_is_shown_without_it(tmp_path):
     (tmp_path / "bom.py").write_bytes(b"\xef\xbb\xbfdef first():\n    return 1\n")
     with Workspace(tmp_path, index_dir=tmp_path / ".idx") as ws:

@@ -87,7 +87,7 @@ def test_replay_of_a_task_story(log: EventLog, db_path: Path) -> None:
     assert state.last_error.message == "ZeroDivisionError: division by zero"
     assert [(r.path, r.line, r.function) for r in state.last_error.refs] == [("pkg/lexer.py", 4, "lex")]
     assert state.last_error.seq == err.seq
-    assert state.error_resolved  # a later test passed
+    assert not state.error_resolved  # another test passed; the one that failed still fails
     assert state.tests == {"tests/test_lexer.py::test_empty": False, "tests/test_parser.py::test_ok": True}
     assert state.failing_tests == ("tests/test_lexer.py::test_empty",)
     assert [(i.n, i.summary, i.outcome) for i in state.iterations] == [(1, "guard empty input", "failure")]
@@ -254,7 +254,9 @@ def test_unknown_task_names_the_known_ones(log: EventLog) -> None:
         ("task_status", {"status": "finished"}, r"data.status='finished'; valid values: active, blocked, done, failed"),
         ("test_result", {"test": "t", "passed": "yes"}, r"data.passed to be true or false, got string"),
         ("file_edited", {"path": "a", "lines": [9, 2]}, r"data.lines to be \[start, end\]"),
-        ("iteration", {"summary": "s", "n": True}, r"data.n to be an integer, got boolean"),
+        ("iteration", {"summary": "s", "n": True}, r"data.n to be an integer >= 1, got boolean"),
+        ("iteration", {"summary": "s", "n": -4}, r"data.n to be an integer >= 1, got number -4"),
+        ("error", {"message": "   "}, r"needs data.message or data.traceback"),
         ("iteration", {"summary": "s", "outcome": "ok"}, r"valid values: success, failure, partial"),
         ("error", {"message": ""}, r"needs data.message or data.traceback"),
         ("task_started", {"title": "  "}, r"needs data.title to be a non-empty string"),
@@ -267,9 +269,31 @@ def test_bad_payloads_are_refused_in_one_line(log: EventLog, kind: str, data: ob
     assert log.last_seq() == 0
 
 
-@pytest.mark.parametrize("task_id", ["", "   ", "x" * 201, 7])
+def test_an_error_is_resolved_when_the_failing_tests_pass_and_iterations_number_on(log: EventLog) -> None:
+    log.append("T", "task_started", {"title": "t"})
+    log.append("T", "test_result", {"test": "tests/test_a.py::test_x", "passed": False})
+    log.append("T", "error", {"message": "ValueError: x"})
+    log.append("T", "test_result", {"test": "tests/test_b.py::test_y", "passed": True})
+    assert not log.state("T").error_resolved  # a test that never failed says nothing about the error
+    log.append("T", "test_result", {"test": "tests/test_a.py::test_x", "passed": True})
+    assert log.state("T").error_resolved and log.state("T").failing_tests == ()
+    log.append("T", "iteration", {"n": 2, "summary": "second"})
+    log.append("T", "iteration", {"summary": "third"})
+    assert [i.n for i in log.state("T").iterations] == [2, 3]  # not len + 1 = 2 again
+
+
+def test_a_test_id_names_its_file_as_file_events_do(db_path: Path, tmp_path: Path) -> None:
+    log = EventLog(open_db(db_path), root=tmp_path)
+    log.append("T", "test_result", {"test": f"{tmp_path}/tests/test_a.py::test_x", "passed": False})
+    log.append("T", "test_result", {"test": "./tests/test_b.py::test_y[1]", "passed": False})
+    log.append("T", "test_result", {"test": "not a path", "passed": True})
+    assert log.state("T").tests == {"tests/test_a.py::test_x": False, "tests/test_b.py::test_y[1]": False,
+                                     "not a path": True}
+
+
+@pytest.mark.parametrize("task_id", ["", "   ", "x" * 201, 7, "T\n1", "T\t1"])
 def test_bad_task_ids_are_refused(log: EventLog, task_id: object) -> None:
-    with pytest.raises(ValueError, match="task_id must be a non-empty string of at most 200 chars"):
+    with pytest.raises(ValueError, match="task_id must be a non-empty string of at most 200 printable chars"):
         log.append(task_id, "note", {"text": "x"})  # type: ignore[arg-type]
 
 

@@ -170,3 +170,12 @@ def test_workspace_path_keeps_only_workspace_code(tmp_path: Path) -> None:
     assert workspace_path(str(tmp_path / "other.py"), root) is None
     assert workspace_path(str(root / ".venv/lib/python3.11/site-packages/x.py"), root) is None
     assert workspace_path(str(root), root) is None
+
+
+def test_a_summary_line_cut_to_the_terminal_width_gives_way_to_the_full_message() -> None:
+    output = ("    def test_discount():\n>       apply(150)\nE       ValueError: discount over 100%\n\n"
+              "shop/pricing.py:3: ValueError\n=== short test summary info ===\n"
+              "FAILED tests/test_pricing.py::test_discount - ValueError: discount o...\n")
+    assert error_message(output) == "ValueError: discount over 100%"
+    cut_alone = "FAILED tests/test_pricing.py::test_discount - ValueError: discount o...\n"
+    assert error_message(cut_alone) == "ValueError: discount o..."  # nothing fuller to take

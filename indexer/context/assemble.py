@@ -97,7 +97,7 @@ class Assembler:
         if current_module:
             self._module(current_module, Tier.CRITICAL, "current module of the task", req.budget)
         if task is not None and getattr(task, "last_error", None):
-            self._error(task.last_error, req.budget)
+            self._error(task.last_error, req.budget, resolved=task.error_resolved)
         hits = req.ranked[:self._share(BREADTH_HITS, req.budget)]
         hit_nodes = self._nodes([node_id for node_id, _, _ in hits])
         full_hits = HIGH_HITS + req.budget // TOKENS_PER_FULL_HIT
@@ -218,7 +218,7 @@ class Assembler:
                        richest="signature")
 
     def _task(self, task) -> None:
-        lines = [f"Task {task.task_id}: {task.title or ''} [{task.status}]".rstrip()]
+        lines = [f"Task {task.task_id}" + (f": {task.title}" if task.title else "") + f" [{task.status}]"]
         if getattr(task, "description", None):
             lines.append(task.description)
         if task.failing_tests:
@@ -232,11 +232,16 @@ class Assembler:
         for age, it in enumerate(reversed(iterations)):
             tier = Tier.HIGH if age < 2 else Tier.MEDIUM if it.outcome == "success" else Tier.LOW
             text = f"Iteration {it.n}: {it.summary}" + (f" -> {it.outcome}" if it.outcome else "")
-            self._add(Candidate(key=f"iteration:{task.task_id}:{it.n}", tier=tier, score=50.0 - age, kind="iteration",
+            self._add(Candidate(key=f"iteration:{task.task_id}:{it.seq}", tier=tier, score=50.0 - age, kind="iteration",
                                 name=f"iteration {it.n}", why="task history", renderings=(Rendering("summary", text),)))
 
-    def _error(self, error, budget: int) -> None:
+    def _error(self, error, budget: int, *, resolved: bool = False) -> None:
         refs = list(error.refs or [])
+        if resolved:  # history now: one line, and its frames' code no longer comes first
+            self._add(Candidate(key="error", tier=Tier.LOW, score=1.0, kind="error", name="resolved error",
+                                why="the task's latest error, resolved since",
+                                renderings=(Rendering("summary", f"Resolved error: {error.message}"),)))
+            return
         text = f"Error: {error.message}"
         if refs:
             text += "\n" + "\n".join(f"  at {r.path}:{r.line} in {r.function}".rstrip(" in") for r in refs[-6:])
