@@ -39,7 +39,7 @@ from indexer.parse import RecentTrees, language_of
 from indexer.store import fts_totals
 from indexer.store.schema import generation
 from indexer.types import IndexStats, Skipped, SkipReason, SourceFile
-from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules, walk
+from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules, bad_name, is_utf8_name, shown_name, walk
 
 _SQL_CHUNK = 500  # host parameters per IN (...) list
 #: Files written per batch: bounds the rows held in memory, and what is left to write once the last
@@ -84,6 +84,9 @@ class _Plan:
     deleted: list[str] = field(default_factory=list)
     stat_only: dict[str, SourceFile] = field(default_factory=dict)
     seen: int = 0
+    #: A partial pass's paths, and its deleted folders as ``folder/``: their skip rows are rewritten, so a
+    #: skipped file deleted since (too large, not UTF-8) leaves the list.
+    touched: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -142,6 +145,7 @@ class IndexPass:
             progress: Progress | None = None) -> IndexStats:
         """Index the whole workspace, or only ``paths`` (and folders in ``deleted_dirs``) when given."""
         started = time.perf_counter()
+        deleted_dirs = list(deleted_dirs)
         fts_totals.settle(self.conn)  # what a pass that crashed after its commit left to subtract
         view = self._partial_view(paths, deleted_dirs) if paths is not None else None
         if view is None:
@@ -161,6 +165,7 @@ class IndexPass:
         touched = None if paths is None else set(paths)
         plan = self._plan(current, known, modules, touched)
         plan.seen = seen
+        plan.touched = {shown_name(p) for p in touched or ()} | {shown_name(d).rstrip("/") + "/" for d in deleted_dirs}
         if progress:
             progress("walk", plan.seen, plan.seen)
         loaded = load_stream(str(self.root), plan.to_load, self.max_bytes, self.workers, progress, self._trees)
@@ -187,9 +192,10 @@ class IndexPass:
         """
         conn = self.conn
         paths = list(dict.fromkeys(paths))
-        deleted_dirs = list(deleted_dirs)
+        deleted_dirs = [d for d in deleted_dirs if is_utf8_name(d)]  # nothing was stored under such a name
         known: dict[str, tuple] = {}
-        for chunk in _chunks(paths):
+        stored = [p for p in paths if is_utf8_name(p)]
+        for chunk in _chunks(stored):
             known.update((row[0], row) for row in conn.execute(
                 f"SELECT {_FILE_ROW} FROM files WHERE path IN ({','.join('?' * len(chunk))})", chunk))
         for folder in deleted_dirs:
@@ -221,6 +227,10 @@ class IndexPass:
         for path in paths:
             current.pop(path, None)
             if language_of(path) is None:
+                continue
+            if not is_utf8_name(path):
+                if os.path.lexists(self.root / path):
+                    skipped.append(bad_name(path))
                 continue
             if self.rules.is_ignored(path, False):
                 continue
@@ -320,8 +330,10 @@ class IndexPass:
             self._delete_in("DELETE FROM skipped WHERE path IN ({})", [
                 p for (p,) in conn.execute("SELECT path FROM skipped") if p not in kept])
         else:
-            seen_paths |= {s.path for s in (*skipped, *bad)}
+            seen_paths |= {s.path for s in (*skipped, *bad)} | {p for p in plan.touched if not p.endswith("/")}
             self._delete_in("DELETE FROM skipped WHERE path IN ({})", sorted(seen_paths))
+            for prefix in (p for p in plan.touched if p.endswith("/")):
+                conn.execute("DELETE FROM skipped WHERE path >= ? AND path < ?", (prefix, prefix[:-1] + "0"))
         conn.executemany("INSERT OR REPLACE INTO skipped(path, reason, detail) VALUES (?, ?, ?)",
                          [(s.path, s.reason.value, s.detail) for s in (*skipped, *bad)])
         conn.executemany("INSERT OR REPLACE INTO skipped(path, reason, detail) VALUES (?, ?, 'recovered')",

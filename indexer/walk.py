@@ -53,6 +53,25 @@ UTF8_PROBE_BYTES = 64 * 1024
 DEFAULT_MAX_BYTES = 1_000_000
 
 
+def is_utf8_name(rel_path: str) -> bool:
+    """Whether a path can be stored and shown: names that are not UTF-8 reach Python as lone surrogates,
+    which SQLite (and JSON) cannot encode."""
+    try:
+        rel_path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_name(rel_path: str) -> str:
+    """A path as it can be stored and shown: bytes that are not UTF-8 become U+FFFD."""
+    return rel_path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def bad_name(rel_path: str) -> Skipped:
+    return Skipped(shown_name(rel_path), SkipReason.NOT_UTF8, "file or folder name is not UTF-8")
+
+
 def _is_editor_file(name: str) -> bool:
     """Swap, backup and lock files editors leave next to the real file."""
     if name.endswith(_EDITOR_SUFFIXES):
@@ -355,6 +374,10 @@ class _Walker:
         self.rules.ignore_files_in(rel_dir, names)
         for entry in entries:
             rel = _join(rel_dir, entry.name)
+            if not is_utf8_name(entry.name):
+                if language_of(entry.name) is not None or entry.is_dir():
+                    self.skipped.append(bad_name(rel))
+                continue
             try:
                 is_link = entry.is_symlink()
                 is_dir = entry.is_dir()  # follows links: a link to a folder counts as one

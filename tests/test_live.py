@@ -182,3 +182,25 @@ def test_an_edited_gitignore_applies_to_later_changes(live):
     assert not ws.reader().execute("SELECT count(*) FROM files WHERE path LIKE 'scratch/%'").fetchone()[0]
     # The watcher itself filters with the new rules: the ignored file never reaches a batch.
     assert not any("scratch/later.py" in batch.changed for batch, _ in batches)
+
+
+def test_a_name_not_utf8_is_skipped_and_skips_leave_with_their_files(live):
+    root, ws, _ = live
+    bad = os.fsencode(root / "app") + b"/caf\xe9.py"
+    with open(bad, "wb") as f:
+        f.write(b"def odd():\n    return 1\n")
+    (root / "app" / "big.py").write_text("X = 1\n" * 300_000)  # over the size limit
+    _write(root, "app/after.py", "def saved_beside_them():\n    return 2\n")  # the same batch: still indexed
+    _eventually(lambda: "app.after.saved_beside_them" in _names(ws, "saved beside them"))
+
+    def skipped() -> dict[str, str]:
+        return {s["path"]: s["reason"] for s in ws.status()["skipped"]}
+
+    _eventually(lambda: skipped().get("app/caf\ufffd.py") == "not_utf8" and "app/big.py" in skipped())
+    os.remove(bad)
+    (root / "app" / "big.py").unlink()
+    _eventually(lambda: not {"app/caf\ufffd.py", "app/big.py"} & set(skipped()))
+    with open(bad, "wb") as f:  # and a full pass (a command's reconciliation) says the same
+        f.write(b"def odd():\n    return 1\n")
+    ws.index()
+    assert skipped().get("app/caf\ufffd.py") == "not_utf8"
