@@ -30,6 +30,7 @@ from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    EventsLostEvent,
     FileCreatedEvent,
     FileDeletedEvent,
     FileModifiedEvent,
@@ -61,6 +62,7 @@ _EVENT_FILTER: list[type[FileSystemEvent]] = [
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    EventsLostEvent,  # the kernel's queue overflowed: some changes will never be reported
 ]
 _DEFAULT_STOP_TIMEOUT = 5.0
 
@@ -77,11 +79,15 @@ class ChangeBatch:
     first_event_at: float  # time.monotonic()
     flushed_at: float  # time.monotonic()
     refs_changed: bool = False  # git's HEAD or a branch ref was written: the history may have moved
+    #: Events were lost (inotify's queue overflowed while the watcher fell behind): only a full pass, which
+    #: compares every file with the index, can tell what changed.
+    rescan: bool = False
 
     def __len__(self) -> int:
-        """Files and folders to apply (a moved ref alone counts none)."""
+        """Files and folders to apply (a moved ref alone counts none; a rescan counts one)."""
         return (
-            len(self.changed)
+            int(self.rescan)
+            + len(self.changed)
             + len(self.deleted)
             + len(self.deleted_dirs)
             + len(self.ignore_files_changed)
@@ -96,6 +102,7 @@ class _Pending:
     deleted_dirs: set[str] = field(default_factory=set)
     dirs_to_scan: set[str] = field(default_factory=set)
     refs_changed: bool = False
+    rescan: bool = False
     events: int = 0
     first_at: float | None = None
     last_at: float = 0.0
@@ -278,6 +285,13 @@ class Watcher:
 
     def _on_event(self, event: FileSystemEvent) -> None:
         """Filter one watchdog event and merge it into the pending batch."""
+        if isinstance(event, EventsLostEvent):
+            logger.warning("codeahead watcher: the file system dropped change events (its queue overflowed); "
+                           "the next pass compares every file with the index")
+            with self._cond:
+                self._pending.rescan = True
+                self._mark(self._pending)
+            return
         try:
             gone, came = _endpoints(event)
             gone_rel = self._relevant(gone, event.is_directory)
@@ -298,12 +312,16 @@ class Watcher:
                     p.dirs_to_scan.add(came_rel)
             else:
                 p.files.update(r for r in (gone_rel, came_rel) if r is not None)
-            now = time.monotonic()
-            p.events += 1
-            p.last_at = now
-            if p.first_at is None:
-                p.first_at = now
-                self._cond.notify_all()
+            self._mark(p)
+
+    def _mark(self, p: _Pending) -> None:
+        """Under the lock: one more event in the pending batch (the first one wakes the worker)."""
+        now = time.monotonic()
+        p.events += 1
+        p.last_at = now
+        if p.first_at is None:
+            p.first_at = now
+            self._cond.notify_all()
 
     def _relevant(self, path: str, is_dir: bool) -> str | None:
         """The root-relative POSIX path if this path's events matter, else None."""
@@ -416,6 +434,7 @@ class Watcher:
             first_event_at=taken.first_at or 0.0,
             flushed_at=time.monotonic(),
             refs_changed=taken.refs_changed,
+            rescan=taken.rescan,
         )
 
     def _scan(self, rel_dir: str) -> Iterator[str]:

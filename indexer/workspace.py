@@ -581,8 +581,8 @@ class Workspace:
 
         def apply(batch) -> None:
             if len(batch):
-                if batch.ignore_files_changed:
-                    result = self.index()  # ignore rules changed: a full pass re-reads them
+                if batch.ignore_files_changed or batch.rescan:
+                    result = self.index()  # rules changed, or events were lost: a full pass re-reads all
                 else:
                     result = self.index(paths=sorted(batch.changed | batch.deleted),
                                         deleted_dirs=sorted(batch.deleted_dirs))

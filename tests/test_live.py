@@ -204,3 +204,34 @@ def test_a_name_not_utf8_is_skipped_and_skips_leave_with_their_files(live):
         f.write(b"def odd():\n    return 1\n")
     ws.index()
     assert skipped().get("app/caf\ufffd.py") == "not_utf8"
+
+
+def test_changes_lost_by_an_overflowing_kernel_queue_are_found_by_a_full_pass(tmp_path):
+    """A watcher that falls behind (stopped here with SIGSTOP) loses events once inotify's queue is full;
+    the pass after the overflow must still bring every file in."""
+    import signal
+    import subprocess
+    import sys
+
+    queue = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    root, index_dir = tmp_path / "ws", tmp_path / "idx"
+    _write(root, "pk/a.py", "def a():\n    pass\n")
+    watch = subprocess.Popen([sys.executable, "-m", "server.cli", "watch", "-w", str(root), "--index-dir",
+                              str(index_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "CODEAHEAD_EMBEDDER": "none"})
+    try:
+        _eventually(lambda: (index_dir / "index.lock").exists() and watch.poll() is None, timeout=30)
+        time.sleep(2)  # its observer is up (the first pass is one file)
+        watch.send_signal(signal.SIGSTOP)
+        files = queue * 3 // 4  # a file's writes are two or three events: well over the queue
+        for i in range(files):
+            (root / "pk" / f"f{i}.py").write_text(f"def lost_{i}():\n    pass\n")
+        watch.send_signal(signal.SIGCONT)
+        with Workspace(root, index_dir=index_dir) as reader:  # another process's view, without a pass of its own
+            _eventually(lambda: reader.reader().execute("SELECT count(*) FROM files").fetchone()[0] == files + 1,
+                        timeout=90)
+    finally:
+        watch.send_signal(signal.SIGCONT)
+        watch.send_signal(signal.SIGINT)
+        _, err = watch.communicate(timeout=30)
+    assert "dropped change events" in err  # the overflow did happen
