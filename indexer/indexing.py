@@ -340,8 +340,9 @@ class IndexPass:
                          [(path, SkipReason.SYNTAX_ERROR.value) for path in recovered])
 
         # 5. Resolve changed files and every file whose recorded lookups meet a changed key.
-        resolved = self._resolve(new_facts, changed_keys, linked, symbols, prior_bases,
-                                 stored={known[p][1] for p in replaced}, progress=progress)
+        resolved, relinked_nodes = self._resolve(new_facts, changed_keys, linked, symbols, prior_bases,
+                                                 stored={known[p][1] for p in replaced}, progress=progress)
+        relinked = self._bump_relinked(relinked_nodes, {f.file_id for f in new_facts}) if had_files else []
 
         gen = generation(conn)
         if intake.parsed_paths or gone:
@@ -365,6 +366,7 @@ class IndexPass:
             "files_deleted": len(gone),
             "files_unchanged": plan.seen - len(intake.parsed_paths) - len(bad),
             "generation": gen,
+            "relinked_paths": tuple(relinked),
             **counts,
         }
 
@@ -518,9 +520,11 @@ class IndexPass:
 
     # -- resolution ----------------------------------------------------------- #
     def _resolve(self, new_facts: list[FileFacts], changed_keys: set[str], linked: set[int], symbols: Symbols,
-                 prior_bases: dict[int, list[int]], stored: set[int], progress: Progress | None = None) -> int:
+                 prior_bases: dict[int, list[int]], stored: set[int],
+                 progress: Progress | None = None) -> tuple[int, list[int]]:
         """Resolve ``new_facts`` and their dependents; ``stored`` are the files whose old resolution is still
-        stored. Returns how many files were resolved (progress counts them as their links are written)."""
+        stored. Returns how many files were resolved (progress counts them as their links are written), and
+        the nodes at either end of an edge written or deleted."""
         dirty: dict[int, FileFacts] = {f.file_id: f for f in new_facts}
         stored = set(stored)
         stored |= self._add_dependents(dirty, changed_keys, linked)
@@ -561,17 +565,39 @@ class IndexPass:
         libraries = dict(self.conn.execute("SELECT qualname, id FROM nodes WHERE kind='library'").fetchall())  # indexed
         batch: list[Links] = []
         written = 0
+        relinked: set[int] = set()
         for link in links:
             batch.append(link)
             if len(batch) >= _WRITE_BATCH:
-                self._write_resolutions(batch, libraries, nodes_of)
+                self._write_resolutions(batch, libraries, nodes_of, relinked)
                 written += len(batch)
                 batch.clear()
                 if progress and written < total:  # the pass is not committed yet: never done/total here
                     progress("resolve", written, total)
-        self._write_resolutions(batch, libraries, nodes_of)
+        self._write_resolutions(batch, libraries, nodes_of, relinked)
         self._collect_libraries()
-        return total
+        return total, relinked
+
+    def _bump_relinked(self, nodes: set[int], parsed: set[int]) -> list[str]:
+        """Raise the version of the files of ``nodes`` (an end of a changed link) that were not parsed anew:
+        their links changed while their bytes did not. Returns their paths.
+
+        An answer about a file (its callers, importers, tests) is read from the links into it, and a cache
+        entry knows the files it was built from only by their versions. Another process sees nothing else: a
+        new ``caller.py`` calling ``beta_run`` left ``beta.py``'s cached context as it was, for hours.
+        """
+        files: set[int] = set()
+        for chunk in _chunks(sorted(nodes)):
+            files.update(r[0] for r in self.conn.execute(
+                f"SELECT DISTINCT file_id FROM nodes WHERE id IN ({','.join('?' * len(chunk))}) "
+                "AND file_id IS NOT NULL", chunk))
+        ids = sorted(files - parsed)
+        paths: list[str] = []
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            self.conn.execute(f"UPDATE files SET version = version + 1 WHERE id IN ({marks})", chunk)
+            paths.extend(r[0] for r in self.conn.execute(f"SELECT path FROM files WHERE id IN ({marks})", chunk))
+        return sorted(paths)
 
     def _files_linking_to(self, node_ids: list[int]) -> set[int]:
         """Stored files with an edge into one of ``node_ids``."""
@@ -598,8 +624,9 @@ class IndexPass:
         return ids
 
     def _write_resolutions(self, links: list[Links], libraries: dict[str, int],
-                           nodes_of: dict[int, tuple[int, ...]]) -> None:
-        """Edges and deps of resolved files; ``libraries`` (library name -> node id) gains the new ones.
+                           nodes_of: dict[int, tuple[int, ...]], relinked: set[int]) -> None:
+        """Edges and deps of resolved files; ``libraries`` (library name -> node id) gains the new ones, and
+        ``relinked`` both ends of every edge written or deleted.
 
         A file in ``nodes_of`` (file -> its node ids) still has its previous resolution stored: only the
         difference is written. Re-resolving a file mostly gives the same rows (an edit inside one body
@@ -630,6 +657,10 @@ class IndexPass:
             old_deps += [(key, file_id) for key in before[1] - keys]
             edge_rows += [(*key, conf) for key, conf in rows.items() if before[0].get(key) != conf]
             dep_rows += [(key, file_id) for key in keys - before[1]]
+        if self._new_edges is None:  # into an empty index nothing was cached: no version to raise
+            for src, _, dst, *_ in (*old_edges, *edge_rows):
+                relinked.add(src)
+                relinked.add(dst)
         conn.executemany("INSERT INTO nodes(id, file_id, kind, name, qualname, parent_id, start_line, end_line,"
                          " signature, doc) VALUES (?,?,?,?,?,?,?,?,?,?)", new_libs)
         conn.executemany("DELETE FROM edges WHERE src = ? AND kind = ? AND dst = ?", old_edges)

@@ -231,6 +231,7 @@ class IndexStats:
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     generation: int = 0
     changed_paths: tuple[str, ...] = ()  # files parsed anew or deleted by this pass
+    relinked_paths: tuple[str, ...] = ()  # files whose links (not bytes) changed: their versions were raised
 
 
 # --------------------------------------------------------------------------- #

@@ -178,24 +178,10 @@ class Workspace:
             if self._vector_job is not None:
                 self._vector_job.poke()
             if self._cache is not None:  # exactly the entries built from what changed
-                self._cache.invalidate_paths([*stats.changed_paths, *self._linked_from(stats.changed_paths),
-                                              INDEX_DEP])
+                self._cache.invalidate_paths([*stats.changed_paths, *stats.relinked_paths, INDEX_DEP])
             if self._prefetcher is not None:  # a prefetched file that changed no longer counts as ready
-                self._prefetcher.invalidate(stats.changed_paths)
+                self._prefetcher.invalidate([*stats.changed_paths, *stats.relinked_paths])
         return stats
-
-    def _linked_from(self, paths) -> list[str]:
-        """Files that changed files now import or test: their summaries list the changed files."""
-        paths = list(paths)
-        out: set[str] = set()
-        conn = self.reader()
-        for i in range(0, len(paths), 400):
-            chunk = paths[i : i + 400]
-            out.update(r[0] for r in conn.execute(
-                "SELECT DISTINCT f2.path FROM files f JOIN nodes n ON n.file_id=f.id JOIN edges e ON e.src=n.id "
-                "JOIN nodes n2 ON n2.id=e.dst JOIN files f2 ON f2.id=n2.file_id "
-                f"WHERE e.kind IN ('imports', 'tests') AND f.path IN ({','.join('?' * len(chunk))})", chunk))
-        return sorted(out)
 
     def freshness(self) -> dict:
         """Index generation and time of the last applied change: every answer carries these."""

@@ -170,3 +170,14 @@ def test_predict_for_a_task_reads_the_query_its_start_event_gave(shop, tmp_path,
     assert code == 0
     reasons = {p["path"]: p["reasons"] for p in json.loads(out)["predictions"]}
     assert any(r.startswith("matches the task description") for r in reasons.get("shop/legacy.py", []))
+
+
+def test_a_cached_focus_context_learns_of_a_new_caller_another_command_indexed(shop, tmp_path, capsys):
+    where = ("--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
+    before = run(capsys, "context", "--focus", "shop/tax.py", "--budget", "800", *where)[1]
+    assert "add_vat" not in before
+    (shop / "shop" / "vat.py").write_text("from shop.tax import tax_rate\n\n\ndef add_vat(x):\n"
+                                          "    return x * tax_rate()\n")
+    assert run(capsys, "index", *where)[0] == 0  # another command's pass: this cache saw no invalidation
+    after = run(capsys, "context", "--focus", "shop/tax.py", "--budget", "800", *where)[1]
+    assert "add_vat" in after  # the cached answer, stored in the index folder, is not served
