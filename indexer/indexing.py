@@ -39,7 +39,7 @@ from indexer.parse import RecentTrees, language_of
 from indexer.store import fts_totals
 from indexer.store.schema import generation
 from indexer.types import IndexStats, Skipped, SkipReason, SourceFile
-from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules, bad_name, is_utf8_name, shown_name, walk
+from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules, bad_name, is_utf8_name, linked_file, shown_name, walk
 
 _SQL_CHUNK = 500  # host parameters per IN (...) list
 #: Files written per batch: bounds the rows held in memory, and what is left to write once the last
@@ -235,6 +235,9 @@ class IndexPass:
             if self.rules.is_ignored(path, False):
                 continue
             full = self.root / path
+            if full.is_symlink():
+                skipped.append(linked_file(os.path.realpath(self.root), str(full), path))
+                continue
             try:
                 st = full.stat()
             except FileNotFoundError:

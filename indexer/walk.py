@@ -347,13 +347,7 @@ class _Walker:
         return WalkResult(self.files, self.skipped)
 
     def _real_rel(self, full: str) -> str | None:
-        """Real path of ``full`` relative to the real root, None when it resolves outside."""
-        real = os.path.realpath(full)
-        if real == self.real_root:
-            return ""
-        if not real.startswith(self.real_root + os.sep):
-            return None
-        return real[len(self.real_root) + 1:].replace(os.sep, "/")
+        return real_relative(self.real_root, full)
 
     def _walk_dir(self, rel_dir: str, full_dir: str, real_dir: str) -> None:
         """List one folder and recurse into the folders the rules keep."""
@@ -427,11 +421,26 @@ class _Walker:
             (self.files if isinstance(found, SourceFile) else self.skipped).append(found)
 
     def _linked_file(self, full: str, rel: str) -> Skipped:
-        """Symlinked files are never indexed: an inside target is indexed under its own path."""
-        if not os.path.exists(full):
-            return Skipped(rel, SkipReason.UNREADABLE, "broken symlink")
-        target = self._real_rel(full)
-        return Skipped(rel, SkipReason.IGNORED, OUTSIDE_DETAIL if target is None else f"symlink to {target}")
+        return linked_file(self.real_root, full, rel)
+
+
+def real_relative(real_root: str, full: str) -> str | None:
+    """Real path of ``full`` relative to ``real_root`` (itself real), None when it resolves outside."""
+    real = os.path.realpath(full)
+    if real == real_root:
+        return ""
+    if not real.startswith(real_root + os.sep):
+        return None
+    return real[len(real_root) + 1:].replace(os.sep, "/")
+
+
+def linked_file(real_root: str, full: str, rel: str) -> Skipped:
+    """Symlinked files are never indexed (the walk's rule, and a watcher batch's): an inside target is
+    indexed under its own path, and an outside one not at all."""
+    if not os.path.exists(full):
+        return Skipped(rel, SkipReason.UNREADABLE, "broken symlink")
+    target = real_relative(real_root, full)
+    return Skipped(rel, SkipReason.IGNORED, OUTSIDE_DETAIL if target is None else f"symlink to {target}")
 
 
 def walk(

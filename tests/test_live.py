@@ -235,3 +235,23 @@ def test_changes_lost_by_an_overflowing_kernel_queue_are_found_by_a_full_pass(tm
         watch.send_signal(signal.SIGINT)
         _, err = watch.communicate(timeout=30)
     assert "dropped change events" in err  # the overflow did happen
+
+
+def test_a_symlinked_file_is_skipped_live_as_a_full_pass_skips_it(live, tmp_path):
+    root, ws, _ = live
+    outside = tmp_path / "outside"
+    _write(outside, "secret.py", "def outside_secret_six():\n    return 6\n")
+    (root / "app" / "link_out.py").symlink_to(outside / "secret.py")
+    (root / "app" / "link_in.py").symlink_to(root / "app" / "core.py")
+    _write(root, "app/marker.py", "def marker_after_links():\n    return 1\n")  # a file of the same batch, indexed
+
+    def skipped() -> dict[str, str]:
+        return {s["path"]: s["detail"] for s in ws.status()["skipped"]}
+
+    _eventually(lambda: "app.marker.marker_after_links" in _names(ws, "marker after links"))
+    _eventually(lambda: {"app/link_out.py", "app/link_in.py"} <= set(skipped()))
+    assert not _names(ws, "outside secret six") & {"app.link_out.outside_secret_six"}
+    assert "app.link_in.compute_total" not in _names(ws, "compute total")  # no copy of core.py
+    live_skips = skipped()
+    ws.index()  # a full pass says the same
+    assert skipped() == live_skips
