@@ -28,6 +28,9 @@ from indexer.events import Event, EventLog, TaskState
 from indexer.graph import query
 from indexer.indexing import IndexPass, Progress, snapshot_symbols
 from indexer.locks import index_lock
+
+#: The progress phase reported while another process's index pass holds the index.
+WAITING_PHASE = "waiting"
 from indexer.search import history, hybrid
 from indexer.search.embed import get_embedder
 from indexer.search.edges import EdgeMemory
@@ -166,7 +169,8 @@ class Workspace:
     # ------------------------------------------------------------------ #
     def index(self, progress: Progress | None = None, *, paths=None, deleted_dirs=()) -> IndexStats:
         """Bring the index up to date: the whole workspace, or only the given changed paths."""
-        with self._write_lock, index_lock(self.index_dir):
+        waiting = (lambda: progress(WAITING_PHASE, 0, 1)) if progress is not None else None
+        with self._write_lock, index_lock(self.index_dir, on_wait=waiting):
             if paths is None:  # a full pass re-reads every ignore file
                 self.rules = self._pass.rules = IgnoreRules(self.root, index_dir=self.index_dir)
             self.indexing = True

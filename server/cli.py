@@ -125,13 +125,20 @@ def _emit(args, payload: dict, text: str, *, exact: bool = False) -> None:
 
 
 class _ProgressBar:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """A one-line progress bar on stderr, only when stderr is a terminal (and ``bar``); a wait for another
+    process is always said."""
 
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
+    def __init__(self, bar: bool = True) -> None:
+        self.enabled = bar and sys.stderr.isatty()
         self._last = 0.0
 
     def __call__(self, phase: str, done: int, total: int) -> None:
+        from indexer.workspace import WAITING_PHASE
+
+        if phase == WAITING_PHASE:  # said even when stderr is no terminal: a silent wait looks like a hang
+            sys.stderr.write("waiting for another codeahead process to finish its index pass...\n")
+            sys.stderr.flush()
+            return
         if not self.enabled:
             return
         now = time.monotonic()
@@ -166,7 +173,7 @@ def _ensure_indexed(ws, args) -> None:
 
     Vectors are stored in the index, so only nodes new since the last run are embedded.
     """
-    ws.index(progress=None if args.json else _ProgressBar())
+    ws.index(progress=_ProgressBar(bar=not args.json))
     _mine_history(ws)
     ws.enable_vectors(wait=True)
 
@@ -191,7 +198,7 @@ def _table(counts: dict) -> str:
 
 def cmd_index(args) -> None:
     with _workspace(args, path_arg=args.path) as ws:
-        stats = ws.index(progress=None if args.json else _ProgressBar())
+        stats = ws.index(progress=_ProgressBar(bar=not args.json))
         _mine_history(ws)
         ws.enable_vectors(wait=True)
         payload = {
@@ -212,6 +219,7 @@ def cmd_index(args) -> None:
 
 def cmd_status(args) -> None:
     with _workspace(args) as ws:
+        ws.index(progress=_ProgressBar(bar=not args.json))  # changes made while nothing watched: counted before it says fresh
         status = ws.status()
         lines = [
             f"workspace {status['workspace']}",
@@ -340,17 +348,30 @@ def cmd_task(args) -> None:
         _emit(args, payload, json.dumps(payload, indent=2, default=str))
 
 
+#: Paths a watch line names; the rest are counted.
+WATCH_LINE_PATHS = 3
+
+
 def cmd_watch(args) -> None:
     with _workspace(args, path_arg=args.path) as ws:
-        bar = None if args.json else _ProgressBar()
+        bar = _ProgressBar(bar=not args.json)
         stats = ws.index(progress=bar)
         _mine_history(ws)
 
         def applied(batch, result) -> None:
+            paths = sorted(batch.changed | batch.deleted | {d + "/" for d in batch.deleted_dirs})
+            named = ", ".join(paths[:WATCH_LINE_PATHS]) + (f" +{len(paths) - WATCH_LINE_PATHS} more"
+                                                           if len(paths) > WATCH_LINE_PATHS else "")
+            why = " (a full pass: ignore rules changed or events were lost)" if (
+                batch.ignore_files_changed or batch.rescan) else ""
             line = (f"{time.strftime('%H:%M:%S')} applied {len(batch)} change(s) in {result.seconds * 1000:.0f} ms: "
-                    f"{result.files_parsed} parsed, {result.files_deleted} deleted -> generation {result.generation}")
+                    f"{result.files_parsed} parsed, {result.files_deleted} deleted -> generation {result.generation}"
+                    + (f": {named}" if named else "") + why)
             if args.json:
-                sys.stdout.write(json.dumps({"changes": len(batch), "parsed": result.files_parsed,
+                sys.stdout.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                             "changes": len(batch), "paths": paths[:100],
+                                             "full_pass": bool(batch.ignore_files_changed or batch.rescan),
+                                             "parsed": result.files_parsed,
                                              "deleted": result.files_deleted, "generation": result.generation,
                                              "ms": round(result.seconds * 1000, 1)}) + "\n")
                 sys.stdout.flush()

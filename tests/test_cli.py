@@ -88,7 +88,8 @@ def test_commands_run_side_by_side_on_a_new_index(shop, tmp_path):
              for _ in range(4)]
     outcomes = [(p.wait(timeout=120), *p.communicate()) for p in procs]
     for code, out, err in outcomes:
-        assert code == 0 and err == "", err
+        assert code == 0, err
+        assert all(line.startswith("waiting for another codeahead process") for line in err.splitlines()), err
         assert json.loads(out)["hits"][0]["name"] == "shop.cart.cart_total"
     assert not [p.name for p in index_dir.iterdir() if ".broken-" in p.name]  # nothing was moved aside
 
@@ -181,3 +182,28 @@ def test_a_cached_focus_context_learns_of_a_new_caller_another_command_indexed(s
     assert run(capsys, "index", *where)[0] == 0  # another command's pass: this cache saw no invalidation
     after = run(capsys, "context", "--focus", "shop/tax.py", "--budget", "800", *where)[1]
     assert "add_vat" in after  # the cached answer, stored in the index folder, is not served
+
+
+def test_status_counts_changes_made_while_nothing_watched_and_says_when_it_waits(shop, tmp_path, capsys):
+    import threading
+
+    from indexer.locks import index_lock
+
+    where = ("--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
+    assert json.loads(run(capsys, "status", *where, "--json")[1])["files"] == 5
+    (shop / "shop" / "vat.py").write_text("def add_vat(x):\n    return x\n")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another process's pass (flock: another open file conflicts in this process too)
+        with index_lock(tmp_path / "idx"):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    threading.Timer(0.5, release.set).start()
+    code, out, err = run(capsys, "status", *where, "--json")
+    holder.join()
+    assert code == 0 and json.loads(out)["files"] == 6  # the new file, before it claims to be fresh
+    assert "waiting for another codeahead process to finish its index pass" in err

@@ -235,6 +235,7 @@ def test_changes_lost_by_an_overflowing_kernel_queue_are_found_by_a_full_pass(tm
         watch.send_signal(signal.SIGINT)
         _, err = watch.communicate(timeout=30)
     assert "dropped change events" in err  # the overflow did happen
+    assert "(a full pass: ignore rules changed or events were lost)" in err  # and the watch line says why
 
 
 def test_a_symlinked_file_is_skipped_live_as_a_full_pass_skips_it(live, tmp_path):

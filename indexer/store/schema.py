@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from indexer import sqlite
-from indexer.locks import index_lock
+from indexer.locks import OPEN_LOCK_NAME, index_lock
 from indexer.store import fts_totals
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def _move_aside(path: Path, reason: str) -> None:
 def open_database(path: Path) -> tuple[object, bool]:
     """Open (creating or rebuilding as needed) the index at ``path``; returns (connection, rebuilt)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with index_lock(path.parent):  # not while another process creates, migrates or rebuilds it
+    with index_lock(path.parent, name=OPEN_LOCK_NAME):  # not while another process creates, migrates or rebuilds it
         return _open_checked(path)
 
 
