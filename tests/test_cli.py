@@ -207,3 +207,10 @@ def test_status_counts_changes_made_while_nothing_watched_and_says_when_it_waits
     holder.join()
     assert code == 0 and json.loads(out)["files"] == 6  # the new file, before it claims to be fresh
     assert "waiting for another codeahead process to finish its index pass" in err
+
+
+def test_a_focus_on_a_skipped_file_says_why_it_is_not_indexed(shop, tmp_path, capsys):
+    (shop / "huge.py").write_text("X = 1\n" * 300_000)
+    code, _, err = run(capsys, "context", "--focus", "huge.py:3", "--workspace", str(shop),
+                       "--index-dir", str(tmp_path / "idx"))
+    assert code == EXIT_BAD_INPUT and "huge.py is not indexed: too_large (" in err and "no node matches" not in err

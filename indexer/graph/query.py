@@ -69,6 +69,11 @@ def find_nodes(conn, target: str) -> list[Node]:
     if not rows:
         rows = _re_exported(conn, target)
     if not rows:
+        path = match["path"] if match else target
+        skip = conn.execute("SELECT reason, detail FROM skipped WHERE path=?", (path,)).fetchone()
+        if skip is not None:  # "no node matches" would send the user looking for a typo
+            raise UnknownTarget(f"{path} is not indexed: {skip[0]}" + (f" ({skip[1]})" if skip[1] else "")
+                                + "; `codeahead status` lists every skipped file")
         raise UnknownTarget(
             f"no node matches {target!r}: pass a workspace-relative path, path:line, or a (dotted) name "
             "as `codeahead search` shows it")
