@@ -214,3 +214,17 @@ def test_a_focus_on_a_skipped_file_says_why_it_is_not_indexed(shop, tmp_path, ca
     code, _, err = run(capsys, "context", "--focus", "huge.py:3", "--workspace", str(shop),
                        "--index-dir", str(tmp_path / "idx"))
     assert code == EXIT_BAD_INPUT and "huge.py is not indexed: too_large (" in err and "no node matches" not in err
+
+
+def test_moves_recorded_by_commands_side_by_side_are_all_learned(shop, tmp_path, capsys):
+    where = ["--workspace", str(shop), "--index-dir", str(tmp_path / "idx")]
+    assert run(capsys, "index", *where)[0] == 0
+    paths = ["shop/__init__.py", "shop/cart.py", "shop/tax.py", "shop/legacy.py", "tests/test_cart.py"]
+    env_path = str(Path(__file__).resolve().parents[1])
+    procs = [subprocess.Popen([sys.executable, "-m", "server.cli", "event", "file_opened", "--task", f"Q{i}",
+                               "--data", json.dumps({"path": path}), *where], cwd=env_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i, path in enumerate(paths)]
+    assert all(p.wait(timeout=120) == 0 for p in procs), [p.communicate()[1] for p in procs]
+    model = json.loads(run(capsys, "stats", *where, "--json")[1])["prediction"]
+    assert model["files_known"] == len(paths)  # each process merged its move into what the others saved

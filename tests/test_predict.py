@@ -540,3 +540,25 @@ def test_a_task_without_files_names_no_current_file():
     predictor.observe("a.py", task_id="t1")
     reasons = {p.path: p.reasons for p in predictor.predict(task_id="t2")}
     assert "imported by the last file opened" in reasons["b.py"]
+
+
+def test_a_save_merges_what_another_process_saved_since_its_load(tmp_path):
+    db = tmp_path / "index.db"
+    first, second = (Predictor(StaticGraph(["a.py", "b.py", "c.py"]), store=PredictStore(sqlite.connect(db)))
+                     for _ in range(2))
+    first.observe("a.py", task_id="t1")
+    first.observe("b.py", task_id="t1")
+    first.set_query("t1", "fix b")
+    second.observe("c.py", task_id="t2")
+    second.observe_test_run("b.py", task_id="t2")
+    first.save()
+    second.save()  # loaded before first saved: merges instead of replacing
+    merged = Predictor(StaticGraph(["a.py", "b.py", "c.py"]), store=PredictStore(sqlite.connect(db)))
+    assert merged.trails["t1"].files == ["a.py", "b.py"] and merged.trails["t1"].query == "fix b"
+    assert merged.trails["t2"].files == ["c.py"] and merged.trails["t2"].tests_run == ["b.py"]
+    assert merged.to_state() == second.to_state()  # the saver's model is the merged one too
+    first.reset()
+    second.observe("a.py", task_id="t3")
+    second.save()  # after a reset elsewhere: only its moves since
+    again = Predictor(StaticGraph(["a.py", "b.py", "c.py"]), store=PredictStore(sqlite.connect(db)))
+    assert set(again.trails) == {"t3"}

@@ -95,6 +95,11 @@ class Predictor:
         self.signals = tuple(s for s in SIGNALS if s in signals)
         self.learn_weights = learn_weights
         self._lock = threading.RLock()
+        #: What this process learned since its model was loaded or saved, as (method, arguments): replayed onto
+        #: the stored state when another process saved meanwhile (``PredictStore.save``).
+        self._journal: list[tuple[str, dict]] = []
+        self._replaying = False
+        self._loaded_at = 0  # the store's generation this model was loaded or last saved at
         self._clear()
         if store is not None:
             self.load()
@@ -139,6 +144,7 @@ class Predictor:
         if kind not in KINDS:
             raise ValueError(f"unknown event kind {kind!r} for {path}; valid: {', '.join(KINDS)}")
         with self._lock:
+            self._log("observe", path=path, task_id=task_id, kind=kind, at=at)
             key = task_id or DEFAULT_TASK
             trail = self._trail(key)
             gap = at is not None and trail.last_at is not None and at - trail.last_at > SESSION_GAP_S
@@ -166,6 +172,7 @@ class Predictor:
         ``tests_run_in_task`` signal ranks the task's run tests that it has not opened yet, latest runs first.
         """
         with self._lock:
+            self._log("observe_test_run", path=path, task_id=task_id)
             trail = self._trail(task_id or DEFAULT_TASK)
             if trail.tests_run and trail.tests_run[-1] == path:
                 return
@@ -178,6 +185,8 @@ class Predictor:
     def learn_commit(self, files: Iterable[str]) -> bool:
         """Learn a set of files changed together (a commit, a finished task); False when too large."""
         with self._lock:
+            files = list(files)
+            self._log("learn_commit", files=files)
             self._changed()
             return self.cochange.learn_set(files)
 
@@ -188,10 +197,14 @@ class Predictor:
             if head is None or head == self.mined_head:
                 return 0
             commits = git_commits(Path(root), since=self.mined_head)
-            learned = sum(self.cochange.learn_set(files) for files in commits)
-            self._changed()
-            self.mined_head = head
+            learned = sum(self.learn_commit(files) for files in commits)
+            self._log("_set_mined_head", head=head)
+            self._set_mined_head(head)
             return learned
+
+    def _set_mined_head(self, head: str) -> None:
+        self.mined_head = head
+        self._changed()
 
     def refresh(self) -> None:
         """The index changed under the graph view: rank afresh on the next call."""
@@ -201,6 +214,8 @@ class Predictor:
     def forget(self, paths: Iterable[str]) -> None:
         """Files deleted (or renamed away): never predict them again unless they come back."""
         with self._lock:
+            paths = list(paths)
+            self._log("forget", paths=paths)
             self.gone.update(paths)
             self._changed()
 
@@ -209,8 +224,30 @@ class Predictor:
         with self._lock:
             trail = self._trail(task_id or DEFAULT_TASK)
             if query != trail.query:
+                self._log("set_query", task_id=task_id, query=query)
                 trail.query, trail.hits = query, None
                 self._changed()
+
+    def _log(self, method: str, **arguments) -> None:
+        """Journal one change (under the lock), unless it is being replayed."""
+        if self.store is not None and not self._replaying:
+            self._journal.append((method, arguments))
+
+    def _rebase(self, stored: dict | None) -> dict:
+        """This process's changes since its load, replayed onto ``stored`` (another process's save): the
+        merged state, now also this model's."""
+        journal, self._journal = self._journal, []
+        self._replaying = True
+        try:
+            if stored is None:
+                self._clear()
+            else:
+                self.from_state(stored)
+            for method, arguments in journal:
+                getattr(self, method)(**arguments)
+        finally:
+            self._replaying = False
+        return self.to_state()
 
     def _trail(self, key: str) -> Trail:
         trail = self.trails.pop(key, None) or Trail()
@@ -417,24 +454,33 @@ class Predictor:
             self.online.update(state["online"])
 
     def save(self) -> None:
-        """Write the model to the store (no-op without one)."""
-        if self.store is not None:
-            self.store.save(self.to_state())
+        """Write the model to the store (no-op without one), merged with what other processes saved since."""
+        if self.store is None:
+            return
+        with self._lock:
+            self._loaded_at = self.store.save(self.to_state(), self._loaded_at, self._rebase)
+            self._journal.clear()
 
     def load(self) -> bool:
         """Read the model back from the store; False when none was saved."""
-        state = self.store.load() if self.store is not None else None
-        if state is None:
+        if self.store is None:
             return False
-        self.from_state(state)
-        return True
+        with self._lock:
+            state, self._loaded_at = self.store.load()
+            self._journal.clear()
+            if state is None:
+                return False
+            self.from_state(state)
+            return True
 
     def reset(self) -> None:
         """Forget everything learned, in memory and in the store."""
         with self._lock:
             self._clear()
+            self._journal.clear()
             if self.store is not None:
                 self.store.reset()
+                self._loaded_at = self.store.load()[1]
 
 
 def _worded(reasons: list[str], task_id: str | None, phase: str) -> list[str]:

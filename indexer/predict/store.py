@@ -17,6 +17,8 @@ CREATE TABLE IF NOT EXISTS predict_state (
 #: Bumped when the saved state's shape changes; an older state is dropped, not misread.
 STATE_VERSION = 1
 _KEY = "model"
+#: How many saves the state has seen (its own row): a process that loaded an older one merges on save.
+_GENERATION_KEY = "model:generation"
 
 
 def _connection(conn_or_reader):
@@ -25,7 +27,13 @@ def _connection(conn_or_reader):
 
 
 class PredictStore:
-    """Saves and loads the predictor's state in one row of the index database (compressed JSON)."""
+    """Saves and loads the predictor's state in one row of the index database (compressed JSON).
+
+    Processes share it (a server, and the CLI commands an agent runs beside it), each with a model in
+    memory. A save names the generation its model was loaded at; when another process saved since, the
+    caller's ``merge`` rebuilds the state from the stored one plus its own moves since, in the same
+    transaction. The last writer used to win: 8 parallel ``file_opened`` commands kept 6 or 7 moves.
+    """
 
     def __init__(self, conn) -> None:
         self._conn = conn
@@ -34,26 +42,49 @@ class PredictStore:
             self._conn.executescript(PREDICT_SCHEMA)
             self._conn.commit()
 
-    def save(self, state: dict) -> None:
-        """Replace the saved state."""
-        blob = zlib.compress(json.dumps(state, separators=(",", ":")).encode())
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO predict_state(key, version, blob) VALUES (?, ?, ?)",
-                               (_KEY, STATE_VERSION, blob))
-            self._conn.commit()
+    def save(self, state: dict, loaded_at: int = 0,
+             merge: Callable[[dict | None], dict] | None = None) -> int:
+        """Store ``state``, built on the generation ``loaded_at``; returns the new generation.
 
-    def load(self) -> dict | None:
-        """The saved state, or None when nothing (or an older format) was saved."""
+        When the stored generation is another (another process saved or reset meanwhile), ``merge(stored
+        state or None)`` gives the state to store instead; without ``merge`` the stored one is replaced.
+        """
         with self._lock:
-            row = self._conn.execute("SELECT version, blob FROM predict_state WHERE key=?", (_KEY,)).fetchone()
-        if row is None or row[0] != STATE_VERSION:
-            return None
-        return json.loads(zlib.decompress(row[1]))
+            self._conn.execute("BEGIN IMMEDIATE")  # no other save between reading the generation and writing
+            try:
+                stored, current = self._read()
+                if current != loaded_at and merge is not None:
+                    state = merge(stored)
+                blob = zlib.compress(json.dumps(state, separators=(",", ":")).encode())
+                self._conn.executemany("INSERT OR REPLACE INTO predict_state(key, version, blob) VALUES (?, ?, ?)",
+                                       [(_KEY, STATE_VERSION, blob),
+                                        (_GENERATION_KEY, STATE_VERSION, str(current + 1).encode())])
+                self._conn.commit()
+            except BaseException:
+                self._conn.rollback()
+                raise
+        return current + 1
+
+    def load(self) -> tuple[dict | None, int]:
+        """The saved state (None when nothing, or an older format, was saved) and its generation."""
+        with self._lock:
+            return self._read()
+
+    def _read(self) -> tuple[dict | None, int]:
+        # One statement, one snapshot: read apart, a save committed in between paired a state with the
+        # next generation, and the moves of that save were lost at this process's own save.
+        rows = {key: (version, blob) for key, version, blob in self._conn.execute(
+            "SELECT key, version, blob FROM predict_state WHERE key IN (?, ?)", (_KEY, _GENERATION_KEY))}
+        generation = int(rows[_GENERATION_KEY][1]) if _GENERATION_KEY in rows else 0
+        version, blob = rows.get(_KEY, (None, None))
+        return (json.loads(zlib.decompress(blob)) if version == STATE_VERSION else None), generation
 
     def reset(self) -> None:
-        """Forget the saved state."""
+        """Forget the saved state (a process holding an older model keeps only its moves since its load)."""
         with self._lock:
             self._conn.execute("DELETE FROM predict_state WHERE key=?", (_KEY,))
+            self._conn.execute("INSERT OR REPLACE INTO predict_state(key, version, blob) VALUES (?, ?, ?)",
+                               (_GENERATION_KEY, STATE_VERSION, str(self._read()[1] + 1).encode()))
             self._conn.commit()
 
 
