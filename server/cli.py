@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", action="store_true", help="forget everything the model learned")
     _common(p)
 
-    p = sub.add_parser("stats", help="cache hit rates per tier, prediction accuracy and prefetch hits")
+    p = sub.add_parser("stats", help="cache hit rates per tier and entries on disk, and the prediction model's accuracy")
     _common(p)
 
     p = sub.add_parser("serve", help="run the MCP server (stdio by default)")
@@ -345,7 +345,10 @@ def cmd_task(args) -> None:
         except (UnknownTask, ValueError) as exc:
             raise CliError(str(exc).strip("'\"")) from None
         payload = state.to_json()
-        _emit(args, payload, json.dumps(payload, indent=2, default=str))
+        text = json.dumps(payload, indent=2, default=str, ensure_ascii=False)  # a title in any script, as written
+        if args.at is not None and args.at > state.seq:
+            text += f"\n(the task's log ends at #{state.seq}: this is its state now)"
+        _emit(args, payload, text)
 
 
 #: Paths a watch line names; the rest are counted.
@@ -409,6 +412,8 @@ def cmd_predict(args) -> None:
             return
         if args.top_k < 1:
             raise CliError(f"--top-k must be >= 1, not {args.top_k}")
+        if args.after is not None and not args.after.strip():
+            raise CliError("--after is empty: pass the current file, or leave the option out")
         _ensure_indexed(ws, args)
         ws.predictor.mine_git(ws.root)  # co-change from the workspace's git history, as the server learns it
         try:

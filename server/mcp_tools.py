@@ -115,10 +115,12 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
         query: Annotated[str | None, Field(description="what you are working on, in words or identifiers")] = None,
         focus: Annotated[str | None, Field(description="path, path:line or dotted symbol to center on")] = None,
         task_id: Annotated[str | None, Field(description="task whose recorded events steer the context")] = None,
-        budget_tokens: Annotated[int | None, Field(description="token budget (default: the profile's)")] = None,
+        budget_tokens: Annotated[int | None, Field(strict=True, description="token budget (default: the profile's)")] = None,
         profile: Annotated[str | None, Field(
             description="model profile: ollama-4k (default), mistral-7b-8k, qwen3-8b-32k, custom:N...")] = None,
     ) -> Answer:
+        if query is not None and not query.strip():
+            raise ToolError("query is blank: pass words or identifiers, or leave it out")
         if not (query or focus or task_id):
             raise ToolError("get_context needs a query, a focus or a task_id: pass at least one")
         budget, note = _fit_budget(budget_tokens, profile, cap)
@@ -136,7 +138,7 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
     async def search_code(
         ctx: Context,
         query: Annotated[str, Field(description="words, identifiers or a question")],
-        top_k: Annotated[int, Field(description=f"how many hits, 1-{MAX_TOP_K}")] = 10,
+        top_k: Annotated[int, Field(strict=True, description=f"how many hits, 1-{MAX_TOP_K}")] = 10,
         kind: Annotated[str | None, Field(description="only nodes of this kind: module, class, function, "
                                                       "method or test")] = None,
     ) -> Answer:
@@ -155,7 +157,7 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
         kinds: Annotated[list[str] | None, Field(description="link names to keep, e.g. [\"called_by\", "
                                                              "\"tested_by\"] (default: all)")] = None,
         direction: Annotated[str, Field(description="for bare stored kinds: out, in or both")] = "both",
-        depth: Annotated[int, Field(description=f"hops to follow, 1-{MAX_DEPTH}")] = 1,
+        depth: Annotated[int, Field(strict=True, description=f"hops to follow, 1-{MAX_DEPTH}")] = 1,
     ) -> Answer:
         if not 1 <= depth <= MAX_DEPTH:
             raise ToolError(f"depth must be between 1 and {MAX_DEPTH}, not {depth}")
@@ -196,7 +198,7 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
     async def task_state(
         ctx: Context,
         task_id: Annotated[str, Field(description="the task's id")],
-        at_seq: Annotated[int | None, Field(description="replay only events up to this sequence number")] = None,
+        at_seq: Annotated[int | None, Field(strict=True, description="replay only events up to this sequence number")] = None,
     ) -> Answer:
         ws = await runtime.workspace(ctx)
         state = await call(ws.task_state, task_id, at=at_seq)
@@ -209,7 +211,7 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
         ctx: Context,
         current: Annotated[str | None, Field(description="the file you are on (default: the task's last file)")] = None,
         task_id: Annotated[str | None, Field(description="your task's id, to use its recorded moves")] = None,
-        top_k: Annotated[int, Field(description=f"how many files, 1-{MAX_TOP_K}")] = 5,
+        top_k: Annotated[int, Field(strict=True, description=f"how many files, 1-{MAX_TOP_K}")] = 5,
     ) -> Answer:
         if not 1 <= top_k <= MAX_TOP_K:
             raise ToolError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}")

@@ -110,6 +110,7 @@ def test_serve_with_an_unusable_index_folder_says_so_in_one_line(shop):
     (["task", "T", "--at", "0"], "no events for task 'T' up to seq 0: its first event is seq 1"),
     (["status", "--index-dir", ""], "--index-dir is empty"),
     (["status", "--workspace", " "], "--workspace is empty"),
+    (["predict", "--after", ""], "--after is empty"),
 ])
 def test_bad_input_is_one_line_and_exit_2(shop, tmp_path, capsys, argv, says):
     where = ["--workspace", str(shop), "--index-dir", str(tmp_path / "idx")]
@@ -228,3 +229,12 @@ def test_moves_recorded_by_commands_side_by_side_are_all_learned(shop, tmp_path,
     assert all(p.wait(timeout=120) == 0 for p in procs), [p.communicate()[1] for p in procs]
     model = json.loads(run(capsys, "stats", *where, "--json")[1])["prediction"]
     assert model["files_known"] == len(paths)  # each process merged its move into what the others saved
+
+
+def test_task_shows_its_text_as_written_and_says_when_at_is_past_its_log(shop, tmp_path, capsys):
+    where = ("--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
+    assert run(capsys, "event", "task_started", "--task", "T", "--data", '{"title": "tâche 🚀"}', *where)[0] == 0
+    out = run(capsys, "task", "T", *where)[1]
+    assert '"title": "tâche 🚀"' in out and "(the task's log" not in out
+    out = run(capsys, "task", "T", "--at", "99", *where)[1]
+    assert "(the task's log ends at #1: this is its state now)" in out

@@ -153,6 +153,8 @@ async def test_a_name_of_several_nodes_is_answered_with_a_note_naming_the_others
     ("predict_next", {"current": "pkg/nope.py"}, "is not an indexed file"),
     ("search_code", {"query": "x", "top_k": 1.5}, "top_k: Input should be a valid integer"),  # the input schema
     ("search_code", {}, "query: Field required"),
+    ("get_context", {"query": "   "}, "query is blank"),
+    ("get_context", {"query": "x", "budget_tokens": True}, "budget_tokens: Input should be a valid integer"),
     ("related", {"target": "pkg.cart.total", "kinds": "calls"}, "kinds: Input should be a valid list"),
 ])
 async def test_bad_arguments_are_one_line_tool_errors_and_the_server_keeps_running(ws, tool, args, message):
