@@ -158,7 +158,7 @@ class IndexPass:
                 skipped = result.skipped
             else:
                 current, skipped = self._stat_paths(paths, deleted_dirs, known)
-            modules = module_names(current)  # a partial pass gets here only when a package appears or goes
+            modules = module_names(current, self.root.name)  # a partial pass gets here only when a package appears or goes
             seen, had_files = len(current), bool(known)
         else:
             known, current, skipped, modules, seen, had_files = view
@@ -211,7 +211,8 @@ class IndexPass:
         if missing:  # new files: their names follow the packages of the whole file set
             stored = (row[0] for row in conn.execute("SELECT path FROM files WHERE path LIKE '%init%'"))  # coarse
             inits = {p for p in stored if _is_init(p) and (p not in known or p in current)}
-            modules.update({p: m for p, m in module_names([*missing, *inits]).items() if p in missing})
+            modules.update({p: m for p, m in module_names([*missing, *inits], self.root.name).items()
+                            if p in missing})
         total = conn.execute("SELECT count(*) FROM files").fetchone()[0]
         return known, current, skipped, modules, total - len(known) + len(current), total > 0
 

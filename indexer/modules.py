@@ -5,6 +5,10 @@ the way Python itself would import it from the package's parent folder:
 ``django/db/models/base.py`` -> ``django.db.models.base`` when ``django/``,
 ``django/db/`` and ``django/db/models/`` are packages. A file outside any
 package is a top-level module named by its stem.
+
+A workspace that is itself a package (``-w src/flask``, whose ``__init__.py`` sits at the root) names its
+modules from the folder's name, as its code imports them: ``flask.app``, not ``app``, or no
+``from flask.app import ...`` in it would resolve.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ def _strip_suffix(name: str) -> str:
     return name
 
 
-def module_names(paths: Iterable[str]) -> dict[str, str]:
-    """Map each ``.py`` path (POSIX, workspace-relative) to its dotted module name."""
+def module_names(paths: Iterable[str], root_name: str = "") -> dict[str, str]:
+    """Map each ``.py`` path (POSIX, workspace-relative) to its dotted module name; ``root_name`` is the
+    workspace folder's name, the package name when the root holds an ``__init__.py``."""
     paths = list(paths)
-    packages = {p.rsplit("/", 1)[0] for p in paths if p.rsplit("/", 1)[-1] in ("__init__.py", "__init__.pyi")}
+    packages = {p.rsplit("/", 1)[0] if "/" in p else "" for p in paths
+                if p.rsplit("/", 1)[-1] in ("__init__.py", "__init__.pyi")}
+    root_package = root_name if "" in packages and root_name.isidentifier() else ""
     names: dict[str, str] = {}
     for path in paths:
         parts = path.split("/")
@@ -35,6 +42,8 @@ def module_names(paths: Iterable[str]) -> dict[str, str]:
         while folders and "/".join(folders) in packages:
             chain.append(folders[-1])
             folders = folders[:-1]
+        if root_package and not folders:  # the chain reached the root, itself a package
+            chain.append(root_package)
         chain.reverse()
         if stem != _INIT:
             chain.append(stem)

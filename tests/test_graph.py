@@ -369,3 +369,23 @@ def test_location_is_citable(ws):
     node = ws.node("pkg.core.build")
     assert node.location == f"pkg/core.py:{node.start_line}-{node.end_line}"
     assert (node.start_line, node.end_line) == (16, 18)
+
+
+def test_a_workspace_that_is_a_package_names_its_modules_as_its_code_imports_them(tmp_path):
+    root = tmp_path / "shopkit"
+    files = {"__init__.py": "", "prices.py": "def price():\n    return 1\n",
+             "cart.py": "from shopkit.prices import price\n\n\ndef total():\n    return price()\n",
+             "sub/__init__.py": "", "sub/tax.py": "from ..prices import price\n\n\ndef tax():\n    return price()\n"}
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        callers = {l.node.qualname for l in ws.related("shopkit.prices.price", kinds=["called_by"])}
+        assert callers == {"shopkit.cart.total", "shopkit.sub.tax.tax"}  # absolute and relative imports
+        (root / "more.py").write_text("from shopkit.prices import price\n\n\ndef more():\n    return price()\n")
+        ws.index(paths=["more.py"])  # a watcher's batch names a new file the same way
+        assert "shopkit.more.more" in {l.node.qualname for l in ws.related("shopkit.prices.price", kinds=["called_by"])}
+        (root / "__init__.py").unlink()  # no longer a package: top-level modules
+        ws.index()
+        assert ws.node("prices.price").qualname == "prices.price"
