@@ -140,6 +140,11 @@ class _Forward(FileSystemEventHandler):
         self._sink(event)
 
 
+class WatchEnded(Exception):
+    """Raised by ``apply`` when watching can no longer work (the workspace or the index folder is gone):
+    the watcher stops, and ``ended`` says why, instead of failing on every later change."""
+
+
 class Watcher:
     """Watches ``root`` recursively and calls ``apply`` with coalesced ``ChangeBatch``es."""
 
@@ -193,6 +198,7 @@ class Watcher:
         self._batches = 0
         self._events = 0
         self._errors = 0
+        self._ended: str | None = None
         self._last_applied_at: float | None = None
         self._last_batch_size = 0
         self._observer: Observer | None = None
@@ -363,12 +369,17 @@ class Watcher:
 
     # ------------------------------------------------------------------ batches (worker thread)
 
+    @property
+    def ended(self) -> str | None:
+        """Why the watcher stopped by itself (see ``WatchEnded``), or None."""
+        return self._ended
+
     def _run(self) -> None:
         """Worker loop: wait for a due batch, build it from the disk, apply it."""
         while True:
             with self._cond:
                 taken = self._take_due()
-                if taken is None:
+                if taken is None or self._ended is not None:
                     return
                 self._in_flight = max(taken.size(), 1)
             try:
@@ -403,6 +414,11 @@ class Watcher:
             size = len(batch)
             if size or batch.refs_changed:
                 self._apply(batch)
+        except WatchEnded as exc:
+            logger.error("codeahead watcher stopped: %s", exc)
+            self._ended = str(exc)
+            if self._observer is not None:
+                self._observer.stop()
         except Exception as exc:  # noqa: BLE001 - the watcher outlives a failing consumer
             self._report(exc)
         with self._cond:

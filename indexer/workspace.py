@@ -564,12 +564,16 @@ class Workspace:
         ``on_applied(batch, result)`` follows each index pass; ``on_history(summary)`` each time the watcher
         mined a new git HEAD (``summary`` as ``status()["history"]``).
         """
-        from indexer.watch import Watcher
+        from indexer.watch import WatchEnded, Watcher
 
         if self._watcher is not None:
             return
 
         def apply(batch) -> None:
+            if not self.root.is_dir():  # every change would read as a delete
+                raise WatchEnded(f"the workspace {self.root} is gone (moved or deleted): start again where it is")
+            if not self.index_dir.is_dir():
+                raise WatchEnded(f"the index folder {self.index_dir} was deleted: start again to rebuild it")
             if len(batch):
                 if batch.ignore_files_changed or batch.rescan:
                     result = self.index()  # rules changed, or events were lost: a full pass re-reads all

@@ -393,12 +393,14 @@ def cmd_watch(args) -> None:
         sys.stderr.write(f"indexed {stats.files_seen} files in {stats.seconds:.2f}s; watching {ws.root} "
                          "(Ctrl-C to stop)\n")  # once the watcher is started: a save from now on is seen
         try:
-            while True:
-                time.sleep(3600)
+            while ws.watcher.ended is None:
+                time.sleep(0.5)
         except KeyboardInterrupt:
-            pass
+            return
         finally:
+            ended = ws.watcher.ended
             ws.stop_watching()
+        raise CliError(f"stopped watching: {ended}")
 
 
 def cmd_predict(args) -> None:

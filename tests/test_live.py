@@ -256,3 +256,26 @@ def test_a_symlinked_file_is_skipped_live_as_a_full_pass_skips_it(live, tmp_path
     live_skips = skipped()
     ws.index()  # a full pass says the same
     assert skipped() == live_skips
+
+
+def test_watch_stops_with_one_line_when_its_index_folder_is_deleted(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    root, index_dir = tmp_path / "ws", tmp_path / "idx"
+    _write(root, "a.py", "def a():\n    pass\n")
+    watch = subprocess.Popen([sys.executable, "-m", "server.cli", "watch", "-w", str(root), "--index-dir",
+                              str(index_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "CODEAHEAD_EMBEDDER": "none"})
+    try:
+        _eventually(lambda: (index_dir / "index.db").exists(), timeout=30)
+        time.sleep(1.5)  # its observer is up
+        shutil.rmtree(index_dir)
+        _write(root, "b.py", "def b():\n    pass\n")
+        code = watch.wait(timeout=30)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    err = watch.stderr.read()
+    assert code == 2 and "stopped watching: the index folder" in err and "Traceback" not in err, err
