@@ -254,6 +254,7 @@ def test_a_resolved_error_is_one_line_of_history_and_iterations_of_one_number_bo
         before = {i.why: i for i in ws.context(task_id="T", budget=2000).items}
         assert before["latest error of the task"].tier.name == "CRITICAL" and "error points at pkg/core.py:2" in before
         assert "failing test tests/test_core.py::test_run" in before  # an absolute test id names its file
+        ws.record("T", "note", {"text": "upper() needs a str"})
         ws.record("T", "iteration", {"n": 2, "summary": "first try"})
         ws.record("T", "iteration", {"n": 2, "summary": "second try", "outcome": "success"})
         ws.record("T", "test_result", {"test": "tests/test_core.py::test_run", "passed": True})
@@ -263,6 +264,7 @@ def test_a_resolved_error_is_one_line_of_history_and_iterations_of_one_number_bo
         assert "Resolved error: AttributeError: no upper" in packed.text
         assert "error points at pkg/core.py:2" not in after
         assert "Iteration 2: first try" in packed.text and "Iteration 2: second try -> success" in packed.text
+        assert "Note: upper() needs a str" in packed.text  # the agent's own note comes back with the task
 
 
 def test_code_of_a_file_with_a_byte_order_mark_is_shown_without_it(tmp_path):

@@ -58,6 +58,9 @@ EXCERPT_CHARS_PER_TOKEN = 3
 _WHOLE_CODE_KINDS = frozenset({NodeKind.FUNCTION, NodeKind.METHOD, NodeKind.TEST})
 #: The latest failing tests of a task whose code is offered.
 FAILING_TESTS = 3
+#: The task's latest notes in its summary, each cut to NOTE_CHARS characters.
+TASK_NOTES = 3
+NOTE_CHARS = 300
 #: Below ~60 tokens per candidate a pool is larger than any packing can use; it only costs rendering time.
 TOKENS_PER_CANDIDATE = 60
 
@@ -225,6 +228,8 @@ class Assembler:
             lines.append("Failing tests: " + ", ".join(task.failing_tests[:10]))
         if task.files_edited:
             lines.append("Edited: " + ", ".join(task.files_edited[-10:]))
+        for note in task.notes[-TASK_NOTES:]:  # what the agent wrote down for itself, latest last
+            lines.append("Note: " + (note if len(note) <= NOTE_CHARS else note[:NOTE_CHARS] + "..."))
         self._add(Candidate(key=f"task:{task.task_id}", tier=Tier.CRITICAL, score=100.0, kind="task",
                             name=task.task_id, why="current task", renderings=(Rendering("summary", "\n".join(lines)),
                                                                                Rendering("signature", lines[0]))))
