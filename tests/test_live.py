@@ -32,6 +32,16 @@ def _eventually(check, timeout: float = TIMEOUT) -> None:
         time.sleep(0.05)
 
 
+def _watch_process(root: Path, index_dir: Path):
+    """``codeahead watch`` in a process of its own (what a user runs), its output captured."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "server.cli", "watch", "-w", str(root), "--index-dir",
+                             str(index_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CODEAHEAD_EMBEDDER": "none"})
+
+
 def _names(ws: Workspace, query: str) -> set[str]:
     return {h.node.qualname for h in ws.search(query, top_k=20)}
 
@@ -210,15 +220,11 @@ def test_changes_lost_by_an_overflowing_kernel_queue_are_found_by_a_full_pass(tm
     """A watcher that falls behind (stopped here with SIGSTOP) loses events once inotify's queue is full;
     the pass after the overflow must still bring every file in."""
     import signal
-    import subprocess
-    import sys
 
     queue = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
     root, index_dir = tmp_path / "ws", tmp_path / "idx"
     _write(root, "pk/a.py", "def a():\n    pass\n")
-    watch = subprocess.Popen([sys.executable, "-m", "server.cli", "watch", "-w", str(root), "--index-dir",
-                              str(index_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "CODEAHEAD_EMBEDDER": "none"})
+    watch = _watch_process(root, index_dir)
     try:
         _eventually(lambda: (index_dir / "index.lock").exists() and watch.poll() is None, timeout=30)
         time.sleep(2)  # its observer is up (the first pass is one file)
@@ -260,14 +266,10 @@ def test_a_symlinked_file_is_skipped_live_as_a_full_pass_skips_it(live, tmp_path
 
 def test_watch_stops_with_one_line_when_its_index_folder_is_deleted(tmp_path):
     import shutil
-    import subprocess
-    import sys
 
     root, index_dir = tmp_path / "ws", tmp_path / "idx"
     _write(root, "a.py", "def a():\n    pass\n")
-    watch = subprocess.Popen([sys.executable, "-m", "server.cli", "watch", "-w", str(root), "--index-dir",
-                              str(index_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "CODEAHEAD_EMBEDDER": "none"})
+    watch = _watch_process(root, index_dir)
     try:
         _eventually(lambda: (index_dir / "index.db").exists(), timeout=30)
         time.sleep(1.5)  # its observer is up
