@@ -158,7 +158,8 @@ class IndexPass:
                 skipped = result.skipped
             else:
                 current, skipped = self._stat_paths(paths, deleted_dirs, known)
-            modules = module_names(current, self.root.name)  # a partial pass gets here only when a package appears or goes
+            # A partial pass gets here only when a package appears or goes.
+            modules = module_names(current, self.root.name)
             seen, had_files = len(current), bool(known)
         else:
             known, current, skipped, modules, seen, had_files = view
@@ -194,8 +195,7 @@ class IndexPass:
         paths = list(dict.fromkeys(paths))
         deleted_dirs = [d for d in deleted_dirs if is_utf8_name(d)]  # nothing was stored under such a name
         known: dict[str, tuple] = {}
-        stored = [p for p in paths if is_utf8_name(p)]
-        for chunk in _chunks(stored):
+        for chunk in _chunks([p for p in paths if is_utf8_name(p)]):  # another name was never stored
             known.update((row[0], row) for row in conn.execute(
                 f"SELECT {_FILE_ROW} FROM files WHERE path IN ({','.join('?' * len(chunk))})", chunk))
         for folder in deleted_dirs:
@@ -346,7 +346,7 @@ class IndexPass:
         # 5. Resolve changed files and every file whose recorded lookups meet a changed key.
         resolved, relinked_nodes = self._resolve(new_facts, changed_keys, linked, symbols, prior_bases,
                                                  stored={known[p][1] for p in replaced}, progress=progress)
-        relinked = self._bump_relinked(relinked_nodes, {f.file_id for f in new_facts}) if had_files else []
+        relinked = self._bump_relinked(relinked_nodes, {f.file_id for f in new_facts})
 
         gen = generation(conn)
         if intake.parsed_paths or gone:
@@ -661,7 +661,7 @@ class IndexPass:
             old_deps += [(key, file_id) for key in before[1] - keys]
             edge_rows += [(*key, conf) for key, conf in rows.items() if before[0].get(key) != conf]
             dep_rows += [(key, file_id) for key in keys - before[1]]
-        if self._new_edges is None:  # into an empty index nothing was cached: no version to raise
+        if self._new_edges is None:  # an index with files: into an empty one nothing was cached
             for src, _, dst, *_ in (*old_edges, *edge_rows):
                 relinked.add(src)
                 relinked.add(dst)

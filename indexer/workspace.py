@@ -320,10 +320,7 @@ class Workspace:
                 budget: int | None = None, profile: str | None = None,
                 options: hybrid.SearchOptions = hybrid.SearchOptions()) -> PackedContext:
         """The packed context for a query / focus / task, never over the budget."""
-        prof = tokens.profile(profile or tokens.DEFAULT_PROFILE)
-        limit = tokens.context_budget(prof, budget)
-        counter = tokens.tokenizer_for(prof)
-        key = self._context_key(query_text, focus, task_id, limit, counter.name, options)
+        key, limit, counter = self._context_key(query_text, focus, task_id, budget, profile, options)
         if focus:
             if not self._unobserved():  # prefetch the next files at the same budget
                 self._request_shape = (budget, profile)
@@ -360,11 +357,16 @@ class Workspace:
     # ------------------------------------------------------------------ #
     # task events
     # ------------------------------------------------------------------ #
-    def _context_key(self, query_text: str | None, focus: str | None, task_id: str | None, limit: int,
-                     tokenizer: str, options: hybrid.SearchOptions = hybrid.SearchOptions()) -> str:
-        return make_key(self._id, "context", {"query": query_text, "focus": focus, "task": task_id, "budget": limit,
-                                              "tokenizer": tokenizer, "options": repr(options),
-                                              "dense": self._dense_state(), "history": self._history_head})
+    def _context_key(self, query_text: str | None, focus: str | None, task_id: str | None, budget: int | None,
+                     profile: str | None, options: hybrid.SearchOptions = hybrid.SearchOptions()):
+        """A context request's cache key, with the token limit and counter its profile and budget give."""
+        prof = tokens.profile(profile or tokens.DEFAULT_PROFILE)
+        limit = tokens.context_budget(prof, budget)
+        counter = tokens.tokenizer_for(prof)
+        key = make_key(self._id, "context", {"query": query_text, "focus": focus, "task": task_id, "budget": limit,
+                                             "tokenizer": counter.name, "options": repr(options),
+                                             "dense": self._dense_state(), "history": self._history_head})
+        return key, limit, counter
 
     def _summary_key(self, rel: str) -> str:
         return make_key(self._id, "module_summary", {"path": rel})
@@ -642,9 +644,7 @@ class Workspace:
         with self.unobserved():
             self.module_summary(path)
             self.context(focus=path, task_id=task_id, budget=budget, profile=profile)
-        prof = tokens.profile(profile or tokens.DEFAULT_PROFILE)
-        return frozenset({self._summary_key(path), self._context_key(
-            None, path, task_id, tokens.context_budget(prof, budget), tokens.tokenizer_for(prof).name)})
+        return frozenset({self._summary_key(path), self._context_key(None, path, task_id, budget, profile)[0]})
 
     def observe(self, path: str, *, task_id: str | None = None, kind: str = "opened") -> None:
         """Learn one move of the agent or developer; then prefetch what it predicts next."""
@@ -662,12 +662,10 @@ class Workspace:
 
     def _requested(self, target: str, task_id: str | None, *, any_task: bool = False, reads: str | None = None) -> None:
         """A request named a file: count a prefetch hit or miss, and learn the move."""
-        if self._predictor is None and self._prefetcher is None:
+        if (self._predictor is None and self._prefetcher is None) or self._unobserved():
             return
         path = self._path_of(target)
         if path is None:
-            return
-        if self._unobserved():
             return
         if self._prefetcher is not None:
             self._prefetcher.record_request(path, task_id, any_task=any_task, reads=reads)

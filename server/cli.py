@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", action="store_true", help="forget everything the model learned")
     _common(p)
 
-    p = sub.add_parser("stats", help="cache hit rates per tier and entries on disk, and the prediction model's accuracy")
+    p = sub.add_parser("stats", help="cache hit rates per tier and entries on disk, and the prediction "
+                                     "model's accuracy")
     _common(p)
 
     p = sub.add_parser("serve", help="run the MCP server (stdio by default)")
@@ -129,13 +130,14 @@ class _ProgressBar:
     process is always said."""
 
     def __init__(self, bar: bool = True) -> None:
+        from indexer.workspace import WAITING_PHASE
+
         self.enabled = bar and sys.stderr.isatty()
+        self._waiting = WAITING_PHASE
         self._last = 0.0
 
     def __call__(self, phase: str, done: int, total: int) -> None:
-        from indexer.workspace import WAITING_PHASE
-
-        if phase == WAITING_PHASE:  # said even when stderr is no terminal: a silent wait looks like a hang
+        if phase == self._waiting:  # said even when stderr is no terminal: a silent wait looks like a hang
             sys.stderr.write("waiting for another codeahead process to finish its index pass...\n")
             sys.stderr.flush()
             return
@@ -219,7 +221,8 @@ def cmd_index(args) -> None:
 
 def cmd_status(args) -> None:
     with _workspace(args) as ws:
-        ws.index(progress=_ProgressBar(bar=not args.json))  # changes made while nothing watched: counted before it says fresh
+        # Changes made while nothing watched are counted before it says the index is fresh.
+        ws.index(progress=_ProgressBar(bar=not args.json))
         status = ws.status()
         lines = [
             f"workspace {status['workspace']}",

@@ -479,8 +479,7 @@ class Predictor:
             self._clear()
             self._journal.clear()
             if self.store is not None:
-                self.store.reset()
-                self._loaded_at = self.store.load()[1]
+                self._loaded_at = self.store.reset()
 
 
 def _worded(reasons: list[str], task_id: str | None, phase: str) -> list[str]:

@@ -79,13 +79,17 @@ class PredictStore:
         version, blob = rows.get(_KEY, (None, None))
         return (json.loads(zlib.decompress(blob)) if version == STATE_VERSION else None), generation
 
-    def reset(self) -> None:
-        """Forget the saved state (a process holding an older model keeps only its moves since its load)."""
+    def reset(self) -> int:
+        """Forget the saved state (a process holding an older model keeps only its moves since its load);
+        returns the new generation."""
         with self._lock:
+            row = self._conn.execute("SELECT blob FROM predict_state WHERE key=?", (_GENERATION_KEY,)).fetchone()
+            generation = (int(row[0]) if row else 0) + 1
             self._conn.execute("DELETE FROM predict_state WHERE key=?", (_KEY,))
             self._conn.execute("INSERT OR REPLACE INTO predict_state(key, version, blob) VALUES (?, ?, ?)",
-                               (_GENERATION_KEY, STATE_VERSION, str(self._read()[1] + 1).encode()))
+                               (_GENERATION_KEY, STATE_VERSION, str(generation).encode()))
             self._conn.commit()
+        return generation
 
 
 _FILES_LINKED = """
