@@ -30,7 +30,7 @@ import msgpack
 
 from indexer import sqlite
 from indexer.graph.changes import ChangeTracker, FileShape, lookup_names
-from indexer.graph.facts import FileFacts, is_test_path
+from indexer.graph.facts import FileFacts
 from indexer.graph.parallel import Links, can_fork, links_forked, links_here
 from indexer.graph.resolve import LIBRARY, NodeInfo, Resolution, Resolver, Symbols
 from indexer.loading import Job, Loaded, Parsed, Progress, load_stream, start_pool_server
@@ -38,6 +38,7 @@ from indexer.modules import module_names
 from indexer.parse import RecentTrees, language_of
 from indexer.store import fts_totals
 from indexer.store.schema import generation
+from indexer.testpaths import is_test_path
 from indexer.types import IndexStats, Skipped, SkipReason, SourceFile
 from indexer.walk import DEFAULT_MAX_BYTES, IgnoreRules, bad_name, is_utf8_name, linked_file, shown_name, walk
 
@@ -75,6 +76,13 @@ def collector_paused() -> Iterator[None]:
 # --------------------------------------------------------------------------- #
 # The pass
 # --------------------------------------------------------------------------- #
+
+#: The rules that turn an unchanged file into nodes and links (parsing, module names, test code, resolution).
+#: Raise it with any change to them: a full pass over an index built under other rules then re-parses every
+#: file once, instead of leaving the unchanged files' nodes and links as the earlier rules made them.
+GRAPH_RULES = 2
+_GRAPH_RULES_KEY = "graph_rules"
+
 
 @dataclass(slots=True)
 class _Plan:
@@ -164,7 +172,10 @@ class IndexPass:
         else:
             known, current, skipped, modules, seen, had_files = view
         touched = None if paths is None else set(paths)
-        plan = self._plan(current, known, modules, touched)
+        new_rules = paths is None and self._graph_rules() != GRAPH_RULES
+        if new_rules and had_files:
+            log.warning("this index was built by another release of codeahead: re-parsing every file once")
+        plan = self._plan(current, known, modules, touched, reparse=new_rules and had_files)
         plan.seen = seen
         plan.touched = {shown_name(p) for p in touched or ()} | {shown_name(d).rstrip("/") + "/" for d in deleted_dirs}
         if progress:
@@ -173,7 +184,7 @@ class IndexPass:
         try:
             with collector_paused():
                 stats = self._write(loaded, plan, current, modules, known, skipped, full=paths is None,
-                                    had_files=had_files, progress=progress)
+                                    had_files=had_files, progress=progress, new_rules=new_rules)
         except BaseException:
             self.conn.rollback()
             self._symbols = None  # may hold half of the failed pass
@@ -254,13 +265,17 @@ class IndexPass:
             current[path] = SourceFile(path, st.st_size, st.st_mtime, "python")
         return current, skipped
 
-    def _plan(self, current, known, modules, touched: set[str] | None) -> _Plan:
+    def _graph_rules(self) -> int:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (_GRAPH_RULES_KEY,)).fetchone()
+        return int(row[0]) if row else 1  # indexes from before the key was kept: the first rules
+
+    def _plan(self, current, known, modules, touched: set[str] | None, *, reparse: bool = False) -> _Plan:
         plan = _Plan(seen=len(current))
         for path, f in current.items():
             row = known.get(path)
             module = modules[path]
-            if row is None or row[5] != module:
-                plan.to_load.append((path, None, module))  # new, or its package changed: new qualified names
+            if row is None or row[5] != module or reparse:
+                plan.to_load.append((path, None, module))  # new, its package changed, or the graph rules did
             elif row[3] != f.size or row[4] != f.mtime or (touched is not None and path in touched):
                 plan.to_load.append((path, row[2], module))  # stat differs or the watcher saw it: check the hash
         plan.deleted = [p for p in known if p not in current]
@@ -268,7 +283,7 @@ class IndexPass:
 
     # -- writing -------------------------------------------------------------- #
     def _write(self, loaded: Iterator[Loaded], plan, current, modules, known, skipped, *, full, had_files,
-               progress) -> dict:
+               progress, new_rules: bool = False) -> dict:
         conn = self.conn
         now = time.time()
         # An index with files compares the old nodes with the new ones before it removes anything, so
@@ -353,6 +368,8 @@ class IndexPass:
             gen += 1
             conn.executemany("UPDATE meta SET value=? WHERE key=?",
                              [(str(gen), "generation"), (repr(now), "last_change")])
+        if new_rules:
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (_GRAPH_RULES_KEY, str(GRAPH_RULES)))
         _commit(conn, self._checkpoints, merge_fts=len(intake.parsed_paths) >= MERGE_FTS_FILES)
         if progress:  # the last step: the pass is committed
             progress("resolve", resolved, resolved)

@@ -296,6 +296,30 @@ def test_index_made_before_the_library_index_gets_it_on_open_and_stays_usable(tr
     assert integrity_problems(ws) == []
 
 
+def test_an_index_built_under_earlier_graph_rules_is_reparsed_once_and_keeps_its_task_log(tree, workspace,
+                                                                                             tmp_path):
+    root = tree(SMALL)
+    first = Workspace(root, index_dir=tmp_path / "idx")
+    first.index()
+    first.record("t1", "task_started", {"title": "fix g"})
+    first.close()
+    conn = sqlite3.connect(tmp_path / "idx" / DB_NAME)
+    conn.execute("DELETE FROM meta WHERE key='graph_rules'")  # as a release before the rules were versioned
+    conn.execute("DELETE FROM edges WHERE kind='calls'")  # links the earlier rules made differently
+    conn.commit()
+    conn.close()
+    ws = workspace(root)
+    assert ws.rebuilt is False
+    stats = ws.index()
+    assert stats.files_parsed == 3 and stats.edges_by_kind["calls"] == 2
+    fresh = Workspace(root, index_dir=tmp_path / "fresh")
+    fresh.index()
+    assert graph_of(ws) == graph_of(fresh)
+    fresh.close()
+    assert ws.index().files_parsed == 0  # once
+    assert ws.task_state("t1").title == "fix g"
+
+
 def test_index_of_another_workspace_is_refused(tmp_path, workspace):
     one = write_tree(tmp_path / "one", SMALL)
     two = write_tree(tmp_path / "two", SMALL)

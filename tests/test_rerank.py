@@ -141,6 +141,14 @@ def test_tests_and_generated_migrations_rank_below_the_code_unless_tests_are_ask
     assert rerank.demote_peripheral(scores, info, "order tests") == scores
 
 
+def test_a_packages_test_support_ranks_as_code_and_a_top_test_folder_as_tests():
+    paths = ["django/test/client.py", "numpy/testing/utils.py", "test/helpers.py", "testing/conftest.py",
+             "pkg/tests/helpers.py", "pkg/tests.py"]
+    info = {i: rerank.CandidateInfo(i, "class", "Client", "Client", p) for i, p in enumerate(paths)}
+    out = rerank.demote_peripheral({i: 1.0 for i in info}, info, "client follows redirects")
+    assert out == {0: 1.0, 1: 1.0, 2: rerank.DEMOTION, 3: rerank.DEMOTION, 4: rerank.DEMOTION, 5: rerank.DEMOTION}
+
+
 @pytest.mark.parametrize("path", ["vendor/six.py", "pkg/vendored/six.py", "pip/_vendor/requests/api.py",
                                   "third_party/x.py"])
 def test_vendored_copies_rank_below_the_project_code(path):

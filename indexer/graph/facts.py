@@ -12,20 +12,8 @@ from dataclasses import dataclass
 import msgpack
 
 from indexer.modules import absolute_module, package_of
+from indexer.testpaths import is_test_path
 from indexer.types import Definition, ParsedFile
-
-#: File names and folders that mark test code (pytest and unittest conventions).
-_TEST_DIRS = frozenset({"tests", "test", "testing"})
-
-
-def is_test_path(path: str) -> bool:
-    """True for files pytest would collect or that live in a tests folder."""
-    parts = path.split("/")
-    name = parts[-1]
-    stem = name.rsplit(".", 1)[0]
-    if stem.startswith("test_") or stem.endswith("_test") or stem in ("tests", "conftest"):
-        return True
-    return any(p in _TEST_DIRS for p in parts[:-1])
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,19 +14,18 @@ from dataclasses import dataclass, field
 from functools import cache
 from itertools import starmap
 from operator import attrgetter
-from pathlib import PurePosixPath
 
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
 from indexer.terms import terms_text
+from indexer.testpaths import is_test_path
 from indexer.types import Definition, Import, NodeKind, ParsedFile, Reference
 
 LANGUAGE = "python"
 #: Longest signature kept; longer ones are cut and end with an ellipsis.
 MAX_SIGNATURE = 300
 _ELLIPSIS = "..."
-_TEST_DIRS = frozenset({"tests", "test"})
 _TEST_PREFIX = "test"
 _TEST_CLASS_PREFIX = "Test"
 _UNITTEST_BASE_SUFFIX = "TestCase"
@@ -183,7 +182,7 @@ def parse_python(path: str, source: bytes, trees: RecentTrees | None = None) -> 
 
     defs = _collect_defs(caps.get("def", []), source)
     scopes = _Scopes(defs)
-    test_file = is_test_file(path)
+    test_file = is_test_path(path)
     definitions = tuple(_definition(d, defs, source, test_file, terms) for d in defs)
     imports = tuple(imp for node in caps.get("import", []) for imp in _imports(node, scopes.of(node)))
     references = _references(caps, scopes, defs, source)
@@ -202,15 +201,6 @@ def parse_python(path: str, source: bytes, trees: RecentTrees | None = None) -> 
         references=references,
         has_errors=root.has_error,
     )
-
-
-def is_test_file(path: str) -> bool:
-    """Whether pytest conventions make ``path`` a test file (name or a tests/ folder)."""
-    p = PurePosixPath(path.replace("\\", "/"))
-    name = p.name
-    if name.startswith("test_") or name.endswith("_test.py") or name == "tests.py":
-        return True
-    return any(part in _TEST_DIRS for part in p.parts[:-1])
 
 
 # --------------------------------------------------------------------------- #

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from indexer.graph.facts import is_test_path
+from indexer.testpaths import is_test_path
 
 #: A signal's answer: path -> (score in [0, 1], human reason).
 Scored = dict[str, tuple[float, str]]

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from indexer import git
-from indexer.graph.facts import is_test_path
 from indexer.search import lexical
 from indexer.search.memo import PerIndexState
 from indexer.search.postings import B, K1, TOKENIZER
 from indexer.terms import distinct_terms, terms_text
+from indexer.testpaths import is_test_path
 
 #: The newest commits mined: ~0.4 s of git and ~0.3 s of inserts on Django, enough to cover years of work.
 MAX_COMMITS = 5000

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from indexer.terms import split_identifier
+from indexer.testpaths import is_test_path
 
 #: Whole identifiers in a query (snake_case, CamelCase, dotted.names): the user named a symbol.
 _IDENTIFIER = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\b")
@@ -29,13 +30,13 @@ FILE_COHESION_CAP = 4
 GRAPH_SEEDS = 3  # best hits a graph walk starts from
 GRAPH_SHARE = 0.3  # most a linked node gains, as a share of the best score
 DEMOTION = 0.5  # tests / examples / docs / vendored / compat code, unless asked for
-#: ``_vendor`` is where pip, setuptools and their kin keep vendored copies (``pip/_vendor/requests``).
-_DEMOTED_PARTS = re.compile(r"(^|/)(tests?|testing|examples?|docs?|_?vendor(ed)?|third_party|compat|benchmarks?)(/|$)")
+#: Folders of examples, docs, vendored and compat code (test code is ``testpaths.is_test_path``'s). ``_vendor`` is
+#: where pip, setuptools and their kin keep vendored copies (``pip/_vendor/requests``).
+_DEMOTED_PARTS = re.compile(r"(^|/)(examples?|docs?|_?vendor(ed)?|third_party|compat|benchmarks?)(/|$)")
 #: A folder of bundled packages inside a package (requests' ``requests/packages/urllib3``): vendored copies when
 #: nothing in it imports the package around it (see ``bundle_dir``). At the top (a monorepo's ``packages/``) it is
 #: the project's own code.
 _BUNDLE_DIR = re.compile(r"^(.+?)/(?:packages|extern)/")
-_TEST_FILE = re.compile(r"(^|/)(test_[^/]*|[^/]*_test|conftest)\.py$")
 #: Generated schema migrations (Django's ``migrations/0001_initial.py``): they repeat every model and field name.
 _GENERATED = re.compile(r"(^|/)migrations/\d{4}_[^/]*\.py$")
 _ASKS_FOR_TESTS = re.compile(r"\btest", re.IGNORECASE)
@@ -425,7 +426,7 @@ def demote_legacy(scores: dict[int, float], info: dict[int, CandidateInfo],
 
 
 def _is_peripheral(node: CandidateInfo, vendored: Collection[str] = ()) -> bool:
-    if node.kind == "test" or _DEMOTED_PARTS.search(node.path) or _TEST_FILE.search(node.path) \
+    if node.kind == "test" or is_test_path(node.path) or _DEMOTED_PARTS.search(node.path) \
             or _GENERATED.search(node.path):
         return True
     bundle = bundle_dir(node.path) if vendored else None
