@@ -393,6 +393,7 @@ def cmd_watch(args) -> None:
                                  f"{summary['commits']} commits mined for the ranking\n")
 
         ws.start_watching(on_applied=applied, on_history=mined)
+        ws.enable_vectors()  # in the background, as the server does: each batch's new nodes are embedded after it
         sys.stderr.write(f"indexed {stats.files_seen} files in {stats.seconds:.2f}s; watching {ws.root} "
                          "(Ctrl-C to stop)\n")  # once the watcher is started: a save from now on is seen
         try:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from indexer.search.vectors import stored_progress
 from indexer.workspace import Workspace
 
 TIMEOUT = 15.0
@@ -32,14 +34,14 @@ def _eventually(check, timeout: float = TIMEOUT) -> None:
         time.sleep(0.05)
 
 
-def _watch_process(root: Path, index_dir: Path):
+def _watch_process(root: Path, index_dir: Path, embedder: str = "none"):
     """``codeahead watch`` in a process of its own (what a user runs), its output captured."""
     import subprocess
     import sys
 
     return subprocess.Popen([sys.executable, "-m", "server.cli", "watch", "-w", str(root), "--index-dir",
                              str(index_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "CODEAHEAD_EMBEDDER": "none"})
+                            env={**os.environ, "CODEAHEAD_EMBEDDER": embedder})
 
 
 def _names(ws: Workspace, query: str) -> set[str]:
@@ -219,7 +221,6 @@ def test_a_name_not_utf8_is_skipped_and_skips_leave_with_their_files(live):
 def test_changes_lost_by_an_overflowing_kernel_queue_are_found_by_a_full_pass(tmp_path):
     """A watcher that falls behind (stopped here with SIGSTOP) loses events once inotify's queue is full;
     the pass after the overflow must still bring every file in."""
-    import signal
 
     queue = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
     root, index_dir = tmp_path / "ws", tmp_path / "idx"
@@ -281,3 +282,23 @@ def test_watch_stops_with_one_line_when_its_index_folder_is_deleted(tmp_path):
             watch.kill()
     err = watch.stderr.read()
     assert code == 2 and "stopped watching: the index folder" in err and "Traceback" not in err, err
+
+
+def test_watch_embeds_what_it_indexes_so_the_next_search_does_not_wait(tmp_path):
+    pytest.importorskip("wordllama")
+    root, index_dir = tmp_path / "ws", tmp_path / "idx"
+    _write(root, "a.py", "def first_function():\n    return 1\n")
+    watch = _watch_process(root, index_dir, embedder="wordllama")
+
+    def embedded() -> tuple[int, int]:
+        with Workspace(root, index_dir=index_dir) as reader:
+            progress = stored_progress(reader.reader())
+            return (progress["embedded"], progress["total"]) if progress else (0, -1)
+
+    try:
+        _eventually(lambda: embedded() == (2, 2), timeout=60)  # the module and its function
+        _write(root, "b.py", "def saved_while_watched():\n    return 2\n")
+        _eventually(lambda: embedded() == (4, 4), timeout=60)
+    finally:
+        watch.send_signal(signal.SIGINT)
+        watch.communicate(timeout=30)
