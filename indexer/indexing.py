@@ -416,8 +416,9 @@ class IndexPass:
             info = self._symbols.nodes.get(node_id) if self._symbols else None
             if info is not None:
                 nodes[(info.kind, info.qualname)] += 1
-        imports = {alias: (module, name) for module, name, alias, _line, scope in facts.imports
-                   if scope == -1 and alias != "*"}
+        # A star import counts as an entry of its own: what the module re-exports changes with it.
+        imports = {alias if alias != "*" else "*" + module: (module, name)
+                   for module, name, alias, _line, scope in facts.imports if scope == -1}
         return FileShape(facts.module, facts.path, nodes, imports)
 
     def _reusable_ids(self, facts: FileFacts) -> dict[tuple[str, str], list[int]]:

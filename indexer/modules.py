@@ -3,8 +3,9 @@
 A file's module name follows the chain of ``__init__.py`` packages above it,
 the way Python itself would import it from the package's parent folder:
 ``django/db/models/base.py`` -> ``django.db.models.base`` when ``django/``,
-``django/db/`` and ``django/db/models/`` are packages. A file outside any
-package is a top-level module named by its stem.
+``django/db/`` and ``django/db/models/`` are packages; a folder without ``__init__.py`` inside a
+package is a namespace portion of it (``flask/sansio/app.py`` -> ``flask.sansio.app``). A file
+outside any package is a top-level module named by its stem.
 
 A workspace that is itself a package (``-w src/flask``, whose ``__init__.py`` sits at the root) names its
 modules from the folder's name, as its code imports them: ``flask.app``, not ``app``, or no
@@ -32,14 +33,25 @@ def module_names(paths: Iterable[str], root_name: str = "") -> dict[str, str]:
     packages = {p.rsplit("/", 1)[0] if "/" in p else "" for p in paths
                 if p.rsplit("/", 1)[-1] in ("__init__.py", "__init__.pyi")}
     root_package = root_name if "" in packages and root_name.isidentifier() else ""
+    inside: dict[str, bool] = {}
+
+    def in_package(folder: str) -> bool:
+        """A package, or a folder without ``__init__.py`` below one: a namespace portion Python imports
+        as ``pkg.folder`` (Flask's ``flask/sansio/``)."""
+        found = inside.get(folder)
+        if found is None:
+            parent = folder.rsplit("/", 1)[0] if "/" in folder else ""
+            found = inside[folder] = folder in packages or (parent in packages or bool(parent) and in_package(parent))
+        return found
+
     names: dict[str, str] = {}
     for path in paths:
         parts = path.split("/")
         stem = _strip_suffix(parts[-1])
         folders = parts[:-1]
         chain: list[str] = []
-        # Walk up while the containing folder is a package.
-        while folders and "/".join(folders) in packages:
+        # Walk up while the containing folder is a package, or a namespace folder inside one.
+        while folders and in_package("/".join(folders)):
             chain.append(folders[-1])
             folders = folders[:-1]
         if root_package and not folders:  # the chain reached the root, itself a package

@@ -197,19 +197,22 @@ def test_pytest_tests_in_a_test_file() -> None:
             def setup_method(self):
                 pass
 
-        class Helpers:
-            def test_like(self):
+        class OperationTests(OperationTestBase):
+            def test_create_model(self):
                 pass
     """
+    # unittest collects a subclass of the project's own TestCase base whatever its name: in a test file,
+    # every class's test methods are tests.
     for path in ("tests/unit/cart_checks.py", "pkg/test_cart.py", "pkg/cart_test.py", "pkg/tests.py"):
         kinds = {d.local_name: d.kind for d in parse(source, path).definitions}
         assert kinds == {
             "test_login": NodeKind.TEST, "helper": NodeKind.FUNCTION, "TestCart": NodeKind.CLASS,
             "TestCart.test_add": NodeKind.TEST, "TestCart.setup_method": NodeKind.METHOD,
-            "Helpers": NodeKind.CLASS, "Helpers.test_like": NodeKind.METHOD,
+            "OperationTests": NodeKind.CLASS, "OperationTests.test_create_model": NodeKind.TEST,
         }, path
     kinds = {d.local_name: d.kind for d in parse(source, "pkg/cart.py").definitions}
     assert kinds["test_login"] == NodeKind.FUNCTION and kinds["TestCart.test_add"] == NodeKind.METHOD
+    assert kinds["OperationTests.test_create_model"] == NodeKind.METHOD
 
 
 def test_unittest_methods_are_tests_in_any_file() -> None:

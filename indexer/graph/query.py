@@ -53,7 +53,7 @@ def find_nodes(conn, target: str) -> list[Node]:
         raise UnknownTarget("empty target: pass a path, path:line or a dotted name")
     match = _PATH_LINE.match(target)
     if match and _file_id(conn, match["path"]) is not None:
-        return _innermost(conn, match["path"], int(match["line"]))
+        return _innermost(conn, match["path"].removeprefix("./"), int(match["line"]))
     file_id = _file_id(conn, target)
     if file_id is not None:
         row = conn.execute(f"SELECT {_NODE_COLUMNS} FROM {_NODE_FROM} WHERE n.file_id=? AND n.kind='module'",
@@ -61,11 +61,15 @@ def find_nodes(conn, target: str) -> list[Node]:
         return [row_to_node(row)] if row else []
     rows = conn.execute(f"SELECT {_NODE_COLUMNS} FROM {_NODE_FROM} WHERE n.qualname=? ORDER BY n.id",
                         (target,)).fetchall()
-    if not rows:
+    # A bare name that is also a top-level module's name (Django's tests/bulk_create/) means the
+    # definitions of that name first; the module stays among the matches the note names.
+    bare_module = "." not in target and rows and all(r[1] == "module" for r in rows)
+    if not rows or bare_module:
         last = target.rsplit(".", 1)[-1]
-        rows = [r for r in conn.execute(
+        suffix = [r for r in conn.execute(
             f"SELECT {_NODE_COLUMNS} FROM {_NODE_FROM} WHERE n.name=? ORDER BY n.id LIMIT 2000", (last,))
-            if r[3] == target or r[3].endswith("." + target)][:_MAX_MATCHES]
+            if r[1] != "module" and (r[3] == target or r[3].endswith("." + target))]
+        rows = (suffix + rows)[:_MAX_MATCHES]
     if not rows:
         rows = _re_exported(conn, target)
     if not rows:

@@ -29,6 +29,9 @@ from indexer.graph.facts import FileFacts
 from indexer.types import Confidence
 
 _BUILTINS = frozenset(dir(builtins))
+#: Methods of the built-in types (``append``, ``join``, ``get``...): called on a receiver of unknown type, the
+#: receiver is a str, list or dict far more often than the one workspace class defining the same name.
+_BUILTIN_METHODS = frozenset(n for t in (str, bytes, list, dict, set, tuple) for n in dir(t) if not n.startswith("_"))
 _STDLIB = frozenset(sys.stdlib_module_names)
 _MAX_AMBIGUOUS = 3  # more same-named candidates than this carry no signal
 _MAX_BASE_DEPTH = 8
@@ -36,6 +39,7 @@ _MEMO_LIMIT = 50_000  # cached lookups per resolver
 _MAX_REEXPORT_HOPS = 3
 _CALLABLE_KINDS = frozenset({"function", "class"})
 _ATTRIBUTE_KINDS = frozenset({"method", "function"})
+_FUNCTION_KINDS = frozenset({"function", "method", "test"})
 _TEST_PREFIXES = ("test_", "test")
 
 LIBRARY = "lib:"  # prefix of a library edge target: "lib:numpy"
@@ -79,6 +83,8 @@ class Symbols:
     modules: dict[str, list[int]] = field(default_factory=dict)
     #: module node id -> alias -> (absolute module, imported name or None), module-level imports only
     module_imports: dict[int, dict[str, tuple[str, str | None]]] = field(default_factory=dict)
+    #: module node id -> the modules its module-level ``from x import *`` re-export (``django.db.models``)
+    module_stars: dict[int, tuple[str, ...]] = field(default_factory=dict)
     #: class id -> resolved base class ids (from inherits edges)
     bases: dict[int, list[int]] = field(default_factory=dict)
     top_packages: set[str] = field(default_factory=set)
@@ -108,16 +114,26 @@ class Symbols:
         if info.kind == "module":
             _remove(self.modules, info.qualname, node_id)
             self.module_imports.pop(node_id, None)
+            self.module_stars.pop(node_id, None)
         else:
             _remove(self.by_name, info.name, node_id)
         self.bases.pop(node_id, None)
 
     def set_module_imports(self, facts: FileFacts) -> None:
         table: dict[str, tuple[str, str | None]] = {}
+        stars: list[str] = []
         for module, name, alias, _line, scope in facts.imports:
-            if scope == -1 and alias != "*":
+            if scope != -1:
+                continue
+            if alias == "*":
+                stars.append(sys.intern(module))
+            else:
                 table[sys.intern(alias)] = (sys.intern(module), name if name is None else sys.intern(name))
         self.module_imports[facts.module_node] = table
+        if stars:
+            self.module_stars[facts.module_node] = tuple(stars)
+        else:
+            self.module_stars.pop(facts.module_node, None)
 
     def module(self, qualname: str) -> int | None:
         """The module of that name; among same-named ones (no __init__.py), the one with the smallest path."""
@@ -321,14 +337,14 @@ class Resolver:
         parts = target.split(".")
         head = parts[0]
         if head == "?":
-            return self._global(parts[-1], _ATTRIBUTE_KINDS, out)
+            return self._guess_attribute(parts[-1], out)
         if head in ("self", "cls") and len(parts) >= 2:
             owner = scope.enclosing_class(where)
             if owner is not None and len(parts) == 2:
                 found = self._member(scope.facts.def_ids[owner], parts[1], out, walk_bases)
                 if found:
                     return [(i, Confidence.SAME_MODULE) for i in found]
-            return self._global(parts[-1], _ATTRIBUTE_KINDS, out) if walk_bases else []
+            return self._guess_attribute(parts[-1], out) if walk_bases else []
         if head == "super" and len(parts) >= 2:
             owner = scope.enclosing_class(where)
             if owner is None or not walk_bases:
@@ -357,7 +373,7 @@ class Resolver:
             if found:
                 return found
             if len(parts) > 1 and walk_bases:
-                return self._global(parts[-1], _ATTRIBUTE_KINDS, out)
+                return self._guess_attribute(parts[-1], out)
             return []
         for module in scope.star_modules(where):
             found = self._qualified(f"{module}.{target}", out, walk_bases)
@@ -367,7 +383,7 @@ class Resolver:
             return []
         if len(parts) == 1:
             return self._global(head, _CALLABLE_KINDS, out) if call else []
-        return self._global(parts[-1], _ATTRIBUTE_KINDS, out) if walk_bases else []
+        return self._guess_attribute(parts[-1], out) if walk_bases else []
 
     def _qualified(self, qualname: str, out: Resolution, walk_bases: bool, hops: int = 0) -> list[tuple[int | str, float]]:
         """Nodes with this dotted name, following re-exports (``from .x import y`` in a package)."""
@@ -403,6 +419,11 @@ class Resolver:
                 src_module, src_name = reexport
                 head = f"{src_module}.{src_name}" if src_name else src_module
                 return self._qualified(".".join([head, *rest[1:]]), out, walk_bases, hops + 1)
+            if hops < _MAX_REEXPORT_HOPS and not rest[0].startswith("_"):  # a star exports public names
+                for src_module in self.symbols.module_stars.get(module_id, ()):
+                    found = self._qualified(".".join([src_module, *rest]), out, walk_bases, hops + 1)
+                    if found:
+                        return found
             return []
         return []
 
@@ -453,6 +474,13 @@ class Resolver:
             frontier = next_frontier
             depth += 1
         return []
+
+    def _guess_attribute(self, name: str, out: Resolution) -> list[tuple[int | str, float]]:
+        """The methods or functions a call ``x.name()`` on a receiver of unknown type may mean."""
+        found = self._global(name, _ATTRIBUTE_KINDS, out)
+        if name in _BUILTIN_METHODS:
+            return [(i, min(conf, Confidence.AMBIGUOUS)) for i, conf in found]
+        return found
 
     def _global(self, name: str, kinds: frozenset[str], out: Resolution) -> list[tuple[int | str, float]]:
         """The only (or one of few) definitions of a name anywhere: a guess, with a confidence to match."""
@@ -555,9 +583,16 @@ def global_candidates(symbols: Symbols, name: str, key: str) -> tuple[list[int],
     """The answer of a global lookup: the definitions of ``name`` of the key's kinds if 1 to 3 of
     them, and whether there were too many to say."""
     kinds, skip_tests = _KINDS_BY_KEY[key]
+    nodes = symbols.nodes
     found = [i for i in symbols.by_name.get(name, ())
-             if symbols.nodes[i].kind in kinds and not (skip_tests and symbols.nodes[i].in_test)]
+             if nodes[i].kind in kinds and not (skip_tests and nodes[i].in_test) and not _nested(nodes, i)]
     return (found, False) if len(found) <= _MAX_AMBIGUOUS else ([], True)
+
+
+def _nested(nodes: dict[int, NodeInfo], node_id: int) -> bool:
+    """A definition inside a function: its name is local there, no other code can call it by name."""
+    parent = nodes[node_id].parent
+    return parent is not None and parent in nodes and nodes[parent].kind in _FUNCTION_KINDS
 
 
 _MANY = ("<many>",)

@@ -27,12 +27,12 @@ LANGUAGE = "python"
 MAX_SIGNATURE = 300
 _ELLIPSIS = "..."
 _TEST_PREFIX = "test"
-_TEST_CLASS_PREFIX = "Test"
 _UNITTEST_BASE_SUFFIX = "TestCase"
 _SELF_NAMES = frozenset({"self", "cls"})
 
 # Captures: @def = class/function, @import = any import statement, @call = a callee
-# that is an identifier or attribute chain, @name = an identifier or attribute chain
+# that is an identifier or attribute chain (a bare decorator is one too: Python calls it with the
+# definition, in the enclosing scope), @name = an identifier or attribute chain
 # used as a value (call argument or assignment right-hand side). Base classes are
 # `argument_list`s too, so arguments are only taken from calls.
 _QUERY = """
@@ -42,6 +42,7 @@ _QUERY = """
 (import_from_statement) @import
 (future_import_statement) @import
 (call function: [(identifier) (attribute)] @call)
+(decorator [(identifier) (attribute)] @call)
 (call arguments: (argument_list [(identifier) (attribute)] @name))
 (call arguments: (argument_list (keyword_argument value: [(identifier) (attribute)] @name)))
 (assignment right: [(identifier) (attribute)] @name)
@@ -270,10 +271,9 @@ def _kind(d: _Def, defs: list[_Def], test_file: bool) -> NodeKind:
     owner = defs[d.parent]
     if not owner.is_class:
         return NodeKind.FUNCTION
-    if is_test_name and (
-        any(b.endswith(_UNITTEST_BASE_SUFFIX) for b in owner.bases)
-        or (test_file and owner.name.startswith(_TEST_CLASS_PREFIX))
-    ):
+    # In a test file any class's test methods are tests: unittest collects subclasses of a project's own
+    # base (Django's ``OperationTests(OperationTestBase)``), whose name says nothing.
+    if is_test_name and (test_file or any(b.endswith(_UNITTEST_BASE_SUFFIX) for b in owner.bases)):
         return NodeKind.TEST
     return NodeKind.METHOD
 
@@ -488,13 +488,17 @@ def _references(caps: dict[str, list[Node]], scopes: _Scopes, defs: list[_Def],
     found: dict[tuple[str, str, int, int], None] = {}
     scope_at = scopes.at
     plain_chain = _DOTTED.fullmatch
+    params = _Params(defs)
     for node in caps.get("call", ()):
         start = node.start_byte
         raw = source[start:node.end_byte]
         target = raw.decode("ascii") if plain_chain(raw) else _callee(node)
-        if target:
-            found[("call", target, node.start_point[0] + 1, scope_at(start))] = None
-    params = _Params(defs)
+        if not target:
+            continue
+        scope = scope_at(start)
+        if "." not in target and target in params.of(scope):
+            continue  # a parameter called (a callback): no definition of that name is meant
+        found[("call", target, node.start_point[0] + 1, scope)] = None
     for node in caps.get("name", ()):
         start = node.start_byte
         raw = source[start:node.end_byte]
@@ -542,11 +546,20 @@ def _param_names(node: Node) -> frozenset[str]:
     return frozenset(names)
 
 
+#: Receivers whose methods are the built-in types' (``", ".join``, ``[].append``): never a workspace method.
+_LITERALS = frozenset({"string", "concatenated_string", "list", "dictionary", "set", "tuple", "integer", "float",
+                       "list_comprehension", "dictionary_comprehension", "set_comprehension", "true", "false",
+                       "none"})
+
+
 def _callee(node: Node) -> str | None:
     """Call target that is not a plain chain written without spaces: "super.save", or "?.h" for unknown receivers."""
     chain = _chain(node)
     if chain or node.type != "attribute":
         return chain
+    receiver = node.child_by_field_name("object")
+    if receiver is not None and receiver.type in _LITERALS:
+        return None
     attr = node.child_by_field_name("attribute")
     return f"?.{_plain(attr)}" if attr is not None else None
 

@@ -1,0 +1,150 @@
+"""Links of common Python patterns the graph used to miss or invent: star re-exports, namespace folders inside a
+package, bare decorators, unittest classes named freely, calls on literals, parameters and built-in methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import graph_of, write_tree
+from indexer.graph.query import find_nodes
+from indexer.types import Confidence, NodeKind
+from indexer.workspace import Workspace
+
+FILES: dict[str, str] = {
+    "app/__init__.py": "from .fields import *\n",
+    "app/fields.py": "class CharField:\n    pass\n\n\nclass _Private:\n    pass\n",
+    "app/query.py": (
+        "class Query:\n"
+        "    def join(self, other):\n"
+        "        return other\n"
+        "\n"
+        "    def append(self, item):\n"
+        "        return item\n"
+    ),
+    "app/sansio/base.py": "class BaseApp:\n    def run(self):\n        return 1\n",  # no __init__.py
+    "app/web.py": (
+        "from .sansio.base import BaseApp\n"
+        "from app import CharField, _Private\n"
+        "\n"
+        "\n"
+        "def register(fn):\n"
+        "    return fn\n"
+        "\n"
+        "\n"
+        "@register\n"
+        "def index():\n"
+        "    return ', '.join(['a', 'b'])\n"
+        "\n"
+        "\n"
+        "def collect(out):\n"
+        "    out.append(1)\n"
+        "    return out\n"
+        "\n"
+        "\n"
+        "def apply(callback):\n"
+        "    return callback()\n"
+        "\n"
+        "\n"
+        "def outer():\n"
+        "    def inner_only():\n"
+        "        return 0\n"
+        "    return inner_only()\n"
+        "\n"
+        "\n"
+        "def calls_inner():\n"
+        "    return inner_only()\n"
+        "\n"
+        "\n"
+        "class WebApp(BaseApp):\n"
+        "    title = CharField()\n"
+        "\n"
+        "    def serve(self):\n"
+        "        return self.run()\n"
+    ),
+    "tests/base.py": "import unittest\n\n\nclass CalcTestBase(unittest.TestCase):\n    pass\n",
+    "tests/test_web.py": (
+        "from app.web import register\n"
+        "from base import CalcTestBase\n"
+        "\n"
+        "\n"
+        "class RegisterChecks(CalcTestBase):\n"
+        "    def test_register(self):\n"
+        "        assert register(len) is len\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Workspace:
+    root = write_tree(tmp_path_factory.mktemp("patterns") / "ws", FILES)
+    workspace = Workspace(root, index_dir=root.parent / "idx")
+    workspace.index()
+    yield workspace
+    workspace.close()
+
+
+def links(ws: Workspace, target: str) -> dict[tuple[str, str], float]:
+    return {(l.name, l.node.qualname): l.confidence for l in ws.related(ws.node(target))}
+
+
+def test_a_name_a_package_re_exports_with_a_star_import_resolves_to_its_definition(ws):
+    assert links(ws, "app.web.WebApp")[("calls", "app.fields.CharField")] == Confidence.IMPORT
+    assert ("imports", "app.fields.CharField") in links(ws, "app.web")
+    assert ("imports", "app.fields._Private") not in links(ws, "app.web")  # a star exports public names only
+
+
+def test_a_folder_without_init_inside_a_package_is_part_of_its_module_names(ws):
+    assert ws.node("app.sansio.base").path == "app/sansio/base.py"
+    assert links(ws, "app.web.WebApp")[("inherits", "app.sansio.base.BaseApp")] == Confidence.IMPORT
+    assert ("calls", "app.sansio.base.BaseApp.run") in links(ws, "app.web.WebApp.serve")
+
+
+def test_a_bare_decorator_is_a_call_of_the_enclosing_scope(ws):
+    assert ("called_by", "app.web") in links(ws, "app.web.register")
+
+
+def test_calls_on_literals_and_called_parameters_link_to_nothing(ws):
+    assert not [k for k in links(ws, "app.web.index") if k[0] == "calls"]  # ", ".join
+    assert not [k for k in links(ws, "app.web.apply") if k[0] == "calls"]  # callback()
+
+
+def test_a_built_in_method_name_on_an_unknown_receiver_is_only_a_guess(ws):
+    assert links(ws, "app.web.collect")[("calls", "app.query.Query.append")] == Confidence.AMBIGUOUS
+
+
+def test_a_function_nested_in_another_is_no_global_candidate(ws):
+    assert ("called_by", "app.web.outer") in links(ws, "app.web.outer.inner_only")
+    assert ("called_by", "app.web.calls_inner") not in links(ws, "app.web.outer.inner_only")
+
+
+def test_unittest_methods_of_a_class_named_freely_in_a_test_file_are_tests(ws):
+    assert ws.node("test_web.RegisterChecks.test_register").kind == NodeKind.TEST
+    assert ("tested_by", "test_web.RegisterChecks.test_register") in links(ws, "app.web.register")
+
+
+def test_a_bare_name_means_its_definitions_before_a_module_of_that_name(tmp_path):
+    root = write_tree(tmp_path / "ws", {"bulk/__init__.py": "", "pkg/__init__.py": "",
+                                        "pkg/query.py": "class QuerySet:\n    def bulk(self):\n        return 1\n"})
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        matches = find_nodes(ws.reader(), "bulk")
+        assert [n.qualname for n in matches] == ["pkg.query.QuerySet.bulk", "bulk"]
+        assert [n.qualname for n in find_nodes(ws.reader(), "./pkg/query.py:3")] == ["pkg.query.QuerySet.bulk"]
+
+
+def test_a_star_import_follows_its_source_module_through_incremental_passes(tmp_path):
+    root = write_tree(tmp_path / "ws", FILES)
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        write_tree(root, {"app/fields.py": "class TextField:\n    pass\n"})  # CharField goes
+        ws.index(paths=["app/fields.py"])
+        assert ("calls", "app.fields.CharField") not in links(ws, "app.web.WebApp")
+        write_tree(root, {"app/__init__.py": "from .fields import *\nfrom .query import *\n",
+                          "app/query.py": FILES["app/query.py"] + "\n\nclass CharField:\n    pass\n"})
+        ws.index(paths=["app/__init__.py", "app/query.py"])
+        assert ("calls", "app.query.CharField") in links(ws, "app.web.WebApp")
+        with Workspace(root, index_dir=tmp_path / "fresh") as fresh:
+            fresh.index()
+            assert graph_of(ws) == graph_of(fresh)
