@@ -162,6 +162,21 @@ def test_error_frames_bring_their_code(workspaces):
     assert any(w.startswith("error points at pkg/mod_0.py:5") for w in whys), whys
 
 
+def test_error_frames_keep_their_function_names_whole(tmp_path):
+    root = tmp_path / "ws"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "auth.py").write_text("def login(user):\n    return user.name\n")
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        ws.record("T", "task_started", {"title": "login fails"})
+        ws.record("T", "error", {"message": "AttributeError: name", "traceback": (
+            "Traceback (most recent call last):\n"
+            f'  File "{root / "app" / "auth.py"}", line 2, in login\n'
+            "AttributeError: name\n")})
+        text = ws.context(task_id="T", budget=2000).text
+        assert "  at app/auth.py:2 in login\n" in text + "\n", text  # not "in log": a suffix strip ate the name
+
+
 def _assembled(ws: Workspace, ranked_names: list[str], budget: int):
     """Candidates the assembler offers for search hits in this order (scores falling), by qualified name."""
     from indexer.context.assemble import Assembler, Request

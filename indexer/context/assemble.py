@@ -249,7 +249,8 @@ class Assembler:
             return
         text = f"Error: {error.message}"
         if refs:
-            text += "\n" + "\n".join(f"  at {r.path}:{r.line} in {r.function}".rstrip(" in") for r in refs[-6:])
+            text += "\n" + "\n".join(f"  at {r.path}:{r.line}" + (f" in {r.function}" if r.function else "")
+                                     for r in refs[-6:])
         self._add(Candidate(key="error", tier=Tier.CRITICAL, score=99.0, kind="error", name="latest error",
                             why="latest error of the task", renderings=(Rendering("full", text),
                                                                          Rendering("summary", text.splitlines()[0]))))
