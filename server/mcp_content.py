@@ -29,7 +29,7 @@ def _capped_text(text: str, cap: int) -> str:
 def _freshness_line(runtime: Runtime) -> str:
     """One trailing line that says how fresh the index behind a resource was."""
     fresh = runtime.freshness()
-    state = "still indexing: partial" if fresh.get("indexing") else "up to date"
+    state = runtime.first_pass_note() or ("still indexing: partial" if fresh.get("indexing") else "up to date")
     return (f"\n\n<!-- codeahead index generation {fresh['generation']}, last change {fresh['last_change']}, "
             f"{state} -->")
 
@@ -51,7 +51,8 @@ def register_resources(server: MCPServer, runtime: Runtime, cap: int) -> None:
         try:
             text = await anyio.to_thread.run_sync(ws.module_summary, path)
         except (UnknownTarget, ValueError) as exc:
-            raise ResourceNotFoundError(one_line(exc)) from None
+            note = runtime.first_pass_note()
+            raise ResourceNotFoundError(one_line(exc) + (f" ({note})" if note else "")) from None
         return _capped_text(text, cap) + _freshness_line(runtime)
 
     @server.resource("codeahead://task/{task_id}", name="task", mime_type="application/json", description=(

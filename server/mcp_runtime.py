@@ -1,8 +1,8 @@
 """The workspace behind the MCP server: opened once, indexed in the background, watched.
 
 Requests never wait for a whole index pass: they wait a few seconds for the
-first one (reporting progress), then answer from what is indexed and say so in
-``freshness``. Index passes and recorded events publish resource-updated events
+first one (reporting progress), then answer from the index as it was before the
+pass (a pass commits at its end) and say so in ``freshness`` and in their errors. Index passes and recorded events publish resource-updated events
 on the server's subscription bus so listening clients can refetch.
 """
 
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 #: How long a request waits for the first index pass before answering from what is there.
 WARMUP_WAIT_SECONDS = 5.0
+#: A pass commits at its end: until then a new index answers as if the workspace were empty.
+FIRST_PASS_NOTE = ("answers see the index as it was before the pass (empty for a new index), so code may be "
+                   "missing: retry in a few seconds")
 _POLL_SECONDS = 0.1
 _ROOTS_TIMEOUT_SECONDS = 5.0
 _JOIN_SECONDS = 30.0
@@ -221,6 +224,14 @@ class Runtime:
                 await report(steps, None, f"indexing: {phase} {done}/{total}")
             await anyio.sleep(_POLL_SECONDS)
 
+    def first_pass_note(self) -> str | None:
+        """While the first index pass runs, what an answer must say: the index it read is not complete."""
+        if self._ready.is_set():
+            return None
+        phase, done, total = self._progress
+        where = f" ({phase} {done}/{total})" if total else ""
+        return f"the first index pass is still running{where}: {FIRST_PASS_NOTE}"
+
     def freshness(self) -> dict:
         """The index's freshness plus whether the first pass is still running."""
         ws = self._ws
@@ -230,8 +241,7 @@ class Runtime:
         fresh["indexing"] = bool(fresh.get("indexing")) or running
         if running:
             phase, done, total = self._progress
-            fresh["initial_index"] = {"phase": phase, "done": done, "total": total,
-                                      "note": "answering from what is indexed so far"}
+            fresh["initial_index"] = {"phase": phase, "done": done, "total": total, "note": FIRST_PASS_NOTE}
         if self._error:
             fresh["error"] = self._error
         return fresh

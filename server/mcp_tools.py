@@ -44,7 +44,7 @@ def one_line(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
-async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+async def call_engine(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run an engine call in a worker thread; bad arguments become a ToolError."""
     try:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
@@ -74,6 +74,10 @@ def _context_blocks(payload: dict[str, Any]) -> list[str]:
         line += f"; index generation {freshness.get('generation')}, {freshness.get('pending_changes', 0)} changes pending"
     if payload.get("note"):
         line += f"; {payload['note']}"
+    first_pass = freshness.get("initial_index")
+    if first_pass:
+        line += f"; the first index pass is still running ({first_pass['phase']} {first_pass['done']}/" \
+                f"{first_pass['total']}): {first_pass['note']}"
     if payload.get("truncated"):
         line += "; the answer was cut to the output cap"
     return [payload.get("text", ""), line + "]"]
@@ -105,6 +109,16 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
     def answer(payload: dict[str, Any], render: Render = json_blocks) -> CallToolResult:
         payload["freshness"] = runtime.freshness()
         return tool_result(payload, cap, render)
+
+    async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``call``, whose errors say so while the first pass runs: "no node matches" would be believed."""
+        try:
+            return await call_engine(fn, *args, **kwargs)
+        except ToolError as exc:
+            note = runtime.first_pass_note()
+            if note is None:
+                raise
+            raise ToolError(f"{exc} ({note})") from None
 
     @server.tool(annotations=_READ_ONLY, description=(
         "Packed code context for a query, a focus (path, path:line or dotted symbol) and/or a task, "

@@ -314,8 +314,9 @@ async def test_requests_during_the_first_index_report_progress_and_say_so(ws, mo
 
     try:
         async with Client(build_server(ws, watch=False)) as client:
-            early = payload(await client.call_tool("get_context", {"query": "cart"},
-                                                   progress_callback=on_progress))
+            early_result = await client.call_tool("get_context", {"query": "cart"}, progress_callback=on_progress)
+            early = payload(early_result)
+            missing = await client.call_tool("related", {"target": "no.such.symbol"})
             release.set()
             with anyio.fail_after(10):
                 while payload(await client.call_tool("index_status", {}))["freshness"]["indexing"]:
@@ -324,7 +325,9 @@ async def test_requests_during_the_first_index_report_progress_and_say_so(ws, mo
         release.set()
         blocker.join()
     assert early["freshness"]["indexing"] is True
-    assert "answering from what is indexed" in early["freshness"]["initial_index"]["note"]
+    assert "code may be missing: retry in a few seconds" in early["freshness"]["initial_index"]["note"]
+    assert "the first index pass is still running" in early_result.content[-1].text  # the line the model reads
+    assert missing.is_error and "the first index pass is still running" in missing.content[0].text
     assert progress and progress[0].startswith("indexing")
 
 
