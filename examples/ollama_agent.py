@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import urllib.error
@@ -173,18 +174,30 @@ def call_ollama(url: str, request: dict, timeout: float = HTTP_TIMEOUT_SECONDS) 
 # the loop (network: the MCP server over stdio, and Ollama)
 # --------------------------------------------------------------------------- #
 
-def _server(workspace: str):
+def _server(workspace: str, index_dir: str | None):
+    """The server beside this Python (not another ``codeahead`` on PATH), with the ``CODEAHEAD_*`` settings:
+    the SDK starts a stdio server with only HOME, PATH, SHELL and TERM of this environment."""
     from mcp.client.stdio import StdioServerParameters
 
-    args = ["serve", "--workspace", workspace]
-    exe = shutil.which("codeahead")
+    args = ["serve", "--workspace", workspace, *(["--index-dir", index_dir] if index_dir else [])]
+    env = {k: v for k, v in os.environ.items() if k.startswith("CODEAHEAD_")}
+    exe = shutil.which("codeahead", path=str(Path(sys.executable).parent))
     if exe:
-        return StdioServerParameters(command=exe, args=args)
+        return StdioServerParameters(command=exe, args=args, env=env)
     repo = Path(__file__).resolve().parents[1]
-    return StdioServerParameters(command=sys.executable, args=["-m", "server.cli", *args], cwd=str(repo))
+    return StdioServerParameters(command=sys.executable, args=["-m", "server.cli", *args], cwd=str(repo), env=env)
 
 
-async def run(task: str, workspace: str, model: str, url: str, task_id: str) -> str:
+def _ollama_error(exc: BaseException) -> OllamaError | None:
+    """The OllamaError inside ``exc``: the MCP client's task group wraps what its body raised in a group."""
+    if isinstance(exc, OllamaError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        return next((found for e in exc.exceptions if (found := _ollama_error(e)) is not None), None)
+    return None
+
+
+async def run(task: str, workspace: str, model: str, url: str, task_id: str, index_dir: str | None = None) -> str:
     """Up to MAX_STEPS rounds of context -> prompt -> model; returns the last answer."""
     import anyio.to_thread
     from mcp.client import Client
@@ -192,7 +205,7 @@ async def run(task: str, workspace: str, model: str, url: str, task_id: str) -> 
     budget, count = split_budget(WINDOW), default_count()
     notes: list[str] = []
     query, answer = task, ""
-    async with Client(_server(workspace)) as mcp:
+    async with Client(_server(workspace, index_dir)) as mcp:
         await mcp.call_tool("record_event", {"type": "task_started", "task_id": task_id, "data": {"title": task}})
         for step in range(1, MAX_STEPS + 1):
             result = await mcp.call_tool("get_context", {"query": query, "task_id": task_id, "profile": PROFILE})
@@ -220,11 +233,16 @@ def main() -> int:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--ollama", default=OLLAMA_URL)
     parser.add_argument("--task-id", default="ollama-agent")
+    parser.add_argument("--index-dir", default=None, help="the index folder (default: the user cache folder)")
     args = parser.parse_args()
     try:
-        anyio.run(run, args.task, str(Path(args.workspace).resolve()), args.model, args.ollama, args.task_id)
-    except OllamaError as exc:
-        print(f"ollama_agent: {exc}", file=sys.stderr)
+        anyio.run(run, args.task, str(Path(args.workspace).resolve()), args.model, args.ollama, args.task_id,
+                  args.index_dir)
+    except BaseException as exc:  # noqa: BLE001 - anything but Ollama's own error goes on up
+        error = _ollama_error(exc)
+        if error is None:
+            raise
+        print(f"ollama_agent: {error}", file=sys.stderr)
         return 1
     return 0
 

@@ -97,6 +97,17 @@ def test_call_ollama_says_when_it_is_not_running():
         agent.call_ollama("http://127.0.0.1:9", {"model": "m", "messages": []}, timeout=2)
 
 
+def test_ollama_agent_says_in_one_line_when_ollama_is_not_running_and_keeps_its_index_where_told(tmp_path):
+    shop = write_tree(tmp_path / "shop", SHOP)
+    env = dict(os.environ, PYTHONPATH=str(EXAMPLES.parent), CODEAHEAD_EMBEDDER="none")
+    out = subprocess.run([sys.executable, str(EXAMPLES / "ollama_agent.py"), "why does total fail?", "--workspace",
+                          str(shop), "--index-dir", str(tmp_path / "idx"), "--ollama", "http://127.0.0.1:9"],
+                         capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1].startswith("ollama_agent: cannot reach Ollama at http://127.0.0.1:9")
+    assert (tmp_path / "idx" / "index.db").exists()
+
+
 def test_stdio_client_example_calls_every_tool(tmp_path):
     shop = write_tree(tmp_path / "shop", SHOP)
     env = dict(os.environ, PYTHONPATH=str(EXAMPLES.parent))
