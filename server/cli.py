@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--token", default=None, help="bearer token required on HTTP (or $CODEAHEAD_TOKEN)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="another name clients reach the HTTP server by (repeatable; DNS-rebinding protection "
+                        "refuses any other)")
     p.add_argument("--no-watch", action="store_true", help="do not watch the workspace for changes")
     _common(p)
     return parser
@@ -450,10 +453,17 @@ def cmd_stats(args) -> None:
 
 
 def cmd_serve(args) -> None:
-    from server.mcp_server import serve
+    from server.mcp_server import ServeError, serve
 
-    serve(workspace=args.workspace, index_dir=args.index_dir, http=args.http, host=args.host, port=args.port,
-          token=args.token, watch=not args.no_watch)
+    if args.workspace is not None and not args.workspace.strip():
+        raise CliError("--workspace is empty: pass a folder, or leave the option out for the client's root")
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port must be between 0 and 65535, not {args.port}")
+    try:
+        serve(workspace=args.workspace, index_dir=args.index_dir, http=args.http, host=args.host, port=args.port,
+              token=args.token, watch=not args.no_watch, allow_hosts=tuple(args.allow_host))
+    except ServeError as exc:
+        raise CliError(str(exc)) from None
 
 
 COMMANDS = {

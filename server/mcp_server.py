@@ -8,8 +8,11 @@ is the protocol.
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import json
 import logging
 import os
+import socket
 import sys
 import weakref
 from collections.abc import AsyncIterator
@@ -40,6 +43,7 @@ TOKEN_ENV = "CODEAHEAD_TOKEN"
 #: The runtime behind each server built here (the HTTP app's /metrics and /dashboard read it).
 _RUNTIMES: "weakref.WeakKeyDictionary[MCPServer, Runtime]" = weakref.WeakKeyDictionary()
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 _INSTRUCTIONS = (
     "codeahead knows this workspace's code graph. Call get_context first (a query, a focus path/symbol "
     "or a task_id) to get the relevant code within a token budget; search_code to locate; related for "
@@ -118,46 +122,108 @@ class BearerToken:
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             got = dict(scope.get("headers") or ()).get(b"authorization", b"")
-            if not hmac.compare_digest(got, self._expected):
+            scheme, _, credentials = got.strip().partition(b" ")
+            # The scheme's case does not matter (RFC 7235), the token's does.
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(credentials.strip(), self._expected):
                 await _unauthorized(send)
                 return
         await self.app(scope, receive, send)
 
 
+#: A JSON-RPC error: MCP clients show the message of such a body, and only a generic error for any other.
+_UNAUTHORIZED = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
+    "code": -32001, "message": "unauthorized: send Authorization: Bearer <token> (codeahead serve --token)"}}).encode()
+
+
 async def _unauthorized(send: Send) -> None:
-    body = b'{"error":"unauthorized: send Authorization: Bearer <token> (codeahead serve --token)"}'
     await send({"type": "http.response.start", "status": 401, "headers": [
         (b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="codeahead"'),
-        (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+        (b"content-length", str(len(_UNAUTHORIZED)).encode())]})
+    await send({"type": "http.response.body", "body": _UNAUTHORIZED})
 
 
-def transport_security(host: str) -> TransportSecuritySettings:
-    """DNS-rebinding protection always on: loopback names, plus ``host`` itself when it is another address."""
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
-    if host not in LOOPBACK_HOSTS:
-        hosts.append(f"{host}:*")
-        origins.append(f"http://{host}:*")
-    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
-                                     allowed_origins=origins)
+def transport_security(host: str, allow_hosts: tuple[str, ...] = ()) -> TransportSecuritySettings:
+    """DNS-rebinding protection always on: loopback names, ``host`` itself when it is another address, the
+    names the user allows, and for a bind to every address (``0.0.0.0``, ``::``) this machine's name and
+    addresses, the only ones a client can reach it by."""
+    names = ["127.0.0.1", "localhost", "[::1]"]
+    if host in WILDCARD_HOSTS:
+        names += _this_machine()
+    elif host not in LOOPBACK_HOSTS:
+        names.append(_bracketed(host))
+    names += [_bracketed(h) for h in allow_hosts]
+    names = list(dict.fromkeys(names))
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=[f"{n}:*" for n in names],
+                                     allowed_origins=[f"http://{n}:*" for n in names])
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _this_machine() -> list[str]:
+    """This machine's names and interface addresses (Linux; elsewhere its names and what they resolve to)."""
+    name = socket.gethostname()
+    found = [name, socket.getfqdn()]
+    try:
+        found += [info[4][0] for info in socket.getaddrinfo(name, None)]
+    except OSError:
+        pass
+    found += _interface_addresses()
+    return [_bracketed(n) for n in found]
+
+
+def _interface_addresses() -> list[str]:
+    out: list[str] = []
+    try:
+        import fcntl
+        import struct
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            for _, interface in socket.if_nameindex():
+                try:  # SIOCGIFADDR: the interface's IPv4 address
+                    packed = fcntl.ioctl(probe.fileno(), 0x8915, struct.pack("256s", interface[:15].encode()))
+                    out.append(socket.inet_ntoa(packed[20:24]))
+                except OSError:
+                    continue  # no IPv4 address
+    except (ImportError, OSError):
+        pass
+    try:
+        for line in Path("/proc/net/if_inet6").read_text().splitlines():
+            digits = line.split()[0]
+            out.append(str(ipaddress.IPv6Address(bytes.fromhex(digits))))
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def _host_allowed(scope: Scope, settings: TransportSecuritySettings) -> bool:
+    """The Host header check of the MCP endpoint, for the routes beside it."""
+    host = dict(scope.get("headers") or ()).get(b"host", b"").decode("latin-1")
+    return any(host == allowed or (allowed.endswith(":*") and host.startswith(allowed[:-1]))
+               for allowed in settings.allowed_hosts)
 
 
 class Observability:
     """ASGI routes beside ``/mcp``: ``GET /metrics`` (Prometheus text) and ``GET /dashboard`` (HTML plots)."""
 
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, runtime: Runtime, security: TransportSecuritySettings) -> None:
         self.app = app
         self.runtime = runtime
+        self.security = security
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path") if scope["type"] == "http" else None
         if path in ("/metrics", "/dashboard") and scope.get("method") == "GET":
+            if not _host_allowed(scope, self.security):  # a rebound name must not read them either
+                await send({"type": "http.response.start", "status": 421, "headers": [(b"content-length", b"19")]})
+                await send({"type": "http.response.body", "body": b"Invalid Host header"})
+                return
             ws = self.runtime.current()
             if path == "/metrics":
                 body = render_prometheus(ws.cache.stats() if ws else {"tiers": {}}).encode()
@@ -173,10 +239,11 @@ class Observability:
         await self.app(scope, receive, send)
 
 
-def http_app(server: MCPServer, *, host: str, token: str | None) -> ASGIApp:
+def http_app(server: MCPServer, *, host: str, token: str | None, allow_hosts: tuple[str, ...] = ()) -> ASGIApp:
     """The streamable-HTTP app at ``/mcp`` with ``/metrics`` and ``/dashboard``, behind the bearer token if set."""
-    app: ASGIApp = server.streamable_http_app(transport_security=transport_security(host), host=host)
-    app = Observability(app, _RUNTIMES[server])
+    security = transport_security(host, allow_hosts)
+    app: ASGIApp = server.streamable_http_app(transport_security=security, host=host)
+    app = Observability(app, _RUNTIMES[server], security)
     return BearerToken(app, token) if token else app
 
 
@@ -184,8 +251,12 @@ def http_app(server: MCPServer, *, host: str, token: str | None) -> ASGIApp:
 # codeahead serve
 # --------------------------------------------------------------------------- #
 
+class ServeError(Exception):
+    """Bad input to ``serve`` (a folder, an index, a port): one line, exit status 2."""
+
+
 def serve(*, workspace: str | None, index_dir: str | None, http: bool, host: str, port: int,
-          token: str | None, watch: bool) -> None:
+          token: str | None, watch: bool, allow_hosts: tuple[str, ...] = ()) -> None:
     """Run the server until the client disconnects (stdio) or Ctrl-C (HTTP)."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     root = Path(workspace).expanduser().resolve() if workspace else None
@@ -193,7 +264,9 @@ def serve(*, workspace: str | None, index_dir: str | None, http: bool, host: str
         try:
             Workspace(root, index_dir=index_dir).close()
         except WorkspaceError as exc:
-            raise SystemExit(f"codeahead serve: {exc}") from None
+            raise ServeError(str(exc)) from None
+    if http:
+        _check_port(host, port)  # before the banner: a port in use is said in one line, not after it
     server = build_server(root=root, index_dir=index_dir, watch=watch)
     if not http:
         server.run("stdio")
@@ -205,4 +278,19 @@ def serve(*, workspace: str | None, index_dir: str | None, http: bool, host: str
 
     sys.stderr.write(f"codeahead: MCP over HTTP at http://{host}:{port}/mcp"
                      f"{' (bearer token required)' if token else ''}\n")
-    uvicorn.run(http_app(server, host=host, token=token), host=host, port=port, log_level="warning")
+    uvicorn.run(http_app(server, host=host, token=token, allow_hosts=allow_hosts), host=host, port=port,
+                log_level="warning")
+
+
+def _check_port(host: str, port: int) -> None:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ServeError(f"cannot serve on {host}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -69,15 +70,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``codeahead serve --http --token`` on a free loopback port (one per module); yields its /mcp URL."""
-    tmp_path = tmp_path_factory.mktemp("http")
+@contextmanager
+def _http_serving(tmp_path: Path, port: int, *extra: str) -> Iterator[str]:
+    """``codeahead serve --http --token`` with ``extra`` arguments, until the block ends; yields its loopback URL."""
     shop = write_tree(tmp_path / "shop", SHOP)
-    port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--http", "--port", str(port), "--token", TOKEN,
-         "--workspace", str(shop), "--index-dir", str(tmp_path / "idx"), "--no-watch"],
+         "--workspace", str(shop), "--index-dir", str(tmp_path / "idx"), "--no-watch", *extra],
         cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
@@ -101,6 +100,13 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.stderr.close()
 
 
+@pytest.fixture(scope="module")
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``codeahead serve --http --token`` on a free loopback port (one per module); yields its /mcp URL."""
+    with _http_serving(tmp_path_factory.mktemp("http"), _free_port()) as url:
+        yield url
+
+
 _PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 _HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
@@ -112,6 +118,68 @@ async def test_http_refuses_requests_without_the_right_token(http_server, auth):
         response = await http.post(http_server, json=_PING, headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_http_refusal_is_a_json_rpc_error_a_client_can_show(http_server):
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(http_server, json=_PING, headers=_HEADERS)
+    body = response.json()
+    assert body["jsonrpc"] == "2.0" and "Authorization: Bearer" in body["error"]["message"]
+
+
+async def test_http_takes_the_auth_scheme_in_any_case(http_server):
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(http_server, json=_PING, headers=dict(_HEADERS, Authorization=f"bearer {TOKEN}"))
+    assert response.status_code not in (401, 421)  # past the token and the host check (a bare ping has no session)
+
+
+async def test_http_dashboard_and_metrics_refuse_a_rebound_host_name(http_server):
+    base = http_server.removesuffix("/mcp")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx2.AsyncClient(headers=auth) as http:
+        assert (await http.get(f"{base}/dashboard")).status_code == 200
+        for path in ("/dashboard", "/metrics"):
+            assert (await http.get(f"{base}{path}", headers={"Host": "evil.example"})).status_code == 421
+
+
+def _machine_ipv4() -> str | None:
+    from server.mcp_server import _interface_addresses
+
+    return next((a for a in _interface_addresses() if "." in a and not a.startswith("127.")), None)
+
+
+async def test_http_on_every_address_answers_by_this_machines_address_and_allowed_names(tmp_path):
+    address = _machine_ipv4()
+    if address is None:
+        pytest.skip("this machine has no address but loopback")
+    port = _free_port()
+    with _http_serving(tmp_path, port, "--host", "0.0.0.0", "--allow-host", "codeahead.lan"):
+        async with httpx2.AsyncClient(headers=dict(_HEADERS, Authorization=f"Bearer {TOKEN}")) as http:
+            # Past the host check (421) and the token (401); a bare ping has no session.
+            assert (await http.post(f"http://{address}:{port}/mcp", json=_PING)).status_code not in (401, 421)
+            named = await http.post(f"http://127.0.0.1:{port}/mcp", json=_PING,
+                                    headers={"Host": f"codeahead.lan:{port}"})
+            assert named.status_code not in (401, 421)
+            rebound = await http.post(f"http://127.0.0.1:{port}/mcp", json=_PING,
+                                      headers={"Host": f"evil.example:{port}"})
+            assert rebound.status_code == 421
+
+
+@pytest.mark.parametrize("make_args, says", [
+    (lambda tmp, port: ["--workspace", ""], "--workspace is empty"),
+    (lambda tmp, port: ["--workspace", str(tmp / "missing")], "missing"),
+    (lambda tmp, port: ["--http", "--port", str(port), "--workspace", str(tmp)], "cannot listen on 127.0.0.1:"),
+])
+def test_serve_refuses_bad_input_in_one_line_with_status_2(tmp_path, make_args, says):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        args = make_args(tmp_path, busy.getsockname()[1])
+        out = subprocess.run([sys.executable, "-m", "server.cli", "serve", "--index-dir", str(tmp_path / "idx"),
+                              *args], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)
+    assert out.returncode == 2 and says in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "MCP over HTTP" not in out.stderr
 
 
 async def test_http_keeps_dns_rebinding_protection_behind_the_token(http_server):
