@@ -184,3 +184,13 @@ def test_a_new_generation_is_patched_once_the_index_settles(tree, workspace):
     assert updated is not None and updated.doc_frequencies(["burst_widget_2"]) == {"burst_widget_2": 1}
     conn.rollback()
     memory.close()
+
+
+def test_an_index_with_no_code_loads_empty_postings(tree, workspace):
+    ws = workspace(tree({"README.md": "no python here\n"}))
+    ws.index()
+    conn = _snapshot(ws)
+    memory = postings.load(conn)  # FTS5 writes no averages record before its first row
+    assert (memory.n_rows, memory.total_tokens) == (0, 0)
+    assert lexical.bm25_search(conn, ["widget"], 10, memory) == []
+    conn.rollback()

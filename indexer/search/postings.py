@@ -270,6 +270,8 @@ def averages(conn) -> tuple[int, int]:
     deleted (a contentless-delete table on its own would go on counting them).
     """
     values = fts_totals.read(conn)
+    if not values:  # FTS5 writes the record with its first row: an index with no code has none
+        return 0, 0
     if len(values) != 1 + len(COLUMN_WEIGHTS):
         raise RuntimeError(f"unexpected FTS5 averages record: {values!r}")
     return values[0], sum(values[1:])
