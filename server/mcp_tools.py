@@ -78,8 +78,11 @@ def _context_blocks(payload: dict[str, Any]) -> list[str]:
     if first_pass:
         line += f"; the first index pass is still running ({first_pass['phase']} {first_pass['done']}/" \
                 f"{first_pass['total']}): {first_pass['note']}"
-    if payload.get("truncated"):
-        line += "; the answer was cut to the output cap"
+    cuts = {cut.get("field") for cut in (payload.get("truncated") or {}).get("cuts", ())}
+    if "text" in cuts:
+        line += "; the packed text was cut to the output cap"
+    elif cuts:  # the text above is whole: only the structured lists beside it were shortened
+        line += "; the structured item lists were cut to the output cap, the text is whole"
     return [payload.get("text", ""), line + "]"]
 
 

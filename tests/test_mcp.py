@@ -190,6 +190,8 @@ async def test_the_context_line_counts_what_was_packed_when_the_lists_were_cut(w
     assert counts["items"] == cut.get("items", len(answer["items"]))
     assert f"; {counts['items']} items (" in ctx.content[-1].text  # ... and the last line counts them all
     assert f"; {counts['dropped']} left out" in ctx.content[-1].text
+    assert "item lists were cut to the output cap, the text is whole" in ctx.content[-1].text
+    assert answer["text"] == ctx.content[0].text and "truncated to fit" not in answer["text"]
 
 
 def test_cap_payload_cuts_lists_then_strings_and_says_so():
