@@ -245,7 +245,7 @@ def cmd_status(args) -> None:
 
 
 def cmd_graph(args) -> None:
-    from indexer.graph.query import UnknownTarget
+    from indexer.graph.query import UnknownTarget, link_direction
 
     if args.depth < 1:
         raise CliError(f"--depth must be >= 1, not {args.depth}")
@@ -255,7 +255,8 @@ def cmd_graph(args) -> None:
         try:
             matches = ws.nodes(args.target)
             node = matches[0]
-            links = ws.related(node, kinds=kinds, depth=args.depth, limit=MAX_LINKS + 1)
+            links = ws.related(node, kinds=kinds, depth=args.depth, direction=link_direction(kinds, None),
+                               limit=MAX_LINKS + 1)
         except (UnknownTarget, ValueError) as exc:
             raise CliError(str(exc).strip("'\"")) from None
         _note_ambiguity(args, args.target, matches)

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from indexer import tokens
 from indexer.events import UnknownTask
-from indexer.graph.query import MAX_LINKS, UnknownTarget, ambiguity
+from indexer.graph.query import MAX_LINKS, UnknownTarget, ambiguity, link_direction
 from indexer.types import Node
 from indexer.workspace import WorkspaceError
 from server.mcp_output import Render, json_blocks, tool_result
@@ -171,9 +171,13 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
     async def related(
         ctx: Context,
         target: Annotated[str, Field(description="path, path:line or dotted symbol")],
-        kinds: Annotated[list[str] | None, Field(description="link names to keep, e.g. [\"called_by\", "
-                                                             "\"tested_by\"] (default: all)")] = None,
-        direction: Annotated[str, Field(description="for bare stored kinds: out, in or both")] = "both",
+        kinds: Annotated[list[str] | None, Field(description=(
+            "link names to keep, each meaning its own direction: calls (what it calls), called_by, imports, "
+            "imported_by, tests, tested_by, inherits, inherited_by, contains, belongs_to, depends_on, used_by "
+            "(default: all)"))] = None,
+        direction: Annotated[str | None, Field(description=(
+            "both: a forward name in kinds (calls) brings its inverse (called_by) too; out or in: only links "
+            "from or to the target (default: as the names say)"))] = None,
         depth: Annotated[int, Field(strict=True, description=f"hops to follow, 1-{MAX_DEPTH}")] = 1,
     ) -> Answer:
         if not 1 <= depth <= MAX_DEPTH:
@@ -181,7 +185,8 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
         ws = await runtime.workspace(ctx, ctx.report_progress)
         matches = await call(ws.nodes, target)
         node = matches[0]
-        links = await call(ws.related, node, kinds=kinds, depth=depth, direction=direction, limit=MAX_LINKS + 1)
+        links = await call(ws.related, node, kinds=kinds, depth=depth, direction=link_direction(kinds, direction),
+                           limit=MAX_LINKS + 1)
         note = ambiguity(target, matches)
         if len(links) > MAX_LINKS:
             links = links[:MAX_LINKS]

@@ -147,6 +147,15 @@ def test_graph_says_when_it_stopped_listing_links(tmp_path, capsys, monkeypatch)
     assert not json.loads(out)["truncated"]
 
 
+def test_graph_kinds_name_their_own_direction(tmp_path, capsys):
+    root = write_tree(tmp_path / "ws", {"a.py": "def a():\n    b()\n\n\ndef b():\n    pass\n\n\ndef c():\n    a()\n"})
+    where = ("--workspace", str(root), "--index-dir", str(tmp_path / "idx"), "--json")
+    code, out, _ = run(capsys, "graph", "a.a", "--kinds", "calls", *where)
+    assert code == 0 and [(l["link"], l["name"]) for l in json.loads(out)["links"]] == [("calls", "a.b")]
+    code, out, _ = run(capsys, "graph", "a.a", "--kinds", "called_by", *where)
+    assert [(l["link"], l["name"]) for l in json.loads(out)["links"]] == [("called_by", "a.c")]
+
+
 def test_stats_shows_no_rate_where_nothing_was_looked_up(shop, tmp_path, capsys):
     code, out, _ = run(capsys, "stats", "--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:5]}

@@ -85,8 +85,9 @@ async def test_every_tool_answers_with_freshness(ws):
         status = payload(await client.call_tool("index_status", {}))
         hits = payload(await client.call_tool("search_code", {"query": "price of item", "top_k": 3}))
         ctx = payload(await client.call_tool("get_context", {"query": "cart total", "budget_tokens": 300}))
-        rel = payload(await client.call_tool("related", {"target": "pkg.cart.total", "kinds": ["calls"],
-                                                         "direction": "out"}))
+        rel = payload(await client.call_tool("related", {"target": "pkg.cart.total", "kinds": ["calls"]}))
+        both = payload(await client.call_tool("related", {"target": "pkg.cart.total", "kinds": ["calls"],
+                                                          "direction": "both"}))
         tests = payload(await client.call_tool("related", {"target": "pkg.cart.total", "kinds": ["tested_by"]}))
         event = payload(await client.call_tool("record_event", {"type": "task_started", "task_id": "T1",
                                                                  "data": {"title": "fix the cart"}}))
@@ -99,7 +100,8 @@ async def test_every_tool_answers_with_freshness(ws):
     assert status["files"] == len(SHOP) - 1 + len(MANY)  # README is not indexed
     assert len(hits["hits"]) == 3 and hits["hits"][0]["name"] == "pkg.prices.price_of"
     assert ctx["tokens"] <= 300 and "def total" in ctx["text"]
-    assert [(l["link"], l["name"]) for l in rel["links"]] == [("calls", "pkg.prices.price_of")]
+    assert [(l["link"], l["name"]) for l in rel["links"]] == [("calls", "pkg.prices.price_of")]  # not its callers
+    assert {l["link"] for l in both["links"]} == {"calls", "called_by"}
     assert [(l["link"], l["name"]) for l in tests["links"]] == [("tested_by", "test_cart.test_total")]
     assert event["type"] == "task_started" and state["title"] == "fix the cart" and old["seq"] == event["seq"]
 

@@ -164,6 +164,14 @@ def related(conn, node_id: int, *, kinds: Iterable[str] | None = None, depth: in
             for name, other, conf, lvl, via in links if other in nodes]
 
 
+def link_direction(kinds: Iterable[str] | None, direction: str | None) -> str:
+    """The direction for ``related`` when a user asked for ``kinds``: each name means its own direction (``calls``
+    what the node calls, not also its callers) unless ``direction`` says otherwise."""
+    if direction is not None:
+        return direction
+    return "out" if kinds else "both"
+
+
 def _wanted(kinds: Iterable[str] | None, direction: str) -> dict[str, set[str]]:
     """Stored kind -> set of directions ("out"/"in") to follow."""
     dirs = {"out", "in"} if direction == "both" else {direction}
