@@ -205,8 +205,12 @@ class Runtime:
                 self._open_lock = anyio.Lock()
             async with self._open_lock:
                 if self._ws is None:
-                    root = await _client_root(ctx) or Path.cwd()
-                    log.info("workspace %s (from %s)", root, "client roots" if ctx else "current folder")
+                    root = await _client_root(ctx)
+                    if root is None:  # said where it shows: a client on the current handshake sends no roots
+                        root = Path.cwd()
+                        log.warning("no --workspace and no client root: serving the current folder %s", root)
+                    else:
+                        log.info("workspace %s (the client's first root)", root)
                     self._start(await anyio.to_thread.run_sync(self._open, root))
         await self._warm_up(report)
         assert self._ws is not None
