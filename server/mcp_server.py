@@ -93,7 +93,15 @@ class _Server(MCPServer):
 
     async def call_tool(self, name, arguments, context=None):
         """Arguments that fail the input schema are said in one line, like the tools' own errors (pydantic's
-        text took four lines and a link per field)."""
+        text took four lines and a link per field), and so are arguments the tool does not take: ignored,
+        ``budget`` for ``budget_tokens`` silently packed the default budget."""
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None and arguments:
+            known = set(tool.parameters.get("properties", {}))
+            unknown = sorted(set(arguments) - known)
+            if unknown:
+                raise ToolError(f"Error executing tool {name}: unknown argument{'s' * (len(unknown) > 1)} "
+                                f"{', '.join(unknown)}; it takes {', '.join(sorted(known))}")
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:

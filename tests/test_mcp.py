@@ -158,6 +158,7 @@ async def test_a_name_of_several_nodes_is_answered_with_a_note_naming_the_others
     ("get_context", {"query": "   "}, "query is blank"),
     ("get_context", {"query": "x", "budget_tokens": True}, "budget_tokens: Input should be a valid integer"),
     ("related", {"target": "pkg.cart.total", "kinds": "calls"}, "kinds: Input should be a valid list"),
+    ("get_context", {"query": "cart", "budget": 100}, "unknown argument budget; it takes budget_tokens, focus"),
 ])
 async def test_bad_arguments_are_one_line_tool_errors_and_the_server_keeps_running(ws, tool, args, message):
     async with Client(build_server(ws, watch=False)) as client:
