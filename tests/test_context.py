@@ -364,3 +364,22 @@ def test_a_module_summary_lists_its_surest_tests_first(tree, workspace):
                      if line.startswith("# tested by: "))
     names = tested_by.removeprefix("# tested by: ").split(", ")
     assert names[0] == "test_a.test_z_append" and names[-1] == "test_any.test_a_any"
+
+
+def test_the_overview_lists_the_projects_own_folders_before_its_test_folders(tmp_path, monkeypatch):
+    import indexer.context.overview as overview
+
+    monkeypatch.setattr(overview, "_FOLDERS", 2)
+    files = {f"tests/suite_{i}/test_{j}.py": "def test_x():\n    pass\n" for i in range(3) for j in range(4)}
+    files |= {"shop/__init__.py": "", "shop/cart.py": "def total():\n    return 0\n",
+              "tests/fixture_app/__main__.py": "print(1)\n", "shop/__main__.py": "print(2)\n"}
+    root = tmp_path / "ws"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        text = ws.overview()
+    architecture = text.split("## Architecture", 1)[1]
+    assert "- shop/ (3 files)" in architecture and architecture.count("- tests/") == 1
+    assert "python -m shop (shop/__main__.py)" in text and "fixture_app" not in text
