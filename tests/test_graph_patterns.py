@@ -148,3 +148,18 @@ def test_a_star_import_follows_its_source_module_through_incremental_passes(tmp_
         with Workspace(root, index_dir=tmp_path / "fresh") as fresh:
             fresh.index()
             assert graph_of(ws) == graph_of(fresh)
+
+
+def test_a_test_module_tests_the_module_of_its_name_it_imports_not_every_one(tmp_path):
+    files = {f"pkg/area{i}/__init__.py": "" for i in range(5)}
+    files |= {f"pkg/area{i}/base.py": f"def thing_{i}():\n    return {i}\n" for i in range(5)}
+    files |= {"pkg/__init__.py": "",
+              "tests/test_base.py": "from pkg.area2 import base\n\n\ndef test_thing():\n    assert base.thing_2()\n",
+              "tests/other/test_base.py": "def test_nothing():\n    pass\n"}  # imports none of the five
+    root = write_tree(tmp_path / "ws", files)
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        conn = ws.reader()
+        tested = conn.execute("SELECT s.qualname, d.qualname FROM edges e JOIN nodes s ON s.id = e.src "
+                              "JOIN nodes d ON d.id = e.dst WHERE e.kind = 'tests' AND s.kind = 'module'").fetchall()
+    assert sorted(tested) == [("test_base", "pkg.area2.base")]

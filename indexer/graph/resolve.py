@@ -303,9 +303,17 @@ class Resolver:
             subject = _strip_test(stem) if stem.startswith("test") else stem.removesuffix("_test")
             if subject and subject != stem:
                 out.deps.add("l:" + subject)
-                for node_id in self._modules_by_last_name().get(subject, ()):
-                    if not nodes[node_id].in_test:
-                        out.add(facts.module_node, "tests", node_id, Confidence.CONVENTION)
+                for node_id in self._tested_modules(facts, subject):
+                    out.add(facts.module_node, "tests", node_id, Confidence.CONVENTION)
+
+    def _tested_modules(self, facts: FileFacts, subject: str) -> list[int]:
+        """The modules ``test_<subject>.py`` tests: those named ``subject`` it imports (from), else all of them
+        when they are few. Django has 33 modules named ``base``; its template tests import one."""
+        nodes = self.symbols.nodes
+        named = [i for i in self._modules_by_last_name().get(subject, ()) if not nodes[i].in_test]
+        imported = {m for module, name, *_ in facts.imports for m in (module, f"{module}.{name}" if name else module)}
+        chosen = [i for i in named if nodes[i].qualname in imported]
+        return chosen or (named if len(named) <= _MAX_AMBIGUOUS else [])
 
     def _modules_by_last_name(self) -> dict[str, list[int]]:
         """Module ids by the last part of their dotted name (built once per resolver)."""
