@@ -163,3 +163,14 @@ def test_a_test_module_tests_the_module_of_its_name_it_imports_not_every_one(tmp
         tested = conn.execute("SELECT s.qualname, d.qualname FROM edges e JOIN nodes s ON s.id = e.src "
                               "JOIN nodes d ON d.id = e.dst WHERE e.kind = 'tests' AND s.kind = 'module'").fetchall()
     assert sorted(tested) == [("test_base", "pkg.area2.base")]
+
+
+def test_super_means_the_first_base_that_has_the_method(tmp_path):
+    root = write_tree(tmp_path / "ws", {"m.py": (
+        "class Base:\n    def start(self):\n        return 0\n\n\n"
+        "class Mixin:\n    def start(self):\n        return 1\n\n\n"
+        "class Engine(Mixin, Base):\n    def start(self):\n        return super().start()\n")})
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        calls = {k for k in links(ws, "m.Engine.start") if k[0] == "calls"}
+    assert calls == {("calls", "m.Mixin.start")}

@@ -358,9 +358,11 @@ class Resolver:
             if owner is None or not walk_bases:
                 return []
             class_id = scope.facts.def_ids[owner]
-            found = sorted({i for base in self.symbols.bases.get(class_id, ())
-                            for i in self._member(base, parts[-1], out, walk_bases)})
-            return [(i, Confidence.SAME_MODULE) for i in found]
+            for base in self.symbols.bases.get(class_id, ()):  # the first base that has it, as the MRO reads them
+                found = self._member(base, parts[-1], out, walk_bases)
+                if found:
+                    return [(i, Confidence.SAME_MODULE) for i in sorted(found)]
+            return []
         local = scope.local(head, where)
         if local is not None:
             node_id = scope.facts.def_ids[local]
