@@ -245,7 +245,7 @@ def cmd_status(args) -> None:
 
 
 def cmd_graph(args) -> None:
-    from indexer.graph.query import UnknownTarget, link_direction
+    from indexer.graph.query import UnknownTarget, link_direction, via_names
 
     if args.depth < 1:
         raise CliError(f"--depth must be >= 1, not {args.depth}")
@@ -262,17 +262,19 @@ def cmd_graph(args) -> None:
         _note_ambiguity(args, args.target, matches)
         truncated = len(links) > MAX_LINKS
         links = links[:MAX_LINKS]
+        via = via_names(links)  # links come nearest first, so a deeper one says which it was reached through
         payload = {
             "node": _node_json(node),
             "matches": len(matches),
             "truncated": truncated,
-            "links": [{"link": l.name, "depth": l.depth, "confidence": round(l.confidence, 3), **_node_json(l.node)}
-                      for l in links],
+            "links": [{"link": l.name, "depth": l.depth, **({"via": via[i]} if i in via else {}),
+                       "confidence": round(l.confidence, 3), **_node_json(l.node)} for i, l in enumerate(links)],
             "freshness": ws.freshness(),
         }
         lines = [f"{node.kind.value} {node.qualname}  {node.location}"]
         lines += [f"{'  ' * l.depth}{l.name:<13} {l.node.kind.value:<8} {l.node.qualname}  "
-                  f"{l.node.location if l.node.path else ''}  ({l.confidence:.2f})".rstrip() for l in links]
+                  f"{l.node.location if l.node.path else ''}  ({l.confidence:.2f})".rstrip()
+                  + (f"  via {via[i]}" if i in via else "") for i, l in enumerate(links)]
         if not links:
             lines.append("  (no links)")
         if truncated:

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from indexer import tokens
 from indexer.events import UnknownTask
-from indexer.graph.query import MAX_LINKS, UnknownTarget, ambiguity, link_direction
+from indexer.graph.query import MAX_LINKS, UnknownTarget, ambiguity, link_direction, via_names
 from indexer.types import Node
 from indexer.workspace import WorkspaceError
 from server.mcp_output import Render, json_blocks, tool_result
@@ -192,11 +192,13 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
             links = links[:MAX_LINKS]
             note = " ".join(x for x in (note, f"The first {MAX_LINKS} links, nearest first: narrow with kinds "
                                                "or depth.") if x)
+        via = via_names(links)
         return answer({
             "node": node_json(node),
             **({"note": note} if note else {}),
-            "links": [{"link": link.name, "depth": link.depth, "confidence": round(link.confidence, 3),
-                       **node_json(link.node)} for link in links],
+            "links": [{"link": link.name, "depth": link.depth, **({"via": via[i]} if i in via else {}),
+                       "confidence": round(link.confidence, 3), **node_json(link.node)}
+                      for i, link in enumerate(links)],
         })
 
     @server.tool(annotations=_APPEND_ONLY, description=(

@@ -156,6 +156,16 @@ def test_graph_kinds_name_their_own_direction(tmp_path, capsys):
     assert [(l["link"], l["name"]) for l in json.loads(out)["links"]] == [("called_by", "a.c")]
 
 
+def test_graph_says_which_link_a_deeper_one_was_reached_through(tmp_path, capsys):
+    root = write_tree(tmp_path / "ws", {"a.py": "def a():\n    b()\n\n\ndef b():\n    c()\n\n\ndef c():\n    pass\n"})
+    where = ("--workspace", str(root), "--index-dir", str(tmp_path / "idx"))
+    code, out, _ = run(capsys, "graph", "a.a", "--kinds", "calls", "--depth", "2", *where, "--json")
+    assert [(l["name"], l["depth"], l.get("via")) for l in json.loads(out)["links"]] == [
+        ("a.b", 1, None), ("a.c", 2, "a.b")]
+    code, out, _ = run(capsys, "graph", "a.a", "--kinds", "calls", "--depth", "2", *where)
+    assert out.splitlines()[-1].endswith("via a.b")
+
+
 def test_stats_shows_no_rate_where_nothing_was_looked_up(shop, tmp_path, capsys):
     code, out, _ = run(capsys, "stats", "--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:5]}

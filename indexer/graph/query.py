@@ -164,6 +164,12 @@ def related(conn, node_id: int, *, kinds: Iterable[str] | None = None, depth: in
             for name, other, conf, lvl, via in links if other in nodes]
 
 
+def via_names(links: list[Link]) -> dict[int, str]:
+    """The qualified name each link deeper than one hop was reached through, by the link's position."""
+    names = {link.node.id: link.node.qualname for link in links}
+    return {i: names.get(link.via, "?") for i, link in enumerate(links) if link.via is not None}
+
+
 def link_direction(kinds: Iterable[str] | None, direction: str | None) -> str:
     """The direction for ``related`` when a user asked for ``kinds``: each name means its own direction (``calls``
     what the node calls, not also its callers) unless ``direction`` says otherwise."""
