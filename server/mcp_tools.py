@@ -22,6 +22,9 @@ from server.mcp_runtime import Runtime, task_uri
 
 MAX_TOP_K = 100
 MAX_DEPTH = 5
+#: Links ``related`` lists unless asked for more: Django's QuerySet has ~10,000 tokens of them at depth 1,
+#: more than a small model's whole window.
+DEFAULT_LINKS = 50
 #: Tokens of a get_context answer kept for its item list and freshness, outside the packed text.
 CONTEXT_OVERHEAD = 3_000
 
@@ -179,19 +182,23 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
             "both: a forward name in kinds (calls) brings its inverse (called_by) too; out or in: only links "
             "from or to the target (default: as the names say)"))] = None,
         depth: Annotated[int, Field(strict=True, description=f"hops to follow, 1-{MAX_DEPTH}")] = 1,
+        limit: Annotated[int, Field(strict=True, description=(
+            f"most links to list, nearest first, 1-{MAX_LINKS}"))] = DEFAULT_LINKS,
     ) -> Answer:
         if not 1 <= depth <= MAX_DEPTH:
             raise ToolError(f"depth must be between 1 and {MAX_DEPTH}, not {depth}")
+        if not 1 <= limit <= MAX_LINKS:
+            raise ToolError(f"limit must be between 1 and {MAX_LINKS}, not {limit}")
         ws = await runtime.workspace(ctx, ctx.report_progress)
         matches = await call(ws.nodes, target)
         node = matches[0]
         links = await call(ws.related, node, kinds=kinds, depth=depth, direction=link_direction(kinds, direction),
-                           limit=MAX_LINKS + 1)
+                           limit=limit + 1)
         note = ambiguity(target, matches)
-        if len(links) > MAX_LINKS:
-            links = links[:MAX_LINKS]
-            note = " ".join(x for x in (note, f"The first {MAX_LINKS} links, nearest first: narrow with kinds "
-                                               "or depth.") if x)
+        if len(links) > limit:
+            links = links[:limit]
+            note = " ".join(x for x in (note, f"The first {limit} links, nearest first: narrow with "
+                                               "kinds or depth, or raise limit.") if x)
         via = via_names(links)
         return answer({
             "node": node_json(node),

@@ -145,6 +145,7 @@ async def test_a_name_of_several_nodes_is_answered_with_a_note_naming_the_others
     ("related", {"target": "pkg.cart.total", "direction": "up"}, "direction must be"),
     ("related", {"target": "pkg.cart.total", "kinds": ["friends"]}, "unknown link kind"),
     ("related", {"target": "pkg.cart.total", "depth": 9}, "depth must be between"),
+    ("related", {"target": "pkg.cart.total", "limit": 0}, "limit must be between 1 and 500"),
     ("related", {"target": "no_such_symbol"}, "no node matches"),
     ("record_event", {"type": "dance", "task_id": "T1"}, "unknown event type"),
     ("record_event", {"type": "test_result", "task_id": "T1", "data": {"test": "t"}}, "passed"),
@@ -389,3 +390,11 @@ def test_warm_up_builds_the_most_imported_module_summaries(ws):
     before = module_tier["hits"]
     ws.module_summary("pkg/prices.py")  # imported by cart.py: among the most imported
     assert ws.cache.stats()["tiers"]["module"]["hits"] == before + 1
+
+
+async def test_related_lists_at_most_its_limit_and_says_how_to_see_more(ws):
+    async with Client(build_server(ws, watch=False)) as client:
+        few = payload(await client.call_tool("related", {"target": "pkg/gen1.py", "depth": 5, "limit": 3}))
+        default = payload(await client.call_tool("related", {"target": "pkg/gen1.py", "depth": 5}))
+    assert len(few["links"]) == 3 and "raise limit" in few["note"]
+    assert 3 < len(default["links"]) <= 50
