@@ -443,7 +443,12 @@ class Workspace:
         finally:
             conn.rollback()
         if not text:
-            raise query.UnknownTarget(f"{path} is not an indexed module of {self.root}")
+            hint = ""
+            if "/" not in rel and not rel.endswith(".py"):  # a dotted module name: say which path it is
+                row = self.reader().execute("SELECT f.path FROM nodes n JOIN files f ON f.id = n.file_id "
+                                            "WHERE n.kind = 'module' AND n.qualname = ?", (rel,)).fetchone()
+                hint = f": pass its path, {row[0]}" if row else ": pass a workspace-relative file path"
+            raise query.UnknownTarget(f"{path} is not an indexed module of {self.root}{hint}")
         self.cache.put("module", key, text, deps)
         return text
 

@@ -67,6 +67,8 @@ def register_resources(server: MCPServer, runtime: Runtime, cap: int) -> None:
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
+#: What a prompt says where its code would go when the search found none (an empty "Relevant code:" read as cut).
+NO_CODE = "(no indexed code matched: search the workspace yourself)"
 #: Share of a prompt's budget the caller's own text (an error, a feature, a name) may take.
 USER_TEXT_SHARE = 0.4
 #: Tokens kept free where the frame and the packed code meet (BPE counts of joined texts are not sums).
@@ -121,7 +123,7 @@ def register_prompts(server: MCPServer, runtime: Runtime, cap: int) -> None:
                 lambda: ws.context(query, focus=focus, budget=room, profile=profile))
         except BAD_ARGUMENTS as exc:
             raise MCPError(INVALID_PARAMS, one_line(exc)) from None
-        return frame + result.text
+        return frame + (result.text or NO_CODE)
 
     def clipped(text: str, what: str, profile: str, *, keep_end: bool = False) -> str:
         """The caller's ``text``, at most USER_TEXT_SHARE of the budget (its start, or with ``keep_end`` its end)."""

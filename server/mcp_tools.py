@@ -69,9 +69,9 @@ def _context_blocks(payload: dict[str, Any]) -> list[str]:
     It stays in the structured content, for clients and programs that read it.
     """
     counts = payload.get("counts") or context_counts(payload)  # the lists may be cut to the output cap
-    line = (f"[codeahead: {payload.get('tokens', 0)} of {payload.get('budget', 0)} tokens; {counts['items']} items ("
-            + ", ".join(f"{n} {level}" for level, n in counts["levels"].items())
-            + f"); {counts['dropped']} left out")
+    levels = ", ".join(f"{n} {level}" for level, n in counts["levels"].items())
+    line = (f"[codeahead: {payload.get('tokens', 0)} of {payload.get('budget', 0)} tokens; {counts['items']} items"
+            + (f" ({levels})" if levels else "") + f"; {counts['dropped']} left out")
     freshness = payload.get("freshness") or {}
     if freshness:
         line += f"; index generation {freshness.get('generation')}, {freshness.get('pending_changes', 0)} changes pending"

@@ -217,7 +217,7 @@ async def test_resources_overview_module_and_task(ws):
         task = json.loads((await client.read_resource("codeahead://task/T7")).contents[0].text)
         errors = []
         for uri in ("codeahead://module/pkg/missing.py", "codeahead://task/NOPE",
-                    "codeahead://module/../../etc/passwd"):
+                    "codeahead://module/../../etc/passwd", "codeahead://module/pkg.cart"):
             with pytest.raises(MCPError) as caught:
                 await client.read_resource(uri)
             errors.append(str(caught.value))
@@ -227,6 +227,7 @@ async def test_resources_overview_module_and_task(ws):
     assert "def total(items: list[str]) -> float" in module and "tested by" in module
     assert task["title"] == "t" and task["freshness"]["generation"] >= 1
     assert "not an indexed module" in errors[0] and "no events for task" in errors[1]
+    assert errors[3].endswith("pass its path, pkg/cart.py")  # a dotted name is no path
 
 
 async def test_prompts_pack_context_for_the_profile(ws):
@@ -398,3 +399,12 @@ async def test_related_lists_at_most_its_limit_and_says_how_to_see_more(ws):
         default = payload(await client.call_tool("related", {"target": "pkg/gen1.py", "depth": 5}))
     assert len(few["links"]) == 3 and "raise limit" in few["note"]
     assert 3 < len(default["links"]) <= 50
+
+
+async def test_a_prompt_whose_search_finds_nothing_says_so_where_the_code_would_go(ws):
+    async with Client(build_server(ws, watch=False)) as client:
+        impl = await client.get_prompt("implement", {"feature": "zzqx vvkw"})
+        empty = await client.call_tool("get_context", {"query": "zzqx vvkw"})
+    assert impl.messages[0].content.text.endswith("Relevant code:\n\n(no indexed code matched: search the "
+                                                  "workspace yourself)")
+    assert "; 0 items; " in empty.content[-1].text  # not "0 items ()"
