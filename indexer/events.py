@@ -466,6 +466,10 @@ class EventLog:
         ).fetchall()
         return [r[0] for r in rows]
 
+    def has_task(self, task_id: str) -> bool:
+        """Whether any event names this task."""
+        return self._conn.execute("SELECT 1 FROM events WHERE task_id = ? LIMIT 1", (task_id,)).fetchone() is not None
+
     def last_seq(self) -> int:
         """The seq of the newest event, 0 for an empty log."""
         row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()

@@ -415,6 +415,14 @@ class Workspace:
     def tasks(self) -> list[str]:
         return EventLog(self.reader(), root=self.root).tasks()
 
+    def unstarted_task_note(self, task_id: str, type: str) -> str | None:
+        """What to tell a caller about to record ``type`` for a task no event names yet (a typo in its id, or a
+        task begun without ``task_started``): it is recorded all the same, as the start of a new task."""
+        if type == "task_started" or EventLog(self.reader(), root=self.root).has_task(task_id):
+            return None
+        return (f"task {task_id!r} had no events: this one starts it; record task_started with a title first "
+                "so contexts say what the task is about")
+
     # ------------------------------------------------------------------ #
     # summaries
     # ------------------------------------------------------------------ #

@@ -337,11 +337,15 @@ def cmd_event(args) -> None:
     if data is not None and not isinstance(data, dict):
         raise CliError("--data must be a JSON object")
     with _workspace(args) as ws:
+        note = ws.unstarted_task_note(args.task, args.type)
         try:
             event = ws.record(args.task, args.type, data)
         except ValueError as exc:
             raise CliError(str(exc)) from None
-        payload = {"seq": event.seq, "task_id": event.task_id, "type": event.type, "data": event.data}
+        payload = {"seq": event.seq, "task_id": event.task_id, "type": event.type, "data": event.data,
+                   **({"note": note} if note else {})}
+        if note:
+            sys.stderr.write(f"codeahead event: note: {note}\n")
         _emit(args, payload, f"recorded #{event.seq} {event.type} for task {event.task_id}")
 
 

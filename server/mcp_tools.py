@@ -219,9 +219,11 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
         data: Annotated[dict[str, Any] | None, Field(description="the event's fields")] = None,
     ) -> Answer:
         ws = await runtime.workspace(ctx)
+        note = await call(ws.unstarted_task_note, task_id, type)
         event = await call(ws.record, task_id, type, data)
         await runtime.publish(task_uri(task_id))
-        return answer({"seq": event.seq, "task_id": event.task_id, "type": event.type, "data": event.data})
+        return answer({"seq": event.seq, "task_id": event.task_id, "type": event.type, "data": event.data,
+                       **({"note": note} if note else {})})
 
     @server.tool(annotations=_READ_ONLY, description=(
         "A task's state replayed from its events: status, files opened/edited, last error, failing tests, "

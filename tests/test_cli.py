@@ -193,6 +193,16 @@ def test_predict_for_a_task_reads_the_query_its_start_event_gave(shop, tmp_path,
     assert any(r.startswith("matches the task description") for r in reasons.get("shop/legacy.py", []))
 
 
+def test_an_event_for_a_task_never_started_is_recorded_with_a_note(shop, tmp_path, capsys):
+    where = ("--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
+    code, out, err = run(capsys, "event", "note", "--task", "tsk-typo", "--data", '{"text": "x"}', *where, "--json")
+    assert code == 0 and "task 'tsk-typo' had no events: this one starts it" in err
+    assert "record task_started" in json.loads(out)["note"]
+    run(capsys, "event", "task_started", "--task", "T2", "--data", '{"title": "t"}', *where)
+    code, out, err = run(capsys, "event", "note", "--task", "T2", "--data", '{"text": "x"}', *where, "--json")
+    assert code == 0 and "note" not in json.loads(out) and "had no events" not in err
+
+
 def test_a_cached_focus_context_learns_of_a_new_caller_another_command_indexed(shop, tmp_path, capsys):
     where = ("--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
     before = run(capsys, "context", "--focus", "shop/tax.py", "--budget", "800", *where)[1]
