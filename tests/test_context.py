@@ -163,9 +163,7 @@ def test_error_frames_bring_their_code(workspaces):
 
 
 def test_error_frames_keep_their_function_names_whole(tmp_path):
-    root = tmp_path / "ws"
-    (root / "app").mkdir(parents=True)
-    (root / "app" / "auth.py").write_text("def login(user):\n    return user.name\n")
+    root = write_tree(tmp_path / "ws", {"app/auth.py": "def login(user):\n    return user.name\n"})
     with Workspace(root, index_dir=tmp_path / "idx") as ws:
         ws.index()
         ws.record("T", "task_started", {"title": "login fails"})
@@ -373,10 +371,7 @@ def test_the_overview_lists_the_projects_own_folders_before_its_test_folders(tmp
     files = {f"tests/suite_{i}/test_{j}.py": "def test_x():\n    pass\n" for i in range(3) for j in range(4)}
     files |= {"shop/__init__.py": "", "shop/cart.py": "def total():\n    return 0\n",
               "tests/fixture_app/__main__.py": "print(1)\n", "shop/__main__.py": "print(2)\n"}
-    root = tmp_path / "ws"
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
+    root = write_tree(tmp_path / "ws", files)
     with Workspace(root, index_dir=tmp_path / "idx") as ws:
         ws.index()
         text = ws.overview()

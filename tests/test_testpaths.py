@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import write_tree
 from indexer.testpaths import is_test_path
 from indexer.types import NodeKind
 from indexer.workspace import Workspace
@@ -48,10 +49,7 @@ def test_a_packages_test_framework_is_code_and_links_like_code(tmp_path):
             "    assert Case()\n"
         ),
     }
-    root = tmp_path / "ws"
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
+    root = write_tree(tmp_path / "ws", files)
     with Workspace(root, index_dir=tmp_path / "idx") as ws:
         ws.index()
         assert ws.node("pkg.test.testcases.TestCase.test_setup").kind == NodeKind.METHOD
