@@ -69,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", nargs="?", default=None)
     p.add_argument("--focus", default=None, help="PATH[:LINE] or a dotted SYMBOL")
     p.add_argument("--task", default=None, help="task id of the event log")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--budget", type=int, default=None, help="context budget in tokens")
-    group.add_argument("--profile", default=None, help="model profile, e.g. ollama-4k (default), qwen3-8b-32k, custom:N")
+    p.add_argument("--budget", type=int, default=None, help="context budget in tokens (wins over the profile's share)")
+    p.add_argument("--profile", default=None, help="model profile, e.g. ollama-4k (default), qwen3-8b-32k, custom:N; "
+                                                   "it also picks the tokenizer the budget is counted with")
     _common(p)
 
     p = sub.add_parser("event", help="append an event to a task's log")

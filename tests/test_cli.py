@@ -193,6 +193,14 @@ def test_predict_for_a_task_reads_the_query_its_start_event_gave(shop, tmp_path,
     assert any(r.startswith("matches the task description") for r in reasons.get("shop/legacy.py", []))
 
 
+def test_an_explicit_budget_wins_over_the_profile_as_documented(shop, tmp_path, capsys):
+    where = ("--workspace", str(shop), "--index-dir", str(tmp_path / "idx"), "--json")
+    code, out, err = run(capsys, "context", "cart total", "--budget", "300", "--profile", "qwen3-8b-32k", *where)
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["budget"] == 300 and answer["tokens"] <= 300
+
+
 def test_an_event_for_a_task_never_started_is_recorded_with_a_note(shop, tmp_path, capsys):
     where = ("--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
     code, out, err = run(capsys, "event", "note", "--task", "tsk-typo", "--data", '{"text": "x"}', *where, "--json")
