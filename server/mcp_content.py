@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
+from pydantic import Field
 
 from indexer import tokens
 from indexer.events import UnknownTask
@@ -67,6 +69,9 @@ def register_resources(server: MCPServer, runtime: Runtime, cap: int) -> None:
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
+#: What the prompts' shared arguments mean, as a client shows them.
+_PROFILE = "the model profile whose window the prompt fits: ollama-4k (default), qwen3-8b-32k, custom:N..."
+_TEST = "the failing test: a pytest id (tests/test_x.py::test_y) or a name"
 #: What a prompt says where its code would go when the search found none (an empty "Relevant code:" read as cut).
 NO_CODE = "(no indexed code matched: search the workspace yourself)"
 #: Share of a prompt's budget the caller's own text (an error, a feature, a name) may take.
@@ -144,7 +149,9 @@ def register_prompts(server: MCPServer, runtime: Runtime, cap: int) -> None:
         return candidate
 
     @server.prompt(description="Fix a failing test: the test, the error and the code they touch.")
-    async def fix_failing_test(test: str, error: str, ctx: Context, profile: str = tokens.DEFAULT_PROFILE) -> str:
+    async def fix_failing_test(test: Annotated[str, Field(description=_TEST)], error: Annotated[str, Field(
+            description="the error or traceback it fails with")], ctx: Context,
+            profile: Annotated[str, Field(description=_PROFILE)] = tokens.DEFAULT_PROFILE) -> str:
         test = clipped(test, "test", profile)
         error = clipped(error, "error", profile, keep_end=True)
         focus = await focus_if_known(ctx, test)
@@ -153,14 +160,17 @@ def register_prompts(server: MCPServer, runtime: Runtime, cap: int) -> None:
         return await prompt(ctx, frame, f"{test}\n{error}", focus, profile)
 
     @server.prompt(description="Implement a feature, with the code it is most likely to touch.")
-    async def implement(feature: str, ctx: Context, profile: str = tokens.DEFAULT_PROFILE) -> str:
+    async def implement(feature: Annotated[str, Field(description="the feature, in words")], ctx: Context,
+                        profile: Annotated[str, Field(description=_PROFILE)] = tokens.DEFAULT_PROFILE) -> str:
         feature = clipped(feature, "feature", profile)
         frame = (f"Implement this feature: {feature}\n\n"
                  "Follow the existing style; say which files you change. Relevant code:\n\n")
         return await prompt(ctx, frame, feature, None, profile)
 
     @server.prompt(description="Explain a module, class or function: what it does and who uses it.")
-    async def explain(target: str, ctx: Context, profile: str = tokens.DEFAULT_PROFILE) -> str:
+    async def explain(target: Annotated[str, Field(description="path, path:line or dotted name to explain")],
+                      ctx: Context,
+                      profile: Annotated[str, Field(description=_PROFILE)] = tokens.DEFAULT_PROFILE) -> str:
         target = clipped(target, "target", profile)
         focus = await focus_if_known(ctx, target)
         if focus is None:

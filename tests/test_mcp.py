@@ -232,7 +232,9 @@ async def test_resources_overview_module_and_task(ws):
 
 async def test_prompts_pack_context_for_the_profile(ws):
     async with Client(build_server(ws, watch=False)) as client:
-        names = {p.name for p in (await client.list_prompts()).prompts}
+        listed = (await client.list_prompts()).prompts
+        names = {p.name for p in listed}
+        undescribed = [(p.name, a.name) for p in listed for a in p.arguments or () if not a.description]
         fix = await client.get_prompt("fix_failing_test", {"test": "tests/test_cart.py::test_total",
                                                             "error": "KeyError: 'kiwi'"})
         impl = await client.get_prompt("implement", {"feature": "discount on pears", "profile": "custom:600"})
@@ -241,7 +243,7 @@ async def test_prompts_pack_context_for_the_profile(ws):
             await client.get_prompt("explain", {"target": "nothing.here"})
         with pytest.raises(MCPError, match="unknown model profile"):
             await client.get_prompt("implement", {"feature": "x", "profile": "gpt-9"})
-    assert names == {"fix_failing_test", "implement", "explain"}
+    assert names == {"fix_failing_test", "implement", "explain"} and undescribed == []  # a client shows them
     assert "KeyError: 'kiwi'" in fix.messages[0].content.text and "tests/test_cart.py" in fix.messages[0].content.text
     window = tokens.profile("ollama-4k").window
     assert tokens.count(fix.messages[0].content.text) < window * 0.75
