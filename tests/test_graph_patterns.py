@@ -174,3 +174,27 @@ def test_super_means_the_first_base_that_has_the_method(tmp_path):
         ws.index()
         calls = {k for k in links(ws, "m.Engine.start") if k[0] == "calls"}
     assert calls == {("calls", "m.Mixin.start")}
+
+
+def test_a_call_of_an_overloaded_function_links_to_its_implementation_once(tmp_path):
+    root = write_tree(tmp_path / "ws", {
+        "fields.py": (
+            "from typing import overload\n"
+            "\n"
+            "\n"
+            "@overload\n"
+            "def Field(default: int) -> int: ...\n"
+            "@overload\n"
+            "def Field(default: str) -> str: ...\n"
+            "def Field(default):\n"
+            "    return default\n"
+        ),
+        "model.py": "from fields import Field\n\n\ndef make():\n    return Field(1)\n"})
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        called = ws.reader().execute(
+            "SELECT d.start_line FROM edges e JOIN nodes s ON s.id = e.src JOIN nodes d ON d.id = e.dst "
+            "WHERE s.qualname = 'model.make' AND e.kind = 'calls'").fetchall()
+        signatures = ws.reader().execute("SELECT count(*) FROM nodes WHERE qualname = 'fields.Field'").fetchone()[0]
+    assert called == [(8,)]  # the definition the name is bound to, not each signature
+    assert signatures == 3  # the typed signatures stay nodes: searches find them

@@ -404,7 +404,7 @@ class Resolver:
         out.deps.add("q:" + qualname)
         direct = self.symbols.by_qualname.get(qualname)
         if direct:
-            return [(i, Confidence.IMPORT) for i in direct]
+            return [(i, Confidence.IMPORT) for i in self._last_per_file(direct)]
         parts = qualname.split(".")
         # Longest module prefix, then walk the rest as attributes.
         for cut in range(len(parts) - 1, 0, -1):
@@ -436,6 +436,20 @@ class Resolver:
                         return found
             return []
         return []
+
+    def _last_per_file(self, ids: tuple[int, ...]) -> tuple[int, ...]:
+        """Of several definitions of one qualified name in a file (``@overload`` signatures, a redefinition),
+        the last: the one the name is bound to, as Python binds it. Ids grow in document order within a file.
+        Same-named modules of different files (folders without ``__init__.py``) all stay."""
+        if len(ids) < 2:
+            return ids
+        nodes = self.symbols.nodes
+        last: dict[int | None, int] = {}
+        for i in ids:
+            key = nodes[i].file_id
+            if i > last.get(key, -1):
+                last[key] = i
+        return tuple(sorted(last.values()))
 
     def _walk(self, node_id: int, rest: list[str], out: Resolution, walk_bases: bool) -> list[int]:
         """Follow attributes from a node: a class's members (inherited too), a module's names."""
