@@ -117,7 +117,8 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
         return tool_result(payload, cap, render)
 
     async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``call``, whose errors say so while the first pass runs: "no node matches" would be believed."""
+        """``call_engine``, whose errors add that the first index pass is still running while it is: a bare
+        "no node matches" for code the pass has not committed yet would be believed."""
         try:
             return await call_engine(fn, *args, **kwargs)
         except ToolError as exc:
