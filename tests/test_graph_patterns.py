@@ -198,3 +198,19 @@ def test_a_call_of_an_overloaded_function_links_to_its_implementation_once(tmp_p
         signatures = ws.reader().execute("SELECT count(*) FROM nodes WHERE qualname = 'fields.Field'").fetchone()[0]
     assert called == [(8,)]  # the definition the name is bound to, not each signature
     assert signatures == 3  # the typed signatures stay nodes: searches find them
+
+
+def test_a_stub_beside_its_module_gives_way_to_the_code_that_runs(tmp_path):
+    root = write_tree(tmp_path / "ws", {
+        "mylib/__init__.py": "",
+        "mylib/api.py": "def get(url):\n    return url\n",
+        "mylib/api.pyi": "def get(url: str) -> str: ...\n",
+        "mylib/only.pyi": "def typed() -> int: ...\n",  # a stub alone (a compiled module's): still linked
+        "app.py": "from mylib.api import get\nfrom mylib.only import typed\n\n\ndef main():\n    get('x')\n"
+                  "    return typed()\n"})
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        called = ws.reader().execute(
+            "SELECT f.path, d.qualname FROM edges e JOIN nodes s ON s.id = e.src JOIN nodes d ON d.id = e.dst "
+            "JOIN files f ON f.id = d.file_id WHERE s.qualname = 'app.main' AND e.kind = 'calls'").fetchall()
+    assert sorted(called) == [("mylib/api.py", "mylib.api.get"), ("mylib/only.pyi", "mylib.only.typed")]

@@ -440,7 +440,8 @@ class Resolver:
     def _last_per_file(self, ids: tuple[int, ...]) -> tuple[int, ...]:
         """Of several definitions of one qualified name in a file (``@overload`` signatures, a redefinition),
         the last: the one the name is bound to, as Python binds it. Ids grow in document order within a file.
-        Same-named modules of different files (folders without ``__init__.py``) all stay."""
+        A ``.pyi`` stub's definitions give way to the ``.py`` module's beside it, which is what runs. Same-named
+        modules of different folders (without ``__init__.py``) all stay."""
         if len(ids) < 2:
             return ids
         nodes = self.symbols.nodes
@@ -449,7 +450,9 @@ class Resolver:
             key = nodes[i].file_id
             if i > last.get(key, -1):
                 last[key] = i
-        return tuple(sorted(last.values()))
+        found = sorted(last.values())
+        code = {nodes[i].path for i in found if not nodes[i].path.endswith(".pyi")}
+        return tuple(i for i in found if not (nodes[i].path.endswith(".pyi") and nodes[i].path[:-1] in code))
 
     def _walk(self, node_id: int, rest: list[str], out: Resolution, walk_bases: bool) -> list[int]:
         """Follow attributes from a node: a class's members (inherited too), a module's names."""
