@@ -41,7 +41,7 @@ def module_names(paths: Iterable[str], root_name: str = "") -> dict[str, str]:
         found = inside.get(folder)
         if found is None:
             parent = folder.rsplit("/", 1)[0] if "/" in folder else ""
-            found = inside[folder] = folder in packages or (parent in packages or bool(parent) and in_package(parent))
+            found = inside[folder] = folder in packages or (in_package(parent) if parent else "" in packages)
         return found
 
     names: dict[str, str] = {}

@@ -2,8 +2,9 @@
 
 Requests never wait for a whole index pass: they wait a few seconds for the
 first one (reporting progress), then answer from the index as it was before the
-pass (a pass commits at its end) and say so in ``freshness`` and in their errors. Index passes and recorded events publish resource-updated events
-on the server's subscription bus so listening clients can refetch.
+pass (a pass commits at its end) and say so in ``freshness`` and in their errors.
+Index passes and recorded events publish resource-updated events on the server's
+subscription bus so listening clients can refetch.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ _JOIN_SECONDS = 30.0
 OVERVIEW_URI = "codeahead://overview"
 MODULE_URI = "codeahead://module/{}"
 TASK_URI = "codeahead://task/{}"
+
+
+def first_pass_text(phase: str, done: int, total: int) -> str:
+    """What an answer says while the first index pass runs (errors, a context's last line, resources)."""
+    where = f" ({phase} {done}/{total})" if total else ""
+    return f"the first index pass is still running{where}: {FIRST_PASS_NOTE}"
 
 
 def module_uri(path: str) -> str:
@@ -232,9 +239,7 @@ class Runtime:
         """While the first index pass runs, what an answer must say: the index it read is not complete."""
         if self._ready.is_set():
             return None
-        phase, done, total = self._progress
-        where = f" ({phase} {done}/{total})" if total else ""
-        return f"the first index pass is still running{where}: {FIRST_PASS_NOTE}"
+        return first_pass_text(*self._progress)
 
     def freshness(self) -> dict:
         """The index's freshness plus whether the first pass is still running."""

@@ -18,7 +18,7 @@ from indexer.graph.query import MAX_LINKS, UnknownTarget, ambiguity, link_direct
 from indexer.types import Node
 from indexer.workspace import WorkspaceError
 from server.mcp_output import Render, json_blocks, tool_result
-from server.mcp_runtime import Runtime, task_uri
+from server.mcp_runtime import Runtime, first_pass_text, task_uri
 
 MAX_TOP_K = 100
 MAX_DEPTH = 5
@@ -79,8 +79,7 @@ def _context_blocks(payload: dict[str, Any]) -> list[str]:
         line += f"; {payload['note']}"
     first_pass = freshness.get("initial_index")
     if first_pass:
-        line += f"; the first index pass is still running ({first_pass['phase']} {first_pass['done']}/" \
-                f"{first_pass['total']}): {first_pass['note']}"
+        line += "; " + first_pass_text(first_pass["phase"], first_pass["done"], first_pass["total"])
     cuts = {cut.get("field") for cut in (payload.get("truncated") or {}).get("cuts", ())}
     if "text" in cuts:
         line += "; the packed text was cut to the output cap"

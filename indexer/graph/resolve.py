@@ -311,7 +311,7 @@ class Resolver:
         when they are few. Django has 33 modules named ``base``; its template tests import one."""
         nodes = self.symbols.nodes
         named = [i for i in self._modules_by_last_name().get(subject, ()) if not nodes[i].in_test]
-        imported = {m for module, name, *_ in facts.imports for m in (module, f"{module}.{name}" if name else module)}
+        imported = {module for module, *_ in facts.imports} | {f"{m}.{n}" for m, n, *_ in facts.imports if n}
         chosen = [i for i in named if nodes[i].qualname in imported]
         return chosen or (named if len(named) <= _MAX_AMBIGUOUS else [])
 
