@@ -80,7 +80,7 @@ def collector_paused() -> Iterator[None]:
 #: The rules that turn an unchanged file into nodes and links (parsing, module names, test code, resolution).
 #: Raise it with any change to them: a full pass over an index built under other rules then re-parses every
 #: file once, instead of leaving the unchanged files' nodes and links as the earlier rules made them.
-GRAPH_RULES = 2
+GRAPH_RULES = 3
 _GRAPH_RULES_KEY = "graph_rules"
 
 
@@ -419,7 +419,12 @@ class IndexPass:
         # A star import counts as an entry of its own: what the module re-exports changes with it.
         imports = {alias if alias != "*" else "*" + module: (module, name)
                    for module, name, alias, _line, scope in facts.imports if scope == -1}
-        return FileShape(facts.module, facts.path, nodes, imports)
+        fixtures = Counter()
+        for index in facts.fixtures:
+            info = self._symbols.nodes.get(facts.def_ids[index]) if self._symbols else None
+            if info is not None:
+                fixtures[(info.name, info.qualname)] += 1
+        return FileShape(facts.module, facts.path, nodes, imports, fixtures)
 
     def _reusable_ids(self, facts: FileFacts) -> dict[tuple[str, str], list[int]]:
         """Old node ids of a file by (kind, qualname), in definition order."""
@@ -499,6 +504,7 @@ class IndexPass:
             facts = FileFacts.from_blob(p.facts, file_id=file_id, path=item.path, module=module,
                                         module_node=module_id, def_ids=tuple(def_ids))
             symbols.set_module_imports(facts)
+            symbols.set_fixtures(facts)
             fact_rows.append((file_id, p.facts, msgpack.packb([module_id, *def_ids])))
             out.append(facts)
             if len(source_rows) >= _WRITE_BATCH:
@@ -775,9 +781,11 @@ def load_symbols(conn) -> Symbols:
         symbols.add_node(NodeInfo(node_id, kind, name, qualname, parent, file_id, in_test, path))
     for file_id, module, blob, ids in conn.execute(
             "SELECT f.id, f.module, ff.blob, ff.node_ids FROM files f JOIN file_facts ff ON ff.file_id=f.id"):
+        module_node, *def_ids = msgpack.unpackb(ids)
         facts = FileFacts.from_blob(blob, file_id=file_id, path="", module=module,
-                                    module_node=msgpack.unpackb(ids)[0], def_ids=())
+                                    module_node=module_node, def_ids=tuple(def_ids))
         symbols.set_module_imports(facts)
+        symbols.set_fixtures(facts)
     for src, dst in conn.execute("SELECT src, dst FROM edges WHERE kind='inherits' ORDER BY src, dst"):
         symbols.bases.setdefault(src, []).append(dst)
     return symbols

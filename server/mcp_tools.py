@@ -170,7 +170,8 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
 
     @server.tool(annotations=_READ_ONLY, description=(
         "Two-way links of a node: calls/called_by, imports/imported_by, tests/tested_by, "
-        "inherits/inherited_by, contains/belongs_to."))
+        "inherits/inherited_by, contains/belongs_to, depends_on/used_by (libraries, and the pytest fixtures "
+        "a test asks for)."))
     async def related(
         ctx: Context,
         target: Annotated[str, Field(description="path, path:line or dotted symbol")],

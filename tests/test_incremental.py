@@ -431,7 +431,8 @@ def _table(symbols: Symbols) -> dict:
         return {key: sorted(values) for key, values in index.items()}
     return {"nodes": symbols.nodes, "by_qualname": ids(symbols.by_qualname), "by_name": ids(symbols.by_name),
             "modules": ids(symbols.modules), "module_imports": symbols.module_imports,
-            "bases": ids(symbols.bases), "top_packages": symbols.top_packages}
+            "bases": ids(symbols.bases), "top_packages": symbols.top_packages, "fixtures": ids(symbols.fixtures),
+            "module_fixtures": ids(symbols.module_fixtures)}
 
 
 def assert_symbols_match_store(ws: Workspace) -> None:

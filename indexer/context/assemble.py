@@ -166,7 +166,8 @@ class Assembler:
 
     def _around_focus(self, node: Node, budget: int, test_status) -> None:
         links = related(self.conn, node.id, depth=1, limit=200)
-        deps = [l for l in links if l.name in ("calls", "inherits") and l.node.path][:MAX_DEPENDENCIES]
+        # depends_on with a path: the fixtures a test in focus asks for (a library has no path)
+        deps = [l for l in links if l.name in ("calls", "inherits", "depends_on") and l.node.path][:MAX_DEPENDENCIES]
         for l in deps:
             self._node(l.node, Tier.HIGH, l.confidence, f"{l.name} from focus {node.name}", budget, test_status)
         if node.kind == NodeKind.MODULE:  # a file in focus: its own definitions, in file order, come next

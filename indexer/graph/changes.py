@@ -9,7 +9,8 @@ keys can alter another file's answers (their meaning is in
   module that moved (same name, another path),
 - ``i:`` a module whose module-level import table changed,
 - ``l:`` / ``t:`` a module last name or top-level package that appeared or disappeared,
-- ``g:`` a global lookup whose answer changed (compared before and after the change).
+- ``g:`` a global lookup whose answer changed (compared before and after the change),
+- ``f:`` a pytest fixture name defined, removed or moved (another file, another class).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class FileShape:
     path: str
     nodes: Counter = field(default_factory=Counter)  # (kind, qualname) -> how many
     imports: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # module-level alias table
+    fixtures: Counter = field(default_factory=Counter)  # (name, qualname) of each pytest fixture -> how many
 
 
 def lookup_names(before: Counter, after: Counter) -> set[str]:
@@ -84,6 +86,9 @@ class ChangeTracker:
         for module in old_imports.keys() | new_imports.keys():
             if old_imports.get(module, {}) != new_imports.get(module, {}):
                 keys.add("i:" + module)
+        old_fixtures = Counter((name, qualname, s.path) for s in self.old for name, qualname in s.fixtures.elements())
+        new_fixtures = Counter((name, qualname, s.path) for s in new for name, qualname in s.fixtures.elements())
+        keys.update("f:" + key[0] for key in (old_fixtures - new_fixtures) + (new_fixtures - old_fixtures))
         keys.update("t:" + t for t in self._tops_before ^ set(self.symbols.top_packages))
         after = global_answers(self.symbols, self._names)
         keys.update(k for k, v in after.items() if self._answers_before.get(k) != v)

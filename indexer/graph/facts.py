@@ -32,12 +32,15 @@ class FileFacts:
     imports: tuple[tuple[str, str | None, str, int, int], ...]  # (abs module, name, alias, line, scope)
     references: tuple[tuple[str, str, int, int], ...]  # (kind, target, line, scope)
     is_test_file: bool
+    fixtures: tuple[int, ...] = ()  # indexes of the definitions that are pytest fixtures
+    requests: tuple[tuple[int, str], ...] = ()  # (definition index, fixture name) a test or fixture asks for
 
     def to_blob(self) -> bytes:
         """Compact serialisation for the ``file_facts`` table (ids are stored as rows, not here)."""
         # msgpack writes tuples as arrays: the fields go in as they are, without copies.
         return msgpack.packb(
-            [self.def_kinds, self.def_names, self.def_parents, self.bases, self.imports, self.references],
+            [self.def_kinds, self.def_names, self.def_parents, self.bases, self.imports, self.references,
+             self.fixtures, self.requests],
             use_bin_type=True,
         )
 
@@ -46,7 +49,9 @@ class FileFacts:
         cls, blob: bytes, *, file_id: int, path: str, module: str, module_node: int, def_ids: tuple[int, ...]
     ) -> "FileFacts":
         # Arrays come back as tuples: no Python-level copy of every reference (the writer reads thousands).
-        kinds, names, parents, bases, imports, refs = msgpack.unpackb(blob, raw=False, use_list=False)
+        # A blob written before fixtures were read has six fields: the index re-parses it (``GRAPH_RULES``).
+        kinds, names, parents, bases, imports, refs, *pytest = msgpack.unpackb(blob, raw=False, use_list=False)
+        fixtures, requests = pytest if pytest else ((), ())
         return cls(
             file_id=file_id,
             path=path,
@@ -60,6 +65,8 @@ class FileFacts:
             imports=imports,
             references=refs,
             is_test_file=is_test_path(path),
+            fixtures=fixtures,
+            requests=requests,
         )
 
 
@@ -86,5 +93,7 @@ def facts_of(
         imports=imports,
         references=parsed.references,  # named (kind, target, line, scope) tuples
         is_test_file=is_test_path(parsed.path),
+        fixtures=tuple(i for i, d in enumerate(defs) if d.is_fixture),
+        requests=tuple((i, name) for i, d in enumerate(defs) for name in d.fixtures),
     )
 

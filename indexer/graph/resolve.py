@@ -14,6 +14,7 @@ may alter (see ``indexer.graph.changes``):
 - ``g:<name>:<k>``  the answer of a global name lookup for kinds ``k``
 - ``t:<package>``   a top-level package exists in the workspace
 - ``l:<name>``      the modules whose last dotted part is ``name``
+- ``f:<name>``      the pytest fixtures of this name, where each is defined
 
 When a file changes, exactly the files whose deps meet the changed keys are
 resolved again, so an incremental index equals a full one.
@@ -41,6 +42,7 @@ _CALLABLE_KINDS = frozenset({"function", "class"})
 _ATTRIBUTE_KINDS = frozenset({"method", "function"})
 _FUNCTION_KINDS = frozenset({"function", "method", "test"})
 _TEST_PREFIXES = ("test_", "test")
+_CONFTEST = "conftest.py"
 
 LIBRARY = "lib:"  # prefix of a library edge target: "lib:numpy"
 _CONVENTION_KINDS = ("function", "method", "class")
@@ -88,6 +90,10 @@ class Symbols:
     #: class id -> resolved base class ids (from inherits edges)
     bases: dict[int, list[int]] = field(default_factory=dict)
     top_packages: set[str] = field(default_factory=set)
+    #: pytest fixture name -> the nodes defining a fixture of that name
+    fixtures: dict[str, list[int]] = field(default_factory=dict)
+    #: module node id -> its fixtures' node ids (what the next version of the file replaces)
+    module_fixtures: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
     def add_node(self, info: NodeInfo) -> None:
         """Index a workspace node; library nodes are never added (they are named by string, ``lib:x``)."""
@@ -115,8 +121,10 @@ class Symbols:
             _remove(self.modules, info.qualname, node_id)
             self.module_imports.pop(node_id, None)
             self.module_stars.pop(node_id, None)
+            self.module_fixtures.pop(node_id, None)
         else:
             _remove(self.by_name, info.name, node_id)
+            _remove(self.fixtures, info.name, node_id)
         self.bases.pop(node_id, None)
 
     def set_module_imports(self, facts: FileFacts) -> None:
@@ -135,6 +143,18 @@ class Symbols:
         else:
             self.module_stars.pop(facts.module_node, None)
 
+    def set_fixtures(self, facts: FileFacts) -> None:
+        """Replace the fixtures of ``facts``' module with the ones this version of the file defines."""
+        for node_id in self.module_fixtures.pop(facts.module_node, ()):
+            info = self.nodes.get(node_id)
+            if info is not None:
+                _remove(self.fixtures, info.name, node_id)
+        ids = tuple(facts.def_ids[i] for i in facts.fixtures)
+        for node_id in ids:
+            self.fixtures.setdefault(self.nodes[node_id].name, []).append(node_id)
+        if ids:
+            self.module_fixtures[facts.module_node] = ids
+
     def module(self, qualname: str) -> int | None:
         """The module of that name; among same-named ones (no __init__.py), the one with the smallest path."""
         ids = self.modules.get(qualname)
@@ -144,6 +164,12 @@ class Symbols:
 
     def rebuild_top_packages(self) -> None:
         self.top_packages = {q.split(".", 1)[0] for q in self.modules}
+
+
+def _module_level(nodes: dict[int, NodeInfo], node_id: int) -> bool:
+    """Defined at the top of its module (not in a class)."""
+    parent = nodes.get(nodes[node_id].parent)
+    return parent is not None and parent.kind == "module"
 
 
 def _remove(index: dict[str, list[int]], key: str, node_id: int) -> None:
@@ -245,6 +271,7 @@ class Resolver:
                     continue
                 out.add(src, "calls", dst, conf)
         self._tests(facts, out)
+        self._fixtures(facts, scope, out)
 
     def _imports(self, facts: FileFacts, scope: "_FileScope", out: Resolution) -> None:
         src = facts.module_node
@@ -305,6 +332,66 @@ class Resolver:
                 out.deps.add("l:" + subject)
                 for node_id in self._tested_modules(facts, subject):
                     out.add(facts.module_node, "tests", node_id, Confidence.CONVENTION)
+
+    def _fixtures(self, facts: FileFacts, scope: "_FileScope", out: Resolution) -> None:
+        """Tests and fixtures depend on the fixtures they ask for by parameter name (``used_by`` backwards)."""
+        for index, name in facts.requests:
+            out.deps.add("f:" + name)
+            src = facts.def_ids[index]
+            for dst, conf in self._fixture(name, src, index, facts, scope, out):
+                out.add(src, "depends_on", dst, conf)
+
+    def _fixture(self, name: str, src: int, index: int, facts: FileFacts, scope: "_FileScope",
+                 out: Resolution) -> list[tuple[int, float]]:
+        """The fixture ``name`` as pytest finds it for a definition of ``facts``: in the test's class, in its
+        module (defined or imported there), in the nearest ``conftest.py`` of its folder or one above, else
+        in a plugin module of the workspace (pytest's own ``_pytest/*.py``) when there are few.
+
+        A fixture never provides itself: ``def client(client)`` overrides the one further out and asks for it.
+        """
+        nodes = self.symbols.nodes
+        candidates = [i for i in self.symbols.fixtures.get(name, ()) if i != src]
+        if not candidates:
+            return []
+        classes = set()
+        parent = facts.def_parents[index]
+        while parent >= 0:
+            classes.add(facts.def_ids[parent])
+            parent = facts.def_parents[parent]
+        own = [i for i in candidates if nodes[i].file_id == facts.file_id]
+        in_class = [i for i in own if nodes[i].parent in classes]
+        at_top = [i for i in own if nodes[i].parent == facts.module_node]
+        if in_class or at_top:  # of several definitions the last one is bound
+            return [((in_class or at_top)[-1], Confidence.SAME_MODULE)]
+        bound = scope.imported(name, -1)
+        if bound is not None and bound[1] is not None:
+            found = [i for i, _ in self._qualified(f"{bound[0]}.{bound[1]}", out, walk_bases=False)
+                     if i in candidates]
+            if found:
+                return [(i, Confidence.IMPORT) for i in found]
+        folder = facts.path.rpartition("/")[0]
+        nearest: list[int] = []
+        depth = -1
+        for i in candidates:
+            where, _, base = nodes[i].path.rpartition("/")
+            if base != _CONFTEST or not _module_level(nodes, i):
+                continue
+            if where and folder != where and not folder.startswith(where + "/"):
+                continue  # a conftest.py of another folder
+            level = where.count("/") + 1 if where else 0
+            if level > depth:
+                nearest, depth = [i], level
+            elif level == depth:
+                nearest.append(i)
+        if nearest:
+            return [(nearest[-1], Confidence.IMPORT)]
+        plugins = [i for i in candidates if not nodes[i].in_test and _module_level(nodes, i)
+                   and nodes[i].path.rpartition("/")[2] != _CONFTEST]
+        if len(plugins) == 1:
+            return [(plugins[0], Confidence.GLOBAL_UNIQUE)]
+        if len(plugins) <= _MAX_AMBIGUOUS:
+            return [(i, Confidence.AMBIGUOUS) for i in plugins]
+        return []
 
     def _tested_modules(self, facts: FileFacts, subject: str) -> list[int]:
         """The modules ``test_<subject>.py`` tests: those named ``subject`` it imports (from), else all of them

@@ -20,7 +20,7 @@ from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
 from indexer.terms import terms_text
 from indexer.testpaths import is_test_path
-from indexer.types import Definition, Import, NodeKind, ParsedFile, Reference
+from indexer.types import Definition, Import, NodeKind, ParsedFile, Reference, is_fixture_decorated
 
 LANGUAGE = "python"
 #: Longest signature kept; longer ones are cut and end with an ellipsis.
@@ -245,8 +245,11 @@ def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool,
     """The ``Definition`` of one collected def."""
     node = d.node
     first = node.child(0)
+    kind = _kind(d, defs, test_file)
+    decorators = _decorators(d.outer, source)
+    asks_fixtures = kind is NodeKind.TEST or is_fixture_decorated(decorators)
     return Definition(
-        kind=_kind(d, defs, test_file),
+        kind=kind,
         name=d.name,
         local_name=d.local_name,
         parent=d.parent,
@@ -255,10 +258,33 @@ def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool,
         signature=_signature(node, source),
         doc=_docstring(d.body, source),
         bases=d.bases,
-        decorators=_decorators(d.outer, source),
+        decorators=decorators,
         is_async=not d.is_class and first is not None and first.type == "async",
         terms=_terms(source, d.outer.start_byte, d.end, [defs[c].body for c in d.children], terms),
+        fixtures=_requested_fixtures(d, defs, decorators) if asks_fixtures else (),
     )
+
+
+def _requested_fixtures(d: _Def, defs: list[_Def], decorators: tuple[str, ...]) -> tuple[str, ...]:
+    """The fixtures a test or fixture asks for, as pytest reads its signature: every parameter without a
+    default, ``*args`` and ``**kwargs`` aside, and a method's first one (``self``) but a staticmethod's."""
+    params = d.node.child_by_field_name("parameters")
+    if params is None:
+        return ()
+    names: list[str] = []
+    for p in params.named_children:
+        if p.type == "identifier":
+            names.append(_plain(p))
+        elif p.type == "typed_parameter":
+            inner = p.named_children[0] if p.named_child_count else None
+            if inner is not None and inner.type == "identifier":
+                names.append(_plain(inner))
+        else:  # a default, a splat, or a separator: never a fixture, and the order still counts
+            names.append("")
+    bound = d.parent >= 0 and defs[d.parent].is_class and "staticmethod" not in decorators
+    if bound and names:
+        names.pop(0)
+    return tuple(n for n in names if n)
 
 
 def _kind(d: _Def, defs: list[_Def], test_file: bool) -> NodeKind:
