@@ -32,7 +32,7 @@ from indexer import sqlite
 from indexer.graph.changes import ChangeTracker, FileShape, lookup_names
 from indexer.graph.facts import FileFacts
 from indexer.graph.parallel import Links, can_fork, links_forked, links_here
-from indexer.graph.resolve import LIBRARY, NodeInfo, Resolution, Resolver, Symbols
+from indexer.graph.resolve import LIBRARY, NodeInfo, Resolution, Resolver, Symbols, ordered_bases
 from indexer.loading import Job, Loaded, Parsed, Progress, load_stream, start_pool_server
 from indexer.modules import module_names
 from indexer.parse import RecentTrees, language_of
@@ -779,6 +779,7 @@ def load_symbols(conn) -> Symbols:
         if parent in nodes:
             parent = nodes[parent].id
         symbols.add_node(NodeInfo(node_id, kind, name, qualname, parent, file_id, in_test, path))
+    expressions: dict[int, tuple[str, ...]] = {}  # class id -> its base expressions, for their order
     for file_id, module, blob, ids in conn.execute(
             "SELECT f.id, f.module, ff.blob, ff.node_ids FROM files f JOIN file_facts ff ON ff.file_id=f.id"):
         module_node, *def_ids = msgpack.unpackb(ids)
@@ -786,8 +787,12 @@ def load_symbols(conn) -> Symbols:
                                     module_node=module_node, def_ids=tuple(def_ids))
         symbols.set_module_imports(facts)
         symbols.set_fixtures(facts)
+        expressions.update((facts.def_ids[index], bases) for index, bases in facts.bases)
     for src, dst in conn.execute("SELECT src, dst FROM edges WHERE kind='inherits' ORDER BY src, dst"):
         symbols.bases.setdefault(src, []).append(dst)
+    for class_id, bases in symbols.bases.items():
+        if len(bases) > 1:
+            bases[:] = ordered_bases(expressions.get(class_id, ()), bases, nodes)
     return symbols
 
 

@@ -426,12 +426,13 @@ def _bm25_totals(ws: Workspace) -> list[int]:
 
 
 def _table(symbols: Symbols) -> dict:
-    """A symbol table as plain data, id lists sorted: two tables of one store compare equal."""
+    """A symbol table as plain data, id lists sorted but a class's bases (``super()`` reads them in order): two
+    tables of one store compare equal."""
     def ids(index: dict) -> dict:
         return {key: sorted(values) for key, values in index.items()}
     return {"nodes": symbols.nodes, "by_qualname": ids(symbols.by_qualname), "by_name": ids(symbols.by_name),
             "modules": ids(symbols.modules), "module_imports": symbols.module_imports,
-            "bases": ids(symbols.bases), "top_packages": symbols.top_packages, "fixtures": ids(symbols.fixtures),
+            "bases": symbols.bases, "top_packages": symbols.top_packages, "fixtures": ids(symbols.fixtures),
             "module_fixtures": ids(symbols.module_fixtures)}
 
 
@@ -646,3 +647,17 @@ def test_dependents_are_found_through_non_ascii_names(tmp_path):
     assert live == fresh
     assert (("pkg/a.py", "function", "pkg.a.f"), "calls", ("pkg/c.py", "function", "pkg.c.größe")) in {
         edge[:3] for edge in live[1]}
+
+
+def test_super_picks_the_same_base_of_two_same_named_ones_whatever_their_ids(tmp_path):
+    """``class TestBase(Base)`` with ``Base`` defined twice resolves to both; ``super().step()`` takes the first
+    that has ``step``. Re-writing one of them gives it newer ids: the choice must not follow them."""
+    start = {"pkg/__init__.py": "",
+             "pkg/omega.py": "",
+             "pkg/sub/__init__.py": "",
+             "pkg/sub/delta.py": "class Base:\n    def step(self):\n        pass\n",
+             "tests/test_alpha.py": "class TestBase(Base):\n    def test_run(self):\n        super().step()\n"}
+    live, fresh = _graphs_after(tmp_path, start, [{"pkg/omega.py": "class Base:\n    def step(self):\n        pass\n"}])
+    assert live == fresh
+    supers = {dst[0] for src, kind, dst, _ in live[1] if kind == "calls" and src[2] == "test_alpha.TestBase.test_run"}
+    assert supers == {"pkg/omega.py"}  # of two equal candidates, the one with the smaller path

@@ -166,6 +166,21 @@ class Symbols:
         self.top_packages = {q.split(".", 1)[0] for q in self.modules}
 
 
+def ordered_bases(expressions: tuple[str, ...], ids: list[int], nodes: dict[int, NodeInfo]) -> list[int]:
+    """A class's resolved bases in the order ``super()`` reads them, the same in a live pass and in a table loaded
+    from the store (which keeps the inherits edges, not which expression each came from): by the first base
+    expression ending in the base's name (``models.Model`` names ``Model``), then by path and qualified name.
+    An expression that resolved to several same-named classes gives them in an order node ids cannot change."""
+    last = [e.rsplit(".", 1)[-1] for e in expressions]
+
+    def key(node_id: int) -> tuple:
+        info = nodes[node_id]
+        position = last.index(info.name) if info.name in last else len(last)
+        return position, info.path, info.qualname, node_id
+
+    return sorted(ids, key=key)
+
+
 def _module_level(nodes: dict[int, NodeInfo], node_id: int) -> bool:
     """Defined at the top of its module (not in a class)."""
     parent = nodes.get(nodes[node_id].parent)
@@ -242,7 +257,7 @@ class Resolver:
                         out.add(class_id, "inherits", node_id, conf)
                         if node_id not in found:
                             found.append(node_id)
-            result[class_id] = found
+            result[class_id] = ordered_bases(bases, found, self.symbols.nodes)
         return result
 
     # ------------------------------------------------------------------ #
