@@ -420,10 +420,10 @@ class IndexPass:
         imports = {alias if alias != "*" else "*" + module: (module, name)
                    for module, name, alias, _line, scope in facts.imports if scope == -1}
         fixtures = Counter()
-        for index in facts.fixtures:
+        for index, name in facts.fixtures:
             info = self._symbols.nodes.get(facts.def_ids[index]) if self._symbols else None
             if info is not None:
-                fixtures[(info.name, info.qualname)] += 1
+                fixtures[(name, info.qualname)] += 1
         return FileShape(facts.module, facts.path, nodes, imports, fixtures)
 
     def _reusable_ids(self, facts: FileFacts) -> dict[tuple[str, str], list[int]]:

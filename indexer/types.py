@@ -107,15 +107,6 @@ class Skipped:
 # Parse: what an extractor reads out of one file, before resolution
 # --------------------------------------------------------------------------- #
 
-#: Last dotted part of a decorator that makes a function a pytest fixture.
-FIXTURE_DECORATORS = frozenset({"fixture", "yield_fixture"})
-
-
-def is_fixture_decorated(decorators: tuple[str, ...]) -> bool:
-    """Decorated as a pytest fixture: ``@pytest.fixture``, ``@fixture(scope=...)``, ``@pytest_asyncio.fixture``."""
-    return any(name.rsplit(".", 1)[-1] in FIXTURE_DECORATORS for name in decorators)
-
-
 @dataclass(frozen=True, slots=True)
 class Definition:
     """A class, function, method or test found in a file.
@@ -137,12 +128,10 @@ class Definition:
     decorators: tuple[str, ...] = ()  # raw dotted decorator names
     is_async: bool = False
     terms: str = ""  # code-aware search terms of the node's own text (see indexer.terms)
-    #: pytest fixtures a test or fixture asks for by parameter name (see ``indexer.parse.python``)
+    #: pytest fixtures a test or fixture asks for: its parameters and ``usefixtures`` marks (``indexer.parse.python``)
     fixtures: tuple[str, ...] = ()
-
-    @property
-    def is_fixture(self) -> bool:
-        return is_fixture_decorated(self.decorators)
+    #: the name a pytest fixture is requested by (``@pytest.fixture(name=...)``, else its own), "" for no fixture
+    fixture_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,20 @@ FILES: dict[str, str] = {
         "@pytest.fixture(scope='module')\n"
         "def client(app):\n"
         "    return app\n"
+        "\n"
+        "\n"
+        "@pytest.fixture(name='database')\n"
+        "def database_fixture(app):\n"
+        "    return app\n"
+    ),
+    "tests/test_c.py": (
+        "import pytest\n"
+        "\n"
+        "\n"
+        "@pytest.mark.usefixtures('app')\n"
+        "class TestMarked:\n"
+        "    def test_m(self, database):\n"
+        "        pass\n"
     ),
     "tests/sub/conftest.py": "import pytest\n\n\n@pytest.fixture\ndef client(client):\n    return client\n",
     "tests/sub/test_b.py": "def test_b(client, tmp_thing, other=3):\n    assert client\n",
@@ -85,12 +99,20 @@ def test_requests_are_the_parameters_pytest_fills():
               b"class TestC:\n"
               b"    def test_m(self, client):\n        pass\n"
               b"    @staticmethod\n"
-              b"    def test_s(client):\n        pass\n")
+              b"    def test_s(client):\n        pass\n"
+              b"@pytest.fixture(name='db')\n"
+              b"def db_fixture():\n    pass\n"
+              b"@pytest.mark.usefixtures('db', f'x{1}')\n"
+              b"class TestMarked:\n"
+              b"    @pytest.mark.usefixtures('cache')\n"
+              b"    def test_u(self, db):\n        pass\n")
     pf = parse_python("tests/test_x.py", source)
     asked = {d.local_name: d.fixtures for d in pf.definitions}
     assert asked == {"made": ("tmp_path",), "test_typed": ("client", "key"), "helper": (), "TestC": (),
-                     "TestC.test_m": ("client",), "TestC.test_s": ("client",)}
-    assert [d.local_name for d in pf.definitions if d.is_fixture] == ["made"]
+                     "TestC.test_m": ("client",), "TestC.test_s": ("client",), "db_fixture": (),
+                     "TestMarked": (), "TestMarked.test_u": ("db", "cache")}  # an f-string names no fixture
+    assert {d.local_name: d.fixture_name for d in pf.definitions if d.fixture_name} == {"made": "made",
+                                                                                       "db_fixture": "db"}
 
 
 def test_each_request_finds_the_fixture_pytest_would_use(ws):
@@ -107,6 +129,10 @@ def test_each_request_finds_the_fixture_pytest_would_use(ws):
         # fixtures ask for fixtures; an override asks for the one further out, never for itself
         ("conftest.py", "conftest.client", "conftest.py:conftest.app", Confidence.SAME_MODULE),
         ("tests/sub/conftest.py", "conftest.client", "conftest.py:conftest.client", Confidence.IMPORT),
+        # a fixture registered under another name, and a usefixtures mark on the class
+        ("conftest.py", "conftest.database_fixture", "conftest.py:conftest.app", Confidence.SAME_MODULE),
+        ("tests/test_c.py", "test_c.TestMarked.test_m", "conftest.py:conftest.database_fixture", Confidence.IMPORT),
+        ("tests/test_c.py", "test_c.TestMarked.test_m", "conftest.py:conftest.app", Confidence.IMPORT),
     }
 
 
@@ -145,6 +171,8 @@ EDITS = {
                                                                                          "def local2():")}],
     "the plugin's fixture moves into a class": [{"pkg/plugin.py": "import pytest\n\n\nclass Box:\n    @pytest.fixture\n"
                                                                   "    def tmp_thing(self):\n        return 1\n"}],
+    "a fixture is registered under another name": [{"conftest.py": FILES["conftest.py"].replace(
+        "name='database'", "name='db'")}],
     "a test asks for one more": [{"tests/sub/test_b.py": "def test_b(client, tmp_thing, app):\n    pass\n"}],
 }
 

@@ -32,7 +32,7 @@ class FileFacts:
     imports: tuple[tuple[str, str | None, str, int, int], ...]  # (abs module, name, alias, line, scope)
     references: tuple[tuple[str, str, int, int], ...]  # (kind, target, line, scope)
     is_test_file: bool
-    fixtures: tuple[int, ...] = ()  # indexes of the definitions that are pytest fixtures
+    fixtures: tuple[tuple[int, str], ...] = ()  # (definition index, name) of each pytest fixture defined
     requests: tuple[tuple[int, str], ...] = ()  # (definition index, fixture name) a test or fixture asks for
 
     def to_blob(self) -> bytes:
@@ -93,7 +93,7 @@ def facts_of(
         imports=imports,
         references=parsed.references,  # named (kind, target, line, scope) tuples
         is_test_file=is_test_path(parsed.path),
-        fixtures=tuple(i for i, d in enumerate(defs) if d.is_fixture),
+        fixtures=tuple((i, d.fixture_name) for i, d in enumerate(defs) if d.fixture_name),
         requests=tuple((i, name) for i, d in enumerate(defs) for name in d.fixtures),
     )
 

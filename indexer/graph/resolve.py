@@ -92,8 +92,8 @@ class Symbols:
     top_packages: set[str] = field(default_factory=set)
     #: pytest fixture name -> the nodes defining a fixture of that name
     fixtures: dict[str, list[int]] = field(default_factory=dict)
-    #: module node id -> its fixtures' node ids (what the next version of the file replaces)
-    module_fixtures: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    #: module node id -> (name, node id) of its fixtures (what the next version of the file replaces)
+    module_fixtures: dict[int, tuple[tuple[str, int], ...]] = field(default_factory=dict)
 
     def add_node(self, info: NodeInfo) -> None:
         """Index a workspace node; library nodes are never added (they are named by string, ``lib:x``)."""
@@ -121,10 +121,10 @@ class Symbols:
             _remove(self.modules, info.qualname, node_id)
             self.module_imports.pop(node_id, None)
             self.module_stars.pop(node_id, None)
-            self.module_fixtures.pop(node_id, None)
+            for name, fixture_id in self.module_fixtures.pop(node_id, ()):
+                _remove(self.fixtures, name, fixture_id)
         else:
             _remove(self.by_name, info.name, node_id)
-            _remove(self.fixtures, info.name, node_id)
         self.bases.pop(node_id, None)
 
     def set_module_imports(self, facts: FileFacts) -> None:
@@ -145,15 +145,13 @@ class Symbols:
 
     def set_fixtures(self, facts: FileFacts) -> None:
         """Replace the fixtures of ``facts``' module with the ones this version of the file defines."""
-        for node_id in self.module_fixtures.pop(facts.module_node, ()):
-            info = self.nodes.get(node_id)
-            if info is not None:
-                _remove(self.fixtures, info.name, node_id)
-        ids = tuple(facts.def_ids[i] for i in facts.fixtures)
-        for node_id in ids:
-            self.fixtures.setdefault(self.nodes[node_id].name, []).append(node_id)
-        if ids:
-            self.module_fixtures[facts.module_node] = ids
+        for name, node_id in self.module_fixtures.pop(facts.module_node, ()):
+            _remove(self.fixtures, name, node_id)
+        pairs = tuple((sys.intern(name), facts.def_ids[index]) for index, name in facts.fixtures)
+        for name, node_id in pairs:
+            self.fixtures.setdefault(name, []).append(node_id)
+        if pairs:
+            self.module_fixtures[facts.module_node] = pairs
 
     def module(self, qualname: str) -> int | None:
         """The module of that name; among same-named ones (no __init__.py), the one with the smallest path."""

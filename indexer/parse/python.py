@@ -20,7 +20,7 @@ from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
 from indexer.terms import terms_text
 from indexer.testpaths import is_test_path
-from indexer.types import Definition, Import, NodeKind, ParsedFile, Reference, is_fixture_decorated
+from indexer.types import Definition, Import, NodeKind, ParsedFile, Reference
 
 LANGUAGE = "python"
 #: Longest signature kept; longer ones are cut and end with an ellipsis.
@@ -29,6 +29,9 @@ _ELLIPSIS = "..."
 _TEST_PREFIX = "test"
 _UNITTEST_BASE_SUFFIX = "TestCase"
 _SELF_NAMES = frozenset({"self", "cls"})
+#: Last dotted part of a decorator that makes a function a pytest fixture, and of the mark that asks for some.
+_FIXTURE_DECORATORS = frozenset({"fixture", "yield_fixture"})
+_USEFIXTURES = "usefixtures"
 
 # Captures: @def = class/function, @import = any import statement, @call = a callee
 # that is an identifier or attribute chain (a bare decorator is one too: Python calls it with the
@@ -247,7 +250,8 @@ def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool,
     first = node.child(0)
     kind = _kind(d, defs, test_file)
     decorators = _decorators(d.outer, source)
-    asks_fixtures = kind is NodeKind.TEST or is_fixture_decorated(decorators)
+    registered, marked = _pytest_decorators(d.outer, source) if decorators else (None, ())
+    asks_fixtures = kind is NodeKind.TEST or registered is not None
     return Definition(
         kind=kind,
         name=d.name,
@@ -261,30 +265,73 @@ def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool,
         decorators=decorators,
         is_async=not d.is_class and first is not None and first.type == "async",
         terms=_terms(source, d.outer.start_byte, d.end, [defs[c].body for c in d.children], terms),
-        fixtures=_requested_fixtures(d, defs, decorators) if asks_fixtures else (),
+        fixtures=_requested_fixtures(d, defs, decorators, marked, source) if asks_fixtures else (),
+        fixture_name=(registered or d.name) if registered is not None else "",
     )
 
 
-def _requested_fixtures(d: _Def, defs: list[_Def], decorators: tuple[str, ...]) -> tuple[str, ...]:
-    """The fixtures a test or fixture asks for, as pytest reads its signature: every parameter without a
-    default, ``*args`` and ``**kwargs`` aside, and a method's first one (``self``) but a staticmethod's."""
-    params = d.node.child_by_field_name("parameters")
-    if params is None:
-        return ()
+def _requested_fixtures(d: _Def, defs: list[_Def], decorators: tuple[str, ...], marked: tuple[str, ...],
+                        source: bytes) -> tuple[str, ...]:
+    """The fixtures a test or fixture asks for, as pytest reads them: every parameter without a default
+    (``*args`` and ``**kwargs`` aside, and a method's first one but a staticmethod's), then the names of the
+    ``usefixtures`` marks on it and on the classes around it."""
     names: list[str] = []
-    for p in params.named_children:
+    params = d.node.child_by_field_name("parameters")
+    for p in params.named_children if params is not None else ():
         if p.type == "identifier":
             names.append(_plain(p))
         elif p.type == "typed_parameter":
             inner = p.named_children[0] if p.named_child_count else None
-            if inner is not None and inner.type == "identifier":
-                names.append(_plain(inner))
+            names.append(_plain(inner) if inner is not None and inner.type == "identifier" else "")
         else:  # a default, a splat, or a separator: never a fixture, and the order still counts
             names.append("")
     bound = d.parent >= 0 and defs[d.parent].is_class and "staticmethod" not in decorators
     if bound and names:
         names.pop(0)
-    return tuple(n for n in names if n)
+    names += marked
+    parent = d.parent
+    while parent >= 0:
+        if defs[parent].is_class and defs[parent].outer.type == "decorated_definition":
+            names += _pytest_decorators(defs[parent].outer, source)[1]
+        parent = defs[parent].parent
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
+def _pytest_decorators(outer: Node, source: bytes) -> tuple[str | None, tuple[str, ...]]:
+    """(the name a fixture decorator registers the definition under, "" for its own name, None when it is no
+    fixture; the fixtures its ``@pytest.mark.usefixtures(...)`` marks ask for)."""
+    registered: str | None = None
+    marked: list[str] = []
+    for dec in outer.named_children if outer.type == "decorated_definition" else ():
+        if dec.type != "decorator":
+            continue
+        expr = next((c for c in dec.named_children if c.type != "comment"), None)
+        call = expr if expr is not None and expr.type == "call" else None
+        fn = call.child_by_field_name("function") if call is not None else expr
+        name = _dotted(fn, source) if fn is not None else None
+        last = name.rsplit(".", 1)[-1] if name else ""
+        if last in _FIXTURE_DECORATORS:
+            registered = (_keyword_string(call, "name") or "") if call is not None else ""
+        elif last == _USEFIXTURES and call is not None:
+            arguments = call.child_by_field_name("arguments")
+            marked += (_string_value(a) for a in (arguments.named_children if arguments is not None else ()))
+    return registered, tuple(m for m in marked if m)
+
+
+def _keyword_string(call: Node, keyword: str) -> str:
+    """The string literal passed as ``keyword=`` to ``call``, else ""."""
+    arguments = call.child_by_field_name("arguments")
+    for arg in arguments.named_children if arguments is not None else ():
+        if arg.type == "keyword_argument" and _plain(arg.child_by_field_name("name")) == keyword:
+            return _string_value(arg.child_by_field_name("value"))
+    return ""
+
+
+def _string_value(node: Node | None) -> str:
+    """The text of a plain string literal (no f-string parts), else ""."""
+    if node is None or node.type != "string" or any(c.type == "interpolation" for c in node.named_children):
+        return ""
+    return "".join(c.text.decode("utf-8", "replace") for c in node.named_children if c.type == "string_content")
 
 
 def _kind(d: _Def, defs: list[_Def], test_file: bool) -> NodeKind:
