@@ -1,7 +1,8 @@
 """The key property: after any series of edits, an incremental index equals a fresh full index.
 
 A small random package (modules calling each other through every import style,
-classes with bases in other modules, a test file) is edited step by step. After
+classes with bases in other modules, pytest fixtures in modules and conftest.py
+files, a test file asking for them) is edited step by step. After
 each step one long-lived index is brought up to date (by a full walk, or by the
 watcher's partial pass over the changed paths) and compared with a brand-new
 index of the same tree. Nodes and edges are compared by path, kind and name,
@@ -41,6 +42,10 @@ METHODS = ("step", "reset")
 TEST_FUNCS = ("test_run", "test_load", "test_step")
 TEST_CLASSES = ("TestNode", "TestBase")
 LIBRARIES = ("numpy", "json")
+#: pytest fixture names: fixtures of these names appear in source modules (plugins), test modules and
+#: conftest.py files, and tests and fixtures ask for them.
+FIXTURE_NAMES = ("app", "db")
+CONFTESTS = ("conftest.py", f"{TEST_FOLDER}/conftest.py")
 #: How a call names a workspace target (import style, or none); library calls are drawn apart.
 CALL_STYLES = ("from", "alias", "plain", "relative", "bare", "local", "receiver")
 METHOD_STYLES = ("self", "super")
@@ -66,6 +71,7 @@ class Call:
 class Func:
     name: str
     calls: list[Call] = field(default_factory=list)
+    asks: list[str] = field(default_factory=list)  # fixtures asked for as parameters
 
 
 @dataclass
@@ -80,6 +86,7 @@ class Module:
     funcs: list[Func] = field(default_factory=list)
     classes: list[Klass] = field(default_factory=list)
     padding: int = 0  # comment lines on top: shifts every line number
+    fixtures: list[Func] = field(default_factory=list)  # @pytest.fixture functions
 
 
 @dataclass
@@ -140,7 +147,8 @@ def render_module(path: str, module: Module) -> str:
         if line is not None and line not in imports:
             imports.append(line)
 
-    def function(func: Func, indent: str, params: str) -> None:
+    def function(func: Func, indent: str, first: tuple[str, ...] = ()) -> None:
+        params = ", ".join([*first, *func.asks, "obj=None"])
         body.append(f"{indent}def {func.name}({params}):")
         for call in func.calls:
             need(call)
@@ -148,8 +156,14 @@ def render_module(path: str, module: Module) -> str:
         body.append(f"{indent}    return None")
         body.append("")
 
+    if module.fixtures:
+        imports.append("import pytest")
+    for fixture in module.fixtures:
+        body.append("@pytest.fixture")
+        function(fixture, "")
+        body.append("")
     for func in module.funcs:
-        function(func, "", "obj=None")
+        function(func, "")
         body.append("")
     for klass in module.classes:
         base = ""
@@ -159,7 +173,7 @@ def render_module(path: str, module: Module) -> str:
             base = f"{last}_mod.{klass.base.name}" if klass.base.style == "alias" else klass.base.name
         body.append(f"class {klass.name}({base}):")
         for method in klass.methods:
-            function(method, "    ", "self, obj=None")
+            function(method, "    ", ("self",))
         if not klass.methods:
             body.extend(["    pass", ""])
         body.append("")
@@ -197,7 +211,15 @@ def base_strategy(tree: Tree) -> st.SearchStrategy[Call | None]:
 
 
 def func_strategy(tree: Tree, names: tuple[str, ...], in_method: bool = False) -> st.SearchStrategy[Func]:
-    return st.builds(Func, st.sampled_from(names), st.lists(call_strategy(tree, in_method), max_size=3))
+    asks = st.lists(st.sampled_from(FIXTURE_NAMES), unique=True, max_size=2) if names is TEST_FUNCS else st.just([])
+    return st.builds(Func, st.sampled_from(names), st.lists(call_strategy(tree, in_method), max_size=3), asks)
+
+
+def fixtures_strategy() -> st.SearchStrategy[list[Func]]:
+    """A module's fixtures: each may ask for others (an override asks for the one further out)."""
+    fixture = st.builds(Func, st.sampled_from(FIXTURE_NAMES), st.just([]),
+                        st.lists(st.sampled_from(FIXTURE_NAMES), unique=True, max_size=1))
+    return st.lists(fixture, max_size=2)
 
 
 def class_strategy(tree: Tree, names: tuple[str, ...], method_names: tuple[str, ...]) -> st.SearchStrategy[Klass]:
@@ -208,7 +230,8 @@ def class_strategy(tree: Tree, names: tuple[str, ...], method_names: tuple[str, 
 def module_strategy(tree: Tree, is_test: bool) -> st.SearchStrategy[Module]:
     funcs, classes, methods = (TEST_FUNCS, TEST_CLASSES, TEST_FUNCS) if is_test else (FUNCS, CLASSES, METHODS)
     return st.builds(Module, st.lists(func_strategy(tree, funcs), max_size=3),
-                     st.lists(class_strategy(tree, classes, methods), max_size=2), st.integers(0, 1))
+                     st.lists(class_strategy(tree, classes, methods), max_size=2), st.integers(0, 1),
+                     fixtures_strategy())
 
 
 def _all_source_paths() -> list[str]:
@@ -232,6 +255,9 @@ def initial_tree(draw) -> Tree:
     for path in paths:
         tree.modules[path] = draw(module_strategy(tree, is_test=False))
     tree.modules[f"{TEST_FOLDER}/{TEST_STEMS[0]}.py"] = draw(module_strategy(tree, is_test=True))
+    for conftest in CONFTESTS:
+        if draw(st.booleans()):
+            tree.modules[conftest] = Module(fixtures=draw(fixtures_strategy()))
     if draw(st.booleans()):
         tree.reexport = Call("relative", draw(st.sampled_from(_known_modules(tree))), draw(st.sampled_from(FUNCS)))
     return tree
@@ -347,6 +373,22 @@ def op_change_reexport(tree: Tree, draw) -> list[str]:
     return []
 
 
+def op_change_fixtures(tree: Tree, draw) -> list[str]:
+    """New fixtures for a module or a conftest.py (which may appear or go with it), or new requests of a test."""
+    path = draw(st.sampled_from(sorted({*tree.modules, *CONFTESTS})))
+    if path in CONFTESTS and draw(st.booleans()):
+        if tree.modules.pop(path, None) is None:
+            tree.modules[path] = Module(fixtures=draw(fixtures_strategy()))
+        return []
+    module = tree.modules.setdefault(path, Module())
+    tests = [f for f in _all_functions(module) if f.name in TEST_FUNCS]
+    if tests and draw(st.booleans()):
+        draw(st.sampled_from(tests)).asks = draw(st.lists(st.sampled_from(FIXTURE_NAMES), unique=True, max_size=2))
+    else:
+        module.fixtures = draw(fixtures_strategy())
+    return []
+
+
 def op_delete_subpackage(tree: Tree, draw) -> list[str]:
     """Remove pkg/sub/ whole: the watcher reports only the folder."""
     for path in [p for p in tree.modules if p.startswith("pkg/sub/")]:
@@ -357,9 +399,10 @@ def op_delete_subpackage(tree: Tree, draw) -> list[str]:
 
 OPERATIONS = (op_add_function, op_remove_function, op_rename_function, op_add_call, op_change_import,
               op_change_base, op_shift_lines, op_add_module, op_delete_module, op_move_module,
-              op_toggle_init, op_change_reexport, op_delete_subpackage)
+              op_toggle_init, op_change_reexport, op_change_fixtures, op_delete_subpackage)
 #: What can still be done once every module is gone (deleting the test file, then pkg/sub/, empties the tree).
-OPERATIONS_WITHOUT_MODULES = (op_add_module, op_toggle_init, op_change_reexport, op_delete_subpackage)
+OPERATIONS_WITHOUT_MODULES = (op_add_module, op_toggle_init, op_change_reexport, op_change_fixtures,
+                              op_delete_subpackage)
 
 
 # --------------------------------------------------------------------------- #
