@@ -47,6 +47,30 @@ def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
     return root
 
 
+def graphs_after(tmp_path: Path, start: dict[str, str], edits: list[dict[str, str | None]], *,
+                 watcher: bool = False) -> tuple[tuple[list, list], tuple[list, list]]:
+    """(incremental graph, fresh graph) after applying ``edits`` one index pass at a time (None deletes): each
+    pass a full walk, or with ``watcher`` a pass over the edit's paths only, as the watcher makes."""
+    root = tmp_path / "ws"
+    write_tree(root, start)
+    with Workspace(root, index_dir=tmp_path / "live") as ws:
+        ws.index()
+        for edit in edits:
+            for path, text in edit.items():
+                if text is None:
+                    (root / path).unlink()
+                else:
+                    write_tree(root, {path: text})
+            if watcher:
+                ws.index(paths=list(edit))
+            else:
+                ws.index()
+        live = graph_of(ws)
+    with Workspace(root, index_dir=tmp_path / "fresh") as fresh:
+        fresh.index()
+        return live, graph_of(fresh)
+
+
 def graph_of(ws: Workspace) -> tuple[list[NodeKey], list[EdgeKey]]:
     """Nodes and edges of a workspace's index keyed by path, kind and name, never by id (ids differ per index)."""
     conn = ws.reader()

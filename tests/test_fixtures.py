@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import graph_of, write_tree
+from conftest import graph_of, graphs_after, write_tree
 from indexer.parse.python import parse_python
 from indexer.types import Confidence
 from indexer.workspace import Workspace
@@ -75,9 +75,9 @@ FILES: dict[str, str] = {
 }
 
 
-def fixture_links(ws: Workspace) -> set[tuple[str, str, str, float]]:
-    """(path of src, src qualname, path:qualname of dst, confidence) of every depends_on link into code."""
-    _nodes, edges = graph_of(ws)
+def fixture_links(edges: list) -> set[tuple[str, str, str, float]]:
+    """(path of src, src qualname, path:qualname of dst, confidence) of every depends_on link into code, of a
+    graph's ``edges`` (``graph_of``)."""
     return {(src[0], src[2], f"{dst[0]}:{dst[2]}", conf) for src, kind, dst, conf in edges
             if kind == "depends_on" and dst[0] is not None}
 
@@ -116,7 +116,7 @@ def test_requests_are_the_parameters_pytest_fills():
 
 
 def test_each_request_finds_the_fixture_pytest_would_use(ws):
-    links = fixture_links(ws)
+    links = fixture_links(graph_of(ws)[1])
     assert links == {
         # the test's class first, then its module, an import into it, the nearest conftest.py, a plugin
         ("tests/test_a.py", "test_a.TestK.test_k", "tests/test_a.py:test_a.TestK.local", Confidence.SAME_MODULE),
@@ -142,26 +142,6 @@ def test_a_fixture_lists_the_tests_that_use_it(ws):
     assert users == {("tests/test_a.py", "test_a.test_a"), ("tests/sub/conftest.py", "conftest.client")}
 
 
-def _graphs_after(tmp_path: Path, edits: list[dict[str, str | None]], *, watcher: bool):
-    """(live graph, fresh graph) after ``edits`` (None deletes), each applied by a full walk or, as the watcher
-    does, by a pass over the changed paths only."""
-    root = tmp_path / "ws"
-    write_tree(root, FILES)
-    with Workspace(root, index_dir=tmp_path / "live") as live:
-        live.index()
-        for edit in edits:
-            for path, text in edit.items():
-                if text is None:
-                    (root / path).unlink()
-                else:
-                    write_tree(root, {path: text})
-            live.index(paths=list(edit)) if watcher else live.index()
-        got = graph_of(live), fixture_links(live)
-    with Workspace(root, index_dir=tmp_path / "fresh") as fresh:
-        fresh.index()
-        return got, (graph_of(fresh), fixture_links(fresh))
-
-
 NEARER = {"tests/conftest.py": "import pytest\n\n\n@pytest.fixture\ndef tmp_thing():\n    return 5\n"}
 EDITS = {
     "a nearer conftest.py appears": [NEARER],
@@ -180,9 +160,9 @@ EDITS = {
 @pytest.mark.parametrize("watcher", [False, True], ids=["walk", "paths"])
 @pytest.mark.parametrize("name", list(EDITS))
 def test_an_incremental_index_links_fixtures_as_a_fresh_one(tmp_path, name, watcher):
-    (live_graph, live_links), (fresh_graph, fresh_links) = _graphs_after(tmp_path, EDITS[name], watcher=watcher)
-    assert live_links == fresh_links
-    assert live_graph == fresh_graph
+    live, fresh = graphs_after(tmp_path, FILES, EDITS[name], watcher=watcher)
+    assert fixture_links(live[1]) == fixture_links(fresh[1])
+    assert live == fresh
 
 
 def test_the_edits_change_the_links(tmp_path):
@@ -190,9 +170,10 @@ def test_the_edits_change_the_links(tmp_path):
     write_tree(tmp_path / "before", FILES)
     with Workspace(tmp_path / "before", index_dir=tmp_path / "i0") as before:
         before.index()
-        start = fixture_links(before)
+        start = fixture_links(graph_of(before)[1])
     for i, (name, edits) in enumerate(EDITS.items()):
-        _live, (_graph, links) = _graphs_after(tmp_path / f"e{i}", edits, watcher=False)
+        _live, fresh = graphs_after(tmp_path / f"e{i}", FILES, edits)
+        links = fixture_links(fresh[1])
         if name == "a nearer conftest.py goes again":
             assert links == start, name
         else:

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
-from conftest import graph_of, integrity_problems, write_tree
+from conftest import graph_of, graphs_after, integrity_problems, write_tree
 from indexer.graph.resolve import Symbols
 from indexer.indexing import load_symbols, snapshot_symbols
 from indexer.store import fts_totals
@@ -532,33 +532,14 @@ def test_incremental_index_equals_fresh_index(mode, data):
 # Engine bugs the property test found, as fixed examples
 # --------------------------------------------------------------------------- #
 
-def _graphs_after(tmp_path: Path, start: dict[str, str], edits: list[dict[str, str | None]]):
-    """(incremental graph, fresh graph) after applying ``edits`` one index pass at a time (None deletes)."""
-    root = tmp_path / "ws"
-    write_tree(root, start)
-    with Workspace(root, index_dir=tmp_path / "live") as ws:
-        ws.index()
-        for edit in edits:
-            for path, text in edit.items():
-                if text is None:
-                    (root / path).unlink()
-                else:
-                    write_tree(root, {path: text})
-            ws.index()
-        live = graph_of(ws)
-    with Workspace(root, index_dir=tmp_path / "fresh") as fresh:
-        fresh.index()
-        return live, graph_of(fresh)
-
-
 def test_new_module_resolves_an_earlier_import(tmp_path):
-    live, fresh = _graphs_after(tmp_path, {"a.py": "from b import g\n\n\ndef f():\n    g()\n"},
+    live, fresh = graphs_after(tmp_path, {"a.py": "from b import g\n\n\ndef f():\n    g()\n"},
                                 [{"b.py": "def g():\n    pass\n"}])
     assert live == fresh
 
 
 def test_two_files_with_one_module_name(tmp_path):
-    live, fresh = _graphs_after(tmp_path, {
+    live, fresh = graphs_after(tmp_path, {
         "a/util.py": "def one():\n    pass\n",
         "b/util.py": "def two():\n    pass\n",
         "app.py": "import util\n\n\ndef main():\n    util.one()\n",
@@ -567,7 +548,7 @@ def test_two_files_with_one_module_name(tmp_path):
 
 
 def test_duplicate_definition_makes_a_bare_call_ambiguous(tmp_path):
-    live, fresh = _graphs_after(tmp_path, {"a.py": "def load():\n    pass\n", "b.py": "def f():\n    load()\n"},
+    live, fresh = graphs_after(tmp_path, {"a.py": "def load():\n    pass\n", "b.py": "def f():\n    load()\n"},
                                 [{"a.py": "def load():\n    pass\n\n\ndef load():\n    return 1\n"}])
     assert live == fresh
 
@@ -578,7 +559,7 @@ def test_module_moved_under_the_same_name_relinks_what_used_it(tmp_path):
              "app.py": "def run(x):\n    x.step()\n",
              "tests/test_omega.py": "import omega\n\n\nclass TestNode:\n    def test_step(self):\n        omega.Node().step()\n"}
     moved = {"omega.py": None, "lib/omega.py": start["omega.py"]}
-    live, fresh = _graphs_after(tmp_path, start, [moved])
+    live, fresh = graphs_after(tmp_path, start, [moved])
     assert live == fresh
 
 
@@ -586,7 +567,7 @@ def test_move_that_changes_which_same_named_module_wins(tmp_path):
     """Of two modules named ``util`` an import takes the one with the smaller path; a move can change which."""
     start = {"b/util.py": "def two():\n    pass\n", "c/util.py": "def one():\n    pass\n",
              "app.py": "import util\n\n\ndef main():\n    util.one()\n"}
-    live, fresh = _graphs_after(tmp_path, start, [{"c/util.py": None, "a/util.py": start["c/util.py"]}])
+    live, fresh = graphs_after(tmp_path, start, [{"c/util.py": None, "a/util.py": start["c/util.py"]}])
     assert live == fresh
 
 
@@ -597,7 +578,7 @@ def test_a_class_that_loses_its_bases_relinks_the_super_calls_through_it(tmp_pat
              "pkg/base.py": "class Root:\n    def step(self):\n        pass\n",
              "pkg/mid.py": "from pkg.base import Root\n\n\nclass Mid(Root):\n    pass\n",
              "pkg/leaf.py": "from pkg.mid import Mid\n\n\nclass Leaf(Mid):\n    def step(self):\n        super().step()\n"}
-    live, fresh = _graphs_after(tmp_path, start, [{"pkg/mid.py": "class Mid:\n    pass\n"}])
+    live, fresh = graphs_after(tmp_path, start, [{"pkg/mid.py": "class Mid:\n    pass\n"}])
     assert live == fresh
     calls = [(src[2], dst[2]) for src, kind, dst, _ in live[1] if kind == "calls"]
     assert ("pkg.leaf.Leaf.step", "pkg.base.Root.step") not in calls
@@ -686,7 +667,7 @@ def test_dependents_are_found_through_non_ascii_names(tmp_path):
     outside ASCII appearing in another file must bring the files that looked it up back for resolution."""
     start = {"pkg/__init__.py": "", "pkg/a.py": "def f():\n    return größe()\n"}
     added = {"pkg/c.py": "def größe():\n    return 2\n"}
-    live, fresh = _graphs_after(tmp_path, start, [added])
+    live, fresh = graphs_after(tmp_path, start, [added])
     assert live == fresh
     assert (("pkg/a.py", "function", "pkg.a.f"), "calls", ("pkg/c.py", "function", "pkg.c.größe")) in {
         edge[:3] for edge in live[1]}
@@ -700,7 +681,7 @@ def test_super_picks_the_same_base_of_two_same_named_ones_whatever_their_ids(tmp
              "pkg/sub/__init__.py": "",
              "pkg/sub/delta.py": "class Base:\n    def step(self):\n        pass\n",
              "tests/test_alpha.py": "class TestBase(Base):\n    def test_run(self):\n        super().step()\n"}
-    live, fresh = _graphs_after(tmp_path, start, [{"pkg/omega.py": "class Base:\n    def step(self):\n        pass\n"}])
+    live, fresh = graphs_after(tmp_path, start, [{"pkg/omega.py": "class Base:\n    def step(self):\n        pass\n"}])
     assert live == fresh
     supers = {dst[0] for src, kind, dst, _ in live[1] if kind == "calls" and src[2] == "test_alpha.TestBase.test_run"}
     assert supers == {"pkg/omega.py"}  # of two equal candidates, the one with the smaller path
