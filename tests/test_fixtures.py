@@ -185,3 +185,9 @@ def test_a_test_in_focus_brings_its_fixtures_into_the_context(ws):
     fixtures = {(item.path, item.name) for item in answer.items if item.why.startswith("depends_on from focus")}
     assert fixtures == {("conftest.py", "conftest.client"), ("tests/test_a.py", "test_a.local"),
                         ("tests/helpers.py", "helpers.shared")}
+
+
+def test_a_fixture_in_focus_brings_the_tests_that_use_it(ws):
+    answer = ws.context(focus="conftest.py:10", budget=3000)  # conftest.client
+    users = {(item.path, item.name) for item in answer.items if item.why.startswith("uses focus")}
+    assert users == {("tests/test_a.py", "test_a.test_a"), ("tests/sub/conftest.py", "conftest.client")}

@@ -181,6 +181,8 @@ class Assembler:
                 self._node(l.node, Tier.MEDIUM, l.confidence, f"tests focus {node.name}", budget, test_status)
             elif l.name == "called_by":
                 self._node(l.node, Tier.MEDIUM, l.confidence * 0.8, f"calls focus {node.name}", budget, test_status)
+            elif l.name == "used_by" and l.node.path:  # the tests and fixtures asking for a fixture in focus
+                self._node(l.node, Tier.MEDIUM, l.confidence * 0.8, f"uses focus {node.name}", budget, test_status)
         if node.path:
             self._module(node.path, Tier.CRITICAL if node.kind == NodeKind.MODULE else Tier.HIGH,
                          f"module of focus {node.name}", budget)
