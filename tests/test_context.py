@@ -234,6 +234,51 @@ def test_a_focus_gets_its_code_and_a_module_too_long_to_list_cuts_nothing(tmp_pa
         assert "return step_3(1)" in whole.text
 
 
+def test_the_listing_of_a_focus_file_takes_at_most_a_tenth_of_the_budget(tmp_path):
+    """A test in focus does not need the signatures of the 80 tests beside it: its file's listing, over a tenth of
+    the budget, comes as one line and leaves the room to the code the test calls."""
+    tests = "".join(f"def test_case_{i}(client):\n    assert check_{i % 3}(client)\n\n\n" for i in range(80))
+    write_tree(tmp_path, {"tests/test_many.py": "from app import check_0, check_1, check_2\n\n\n" + tests,
+                          "app.py": "".join(f"def check_{i}(c):\n    return c is not None\n\n\n" for i in range(3))})
+    with Workspace(tmp_path, index_dir=tmp_path / ".idx") as ws:
+        ws.index()
+        listing = tokens.count(module_summary(ws.reader(), "tests/test_many.py"))
+        budget = 1500
+        assert listing > budget / 10
+        packed = ws.context(focus="test_many.test_case_4", budget=budget)
+        module = next(i for i in packed.items if i.why.startswith("module of focus"))
+        assert module.level == "signature" and module.tokens <= budget / 10
+        assert "app.check_1" in {i.name for i in packed.items}
+
+
+def test_a_class_shown_without_its_members_bodies_keeps_their_decorators(tmp_path):
+    write_tree(tmp_path, {"resp.py": (
+        "class Response:\n"
+        "    @property\n"
+        "    def ok(self) -> bool:\n"
+        "        return self.status < 400\n"
+        "\n"
+        "    @staticmethod\n"
+        "    @cache(\n"
+        "        size=3,\n"
+        "    )\n"
+        "    def parse(text):\n"
+        "        return text\n")})
+    with Workspace(tmp_path, index_dir=tmp_path / ".idx") as ws:
+        ws.index()
+        [cls] = ws.nodes("resp.Response")
+        shown = SourceCache(ws.reader()).own_code(cls)
+    assert shown == ("class Response:\n"
+                     "    @property\n"
+                     "    def ok(self) -> bool: ...\n"
+                     "\n"
+                     "    @staticmethod\n"
+                     "    @cache(\n"
+                     "        size=3,\n"
+                     "    )\n"
+                     "    def parse(text): ...")
+
+
 def test_a_task_brings_its_failing_tests_code_and_the_files_it_opened(tmp_path):
     """The task summary named the failing test; the context had neither its code nor the file opened."""
     write_tree(tmp_path, {

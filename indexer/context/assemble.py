@@ -197,6 +197,11 @@ class Assembler:
         # (a 1,400-token listing at HIGH left a 1,000-token budget with one 17-token summary packed). Keyed as
         # its node: the focus module, a hit or a graph find is the same candidate, packed once.
         levels = tuple(r for r in renderings(self.conn, self.sources, node) if r.level != "full")
+        # A listing is offered while it costs at most a tenth of the budget, a third at CRITICAL (a file in focus,
+        # the task's current module): the first 60 tests of its file are not what a test in focus needs (they
+        # took 981 of 1,500 tokens once).
+        share = FULL_CODE_SHARE if tier == Tier.CRITICAL else MEDIUM_SHARE
+        levels = tuple(_capped(r, int(share * budget)) if r.level == "module" else r for r in levels)
         self._add(Candidate(key=f"node:{node.id}", tier=tier, score=1.0, kind="module", name=node.qualname,
                             why=why, renderings=levels, path=path, start_line=node.start_line,
                             end_line=node.end_line))

@@ -97,6 +97,10 @@ class SourceLines:
         return lines
 
 
+#: How the header line of a nested definition starts, after its decorators.
+_HEADER_STARTS = ("def ", "class ", "async ")
+
+
 class SourceCache:
     """Lines of stored sources as one connection (one read snapshot) sees them, by path."""
 
@@ -141,7 +145,16 @@ class SourceCache:
         for start, end, signature in children:
             if min(start - 1, len(lines)) > line - 1:
                 out.append(lines.joined(line - 1, start - 1))
-            first = lines[start - 1] if start - 1 < len(lines) else ""
+            # A definition's lines start at its decorators: they stay as written (``@property`` tells an
+            # agent not to call ``ok()``), and only the rest gives way to the signature.
+            header = start
+            while header <= min(end, len(lines)) and not lines[header - 1].lstrip().startswith(_HEADER_STARTS):
+                header += 1
+            if header > min(end, len(lines)):
+                header = start
+            elif header > start:
+                out.append(lines.joined(start - 1, header - 1))
+            first = lines[header - 1] if header - 1 < len(lines) else ""
             indent = first[: len(first) - len(first.lstrip())]
             out.append(f"{indent}{signature}: ...")
             line = max(line, end + 1)
