@@ -105,12 +105,20 @@ def test_requests_are_the_parameters_pytest_fills():
               b"@pytest.mark.usefixtures('db', f'x{1}')\n"
               b"class TestMarked:\n"
               b"    @pytest.mark.usefixtures('cache')\n"
-              b"    def test_u(self, db):\n        pass\n")
+              b"    def test_u(self, db):\n        pass\n"
+              b"@pytest.mark.parametrize('db, n', [(1, 2)])\n"
+              b"@pytest.mark.parametrize(['client'], [(3,)], indirect=True)\n"
+              b"def test_p(db, n, client, app):\n    pass\n"
+              b"@pytest.mark.parametrize(('app',), [(1,)])\n"
+              b"class TestP:\n"
+              b"    def test_q(self, app, db):\n        pass\n")
     pf = parse_python("tests/test_x.py", source)
     asked = {d.local_name: d.fixtures for d in pf.definitions}
     assert asked == {"made": ("tmp_path",), "test_typed": ("client", "key"), "helper": (), "TestC": (),
                      "TestC.test_m": ("client",), "TestC.test_s": ("client",), "db_fixture": (),
-                     "TestMarked": (), "TestMarked.test_u": ("db", "cache")}  # an f-string names no fixture
+                     "TestMarked": (), "TestMarked.test_u": ("db", "cache"),  # an f-string names no fixture
+                     # a parametrized argument is no fixture, but one passed to its fixture (indirect) is
+                     "test_p": ("client", "app"), "TestP": (), "TestP.test_q": ("db",)}
     assert {d.local_name: d.fixture_name for d in pf.definitions if d.fixture_name} == {"made": "made",
                                                                                        "db_fixture": "db"}
 
@@ -191,3 +199,12 @@ def test_a_fixture_in_focus_brings_the_tests_that_use_it(ws):
     answer = ws.context(focus="conftest.py:10", budget=3000)  # conftest.client
     users = {(item.path, item.name) for item in answer.items if item.why.startswith("uses focus")}
     assert users == {("tests/test_a.py", "test_a.test_a"), ("tests/sub/conftest.py", "conftest.client")}
+
+
+def test_two_conftest_fixtures_of_one_dotted_name_are_told_apart_by_path(ws):
+    from indexer.graph.query import ambiguity
+
+    matches = ws.nodes("conftest.client")
+    assert {n.path for n in matches} == {"conftest.py", "tests/sub/conftest.py"}
+    assert ambiguity("conftest.client", matches).endswith("They share that dotted name: pass path:line to choose.")
+    assert ambiguity("client", ws.nodes("client")).endswith("They share that dotted name: pass path:line to choose.")

@@ -109,8 +109,12 @@ def ambiguity(target: str, matches: list[Node], shown: int = 5) -> str | None:
     others = ", ".join(f"{n.qualname} ({n.location})" for n in matches[1:shown + 1])
     plus = "+" if len(matches) >= _MAX_MATCHES else ""  # find_nodes lists at most that many
     more = f" and {len(matches) - 1 - shown}{plus} more" if len(matches) - 1 > shown else ""
+    # Modules outside packages share names (every conftest.py is ``conftest``): a dotted name can't tell them apart.
+    same = all(n.qualname == matches[0].qualname for n in matches[1:shown + 1])
+    choose = "They share that dotted name: pass path:line to choose." if same else \
+        "Pass a dotted name or path:line to choose."
     return (f"{target!r} names {len(matches)}{plus} nodes; used {matches[0].qualname} ({matches[0].location}). "
-            f"Also: {others}{more}. Pass a dotted name or path:line to choose.")
+            f"Also: {others}{more}. {choose}")
 
 
 def _file_id(conn, path: str) -> int | None:

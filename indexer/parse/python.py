@@ -32,6 +32,7 @@ _SELF_NAMES = frozenset({"self", "cls"})
 #: Last dotted part of a decorator that makes a function a pytest fixture, and of the mark that asks for some.
 _FIXTURE_DECORATORS = frozenset({"fixture", "yield_fixture"})
 _USEFIXTURES = "usefixtures"
+_PARAMETRIZE = "parametrize"
 
 # Captures: @def = class/function, @import = any import statement, @call = a callee
 # that is an identifier or attribute chain (a bare decorator is one too: Python calls it with the
@@ -250,7 +251,7 @@ def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool,
     first = node.child(0)
     kind = _kind(d, defs, test_file)
     decorators = _decorators(d.outer, source)
-    registered, marked = _pytest_decorators(d.outer, source) if decorators else (None, ())
+    registered, marked, parametrized = _pytest_decorators(d.outer, source) if decorators else (None, (), ())
     asks_fixtures = kind is NodeKind.TEST or registered is not None
     return Definition(
         kind=kind,
@@ -265,16 +266,17 @@ def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool,
         decorators=decorators,
         is_async=not d.is_class and first is not None and first.type == "async",
         terms=_terms(source, d.outer.start_byte, d.end, [defs[c].body for c in d.children], terms),
-        fixtures=_requested_fixtures(d, defs, decorators, marked, source) if asks_fixtures else (),
+        fixtures=_requested_fixtures(d, defs, decorators, marked, parametrized, source) if asks_fixtures else (),
         fixture_name=(registered or d.name) if registered is not None else "",
     )
 
 
 def _requested_fixtures(d: _Def, defs: list[_Def], decorators: tuple[str, ...], marked: tuple[str, ...],
-                        source: bytes) -> tuple[str, ...]:
+                        parametrized: tuple[str, ...], source: bytes) -> tuple[str, ...]:
     """The fixtures a test or fixture asks for, as pytest reads them: every parameter without a default
     (``*args`` and ``**kwargs`` aside, and a method's first one but a staticmethod's), then the names of the
-    ``usefixtures`` marks on it and on the classes around it."""
+    ``usefixtures`` marks on it and on the classes around it; less the arguments a ``parametrize`` mark on
+    them fills directly (not ``indirect``), which no fixture provides."""
     names: list[str] = []
     params = d.node.child_by_field_name("parameters")
     for p in params.named_children if params is not None else ():
@@ -289,19 +291,24 @@ def _requested_fixtures(d: _Def, defs: list[_Def], decorators: tuple[str, ...], 
     if bound and names:
         names.pop(0)
     names += marked
+    filled = set(parametrized)
     parent = d.parent
     while parent >= 0:
         if defs[parent].is_class and defs[parent].outer.type == "decorated_definition":
-            names += _pytest_decorators(defs[parent].outer, source)[1]
+            _, class_marked, class_filled = _pytest_decorators(defs[parent].outer, source)
+            names += class_marked
+            filled.update(class_filled)
         parent = defs[parent].parent
-    return tuple(dict.fromkeys(n for n in names if n))
+    return tuple(dict.fromkeys(n for n in names if n and n not in filled))
 
 
-def _pytest_decorators(outer: Node, source: bytes) -> tuple[str | None, tuple[str, ...]]:
+def _pytest_decorators(outer: Node, source: bytes) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
     """(the name a fixture decorator registers the definition under, "" for its own name, None when it is no
-    fixture; the fixtures its ``@pytest.mark.usefixtures(...)`` marks ask for)."""
+    fixture; the fixtures its ``@pytest.mark.usefixtures(...)`` marks ask for; the arguments its
+    ``@pytest.mark.parametrize("a, b", ...)`` marks fill directly)."""
     registered: str | None = None
     marked: list[str] = []
+    filled: list[str] = []
     for dec in outer.named_children if outer.type == "decorated_definition" else ():
         if dec.type != "decorator":
             continue
@@ -315,7 +322,20 @@ def _pytest_decorators(outer: Node, source: bytes) -> tuple[str | None, tuple[st
         elif last == _USEFIXTURES and call is not None:
             arguments = call.child_by_field_name("arguments")
             marked += (_string_value(a) for a in (arguments.named_children if arguments is not None else ()))
-    return registered, tuple(m for m in marked if m)
+        elif last == _PARAMETRIZE and call is not None and not _keyword_given(call, "indirect"):
+            arguments = call.child_by_field_name("arguments")
+            first = arguments.named_children[0] if arguments is not None and arguments.named_child_count else None
+            if first is not None and first.type in ("list", "tuple"):
+                filled += (_string_value(n) for n in first.named_children)
+            else:
+                filled += (n.strip() for n in _string_value(first).split(","))
+    return registered, tuple(m for m in marked if m), tuple(f for f in filled if f)
+
+
+def _keyword_given(call: Node, keyword: str) -> bool:
+    arguments = call.child_by_field_name("arguments")
+    return any(arg.type == "keyword_argument" and _plain(arg.child_by_field_name("name")) == keyword
+               for arg in (arguments.named_children if arguments is not None else ()))
 
 
 def _keyword_string(call: Node, keyword: str) -> str:
