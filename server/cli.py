@@ -326,6 +326,10 @@ def cmd_context(args) -> None:
         except (ValueError, UnknownTarget, UnknownTask) as exc:
             raise CliError(str(exc).strip("'\"")) from None
         payload = {**packed.to_json(), "freshness": ws.freshness()}
+        if not packed.items:  # an empty answer on stdout must not look like a silent failure
+            why = (f"a budget of {packed.budget} tokens fits none of the {len(packed.dropped)} candidates"
+                   if packed.dropped else "nothing in the index matches")
+            sys.stderr.write(f"codeahead context: note: the context is empty: {why}\n")
         _emit(args, payload, packed.text, exact=True)
 
 
@@ -448,10 +452,10 @@ def cmd_stats(args) -> None:
         payload = {"cache": status["cache"], "prediction": ws.predictor.stats(), "freshness": status["freshness"]}
         # Hits and misses are this process's lookups (a server reports its own in index_status); entries and
         # bytes are what the cache holds on disk.
-        lines = ["tier      hits  misses  hit rate  entries  bytes   (hits and misses: this process)"]
+        lines = ["tier      hits  misses  hit rate  entries      bytes   (hits and misses: this process)"]
         for tier, t in status["cache"]["tiers"].items():
             rate = f"{t['hit_rate']:.1%}" if t["hits"] + t["misses"] else "-"  # no lookup: no rate, not 0%
-            lines.append(f"{tier:<8} {t['hits']:>5} {t['misses']:>7} {rate:>9} {t['entries']:>8} {t['bytes']:>6}")
+            lines.append(f"{tier:<8} {t['hits']:>5} {t['misses']:>7} {rate:>9} {t['entries']:>8} {t['bytes']:>10}")
         model = payload["prediction"]
         shown = {k: "-" if model[k] is None else model[k] for k in ("hit_at_5", "mrr")}
         lines.append(f"prediction: {model['moves_scored']} moves scored, hit@5 {shown['hit_at_5']}, "

@@ -183,6 +183,13 @@ def test_plain_context_piped_is_the_budgeted_text_byte_for_byte(shop, tmp_path, 
         assert tokens.count(out) <= int(budget)
 
 
+def test_an_empty_context_says_why_on_stderr(shop, tmp_path, capsys):
+    where = ("--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
+    code, out, err = run(capsys, "context", "cart total", *where, "--budget", "5")
+    assert code == 0 and out == ""
+    assert "the context is empty: a budget of 5 tokens fits none of the" in err
+
+
 def test_predict_for_a_task_reads_the_query_its_start_event_gave(shop, tmp_path, capsys):
     where = ("--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
     assert run(capsys, "event", "task_started", "--task", "T", "--data",
