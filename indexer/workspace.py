@@ -384,7 +384,10 @@ class Workspace:
             # The log made a path inside the workspace relative; one outside it is the agent's to record, and
             # no move of this workspace (refusing it after the append left the event stored all the same).
             if not (path.startswith(("/", "../")) or path == ".."):
-                self.observe(path, task_id=task_id, kind="edited" if type == "file_edited" else "opened")
+                # A file that is not there (a typo, a Windows path) would teach the predictor a move to nowhere.
+                seen = path if (self.root / path).is_file() else path.replace("\\", "/")
+                if (self.root / seen).is_file():
+                    self.observe(seen, task_id=task_id, kind="edited" if type == "file_edited" else "opened")
             return event
         if type == "task_started":  # the model's retrieval signal reads the task's text
             self.predictor.set_query(task_id, event.data.get("query") or event.data.get("title"))

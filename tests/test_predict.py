@@ -251,6 +251,18 @@ def test_a_file_event_outside_the_workspace_is_stored_once_and_is_no_move(tmp_pa
         assert ws.predictor.trails["T"].files == ["pkg/core.py"]
 
 
+def test_a_file_event_for_a_file_that_is_not_there_is_stored_and_is_no_move(tmp_path):
+    root = tmp_path / "ws"
+    _write(root, {"pkg/core.py": "def f():\n    return 1\n", "pkg/util.py": "def g():\n    return 2\n"})
+    with Workspace(root, index_dir=tmp_path / "idx") as ws:
+        ws.index()
+        ws.record("T", "file_opened", {"path": "pkg/core.py"})
+        ws.record("T", "file_opened", {"path": "does/not/exist.py"})
+        ws.record("T", "file_opened", {"path": "pkg\\util.py"})  # as a Windows editor spells it
+        assert ws.task_state("T").files_opened[-2:] == ("does/not/exist.py", "pkg\\util.py")
+        assert ws.predictor.trails["T"].files == ["pkg/core.py", "pkg/util.py"]
+
+
 def _commit_each(root, file_sets: list[dict[str, str]]) -> None:
     """A git repository at ``root`` with one commit per file set."""
     git(root, "init", "-q")
