@@ -380,3 +380,22 @@ def test_threads_appending_at_once_lose_nothing(db_path: Path) -> None:
     for seqs in results.values():
         assert seqs == sorted(seqs)
     assert sorted(results[0] + results[1]) == list(range(1, 51))
+
+
+def test_the_readme_lists_every_event_type_with_its_data_keys():
+    """The README's event table is what users read; it must say what ``validate`` accepts."""
+    import re
+    from pathlib import Path
+
+    from indexer.events import EVENT_TYPES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    documented: dict[str, tuple[set[str], set[str]]] = {}
+    for types, data in re.findall(r"^\| (`[a-z_]+`(?:, `[a-z_]+`)*) \| (.+) \|$", readme, re.M):
+        keys = set(re.findall(r"`([a-z_]+)`", re.sub(r"\([^)]*\)", "", data)))
+        required = set(re.findall(r"\*\*`([a-z_]+)`\*\*", data))
+        for name in re.findall(r"`([a-z_]+)`", types):
+            documented[name] = (keys, required)
+    expected = {name: ({f.name for f in fields}, {f.name for f in fields if f.required})
+                for name, fields in EVENT_TYPES.items()}
+    assert documented == expected
