@@ -7,7 +7,7 @@ DESIGN.md by following the types.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
@@ -419,3 +419,11 @@ class SearchHit:
             "summary": n.signature + (f"  # {n.doc}" if n.doc else ""),
             "why": self.why,
         }
+
+
+def vector_only_note(hits: Sequence[SearchHit]) -> str | None:
+    """A note for hits none of which matched a word of the query: only the embedder's nearest neighbours, which a
+    reader would otherwise take for matches (``search zzzqqq`` listed ten confident-looking rows)."""
+    if hits and not any("bm25" in h.why for h in hits):
+        return "no word of the query is in the index: these hits are only the nearest by vector similarity"
+    return None

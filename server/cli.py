@@ -297,6 +297,8 @@ def _node_json(node) -> dict:
 
 
 def cmd_search(args) -> None:
+    from indexer.types import vector_only_note
+
     if args.top_k < 1:
         raise CliError(f"--top-k must be >= 1, not {args.top_k}")
     with _workspace(args) as ws:
@@ -306,6 +308,10 @@ def cmd_search(args) -> None:
         except ValueError as exc:
             raise CliError(str(exc)) from None
         payload = {"hits": [h.to_json() for h in hits], "freshness": ws.freshness()}
+        note = vector_only_note(hits)
+        if note:
+            payload["note"] = note
+            sys.stderr.write(f"codeahead search: note: {note}\n")
         lines = [f"{h.score:6.3f}  {h.node.location}  {h.node.kind.value} {h.node.qualname}" for h in hits]
         _emit(args, payload, "\n".join(lines) or "no hits")
 

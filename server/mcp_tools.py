@@ -15,7 +15,7 @@ from pydantic import Field
 from indexer import tokens
 from indexer.events import UnknownTask
 from indexer.graph.query import MAX_LINKS, UnknownTarget, ambiguity, link_direction, via_names
-from indexer.types import Node
+from indexer.types import Node, vector_only_note
 from indexer.workspace import WorkspaceError
 from server.mcp_output import Render, json_blocks, tool_result
 from server.mcp_runtime import Runtime, first_pass_text, task_uri
@@ -166,7 +166,8 @@ def register_tools(server: MCPServer, runtime: Runtime, cap: int) -> None:
             raise ToolError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}")
         ws = await runtime.workspace(ctx, ctx.report_progress)
         hits = await call(ws.search, query, top_k=top_k, kind=kind)
-        return answer({"hits": [h.to_json() for h in hits]})
+        note = vector_only_note(hits)
+        return answer({"hits": [h.to_json() for h in hits], **({"note": note} if note else {})})
 
     @server.tool(annotations=_READ_ONLY, description=(
         "Two-way links of a node: calls/called_by, imports/imported_by, tests/tested_by, "

@@ -291,3 +291,12 @@ def test_a_query_that_is_a_path_finds_that_file_first(tree, workspace):
         first = ws.search(query, top_k=5)[0]
         assert (first.node.path, first.node.kind.value) == (query.removeprefix("./"), "module")
     assert ws.search("app/models/nothing.py", top_k=5)  # not a file: an ordinary search
+
+
+def test_hits_that_matched_no_word_of_the_query_carry_a_note():
+    from indexer.types import Node, NodeKind, SearchHit, vector_only_note
+
+    node = Node(id=1, kind=NodeKind.FUNCTION, name="f", qualname="m.f", path="m.py", start_line=1, end_line=2)
+    assert vector_only_note([SearchHit(node, 0.2, why="vector"), SearchHit(node, 0.1, why="vector+graph")])
+    assert vector_only_note([SearchHit(node, 0.9, why="bm25+vector"), SearchHit(node, 0.2, why="vector")]) is None
+    assert vector_only_note([]) is None  # no hits say so themselves
