@@ -253,14 +253,16 @@ def _foreign_sqlite(path: Path) -> None:
     lambda p: p.write_bytes(b"this is not a database at all " * 200),
     _foreign_sqlite,
 ], ids=["garbage", "foreign-sqlite"])
-def test_unusable_database_is_moved_aside_and_rebuilt(tree, workspace, tmp_path, spoil):
+def test_unusable_database_is_moved_aside_and_rebuilt(tree, workspace, tmp_path, spoil, caplog):
     root = tree(SMALL)
     index_dir = tmp_path / "idx"
     index_dir.mkdir()
     spoil(index_dir / DB_NAME)
     ws = workspace(root, index_dir=index_dir)
     assert ws.rebuilt is True
-    assert len(list(index_dir.glob(f"{DB_NAME}.broken-*"))) == 1
+    [moved] = index_dir.glob(f"{DB_NAME}.broken-*")
+    # the warning says where the task logs went: they were in the file moved aside
+    assert f"moved aside to {moved} (with its task event logs" in caplog.text
     assert ws.index().files_parsed == 3
     assert ws.node("pkg.a.f").path == "pkg/a.py"
 

@@ -120,7 +120,9 @@ def _move_aside(path: Path, reason: str) -> None:
         part = Path(f"{path}{suffix}")
         if part.exists():
             part.replace(Path(f"{path}{suffix}.broken-{stamp}"))
-    log.warning("index %s was unusable (%s); moved aside and rebuilding", path, reason)
+    # The task event logs and the prediction model live in the same file: say where they went.
+    log.warning("index %s was unusable (%s); moved aside to %s.broken-%s (with its task event logs and "
+                "prediction model) and rebuilding", path, reason, path, stamp)
 
 
 def open_database(path: Path) -> tuple[object, bool]:
