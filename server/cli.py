@@ -370,7 +370,9 @@ def cmd_task(args) -> None:
         payload = state.to_json()
         text = json.dumps(payload, indent=2, default=str, ensure_ascii=False)  # a title in any script, as written
         if args.at is not None and args.at > state.seq:
-            text += f"\n(the task's log ends at #{state.seq}: this is its state now)"
+            note = f"the task's log ends at #{state.seq}: this is its state now"
+            text += f"\n({note})"
+            payload["note"] = note
         _emit(args, payload, text)
 
 
@@ -378,7 +380,15 @@ def cmd_task(args) -> None:
 WATCH_LINE_PATHS = 3
 
 
+class _EndSaidByWatch(logging.Filter):
+    """Drops the watcher's log line about why it stopped: ``watch`` says it itself, in its one last line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("codeahead watcher stopped")
+
+
 def cmd_watch(args) -> None:
+    logging.getLogger("indexer.watch").addFilter(_EndSaidByWatch())
     with _workspace(args, path_arg=args.path) as ws:
         bar = _ProgressBar(bar=not args.json)
         stats = ws.index(progress=bar)

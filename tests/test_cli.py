@@ -282,3 +282,6 @@ def test_task_shows_its_text_as_written_and_says_when_at_is_past_its_log(shop, t
     assert '"title": "tâche 🚀"' in out and "(the task's log" not in out
     out = run(capsys, "task", "T", "--at", "99", *where)[1]
     assert "(the task's log ends at #1: this is its state now)" in out
+    answer = json.loads(run(capsys, "task", "T", "--at", "99", *where, "--json")[1])
+    assert answer["note"] == "the task's log ends at #1: this is its state now"
+    assert "note" not in json.loads(run(capsys, "task", "T", "--at", "1", *where, "--json")[1])

@@ -282,6 +282,7 @@ def test_watch_stops_with_one_line_when_its_index_folder_is_deleted(tmp_path):
             watch.kill()
     err = watch.stderr.read()
     assert code == 2 and "stopped watching: the index folder" in err and "Traceback" not in err, err
+    assert err.count("the index folder") == 1, err  # the command's line, not the watcher's log line again
 
 
 def test_watch_embeds_what_it_indexes_so_the_next_search_does_not_wait(tmp_path):
