@@ -255,8 +255,9 @@ def _unlistable(rel_path: str, err: OSError) -> Skipped:
     return Skipped(rel_path, SkipReason.UNREADABLE, _os_error_detail(err))
 
 
-def _check_content(head: bytes, rel_path: str, complete: bool) -> Skipped | None:
-    """BINARY or NOT_UTF8 for a file's leading bytes, None when they look like text."""
+def _check_content(head: bytes, rel_path: str, complete: bool) -> Skipped | str | None:
+    """BINARY or NOT_UTF8 for a file's leading bytes; None when they look like UTF-8 text, or the encoding
+    another text declares in a PEP 263 comment (``# -*- coding: latin-1 -*-``), which Python reads it in."""
     if b"\0" in head[:BINARY_PROBE_BYTES]:
         return Skipped(rel_path, SkipReason.BINARY, "NUL byte in the first 8 KB")
     probe = head[:UTF8_PROBE_BYTES]
@@ -265,7 +266,33 @@ def _check_content(head: bytes, rel_path: str, complete: bool) -> Skipped | None
         # Not final unless the whole file is here: a character may straddle the cut.
         codecs.getincrementaldecoder("utf-8")().decode(probe, final=whole_file)
     except UnicodeDecodeError as err:
-        return Skipped(rel_path, SkipReason.NOT_UTF8, f"invalid UTF-8 at byte {err.start}")
+        encoding = _declared_encoding(head)
+        if encoding is None:
+            return Skipped(rel_path, SkipReason.NOT_UTF8, f"invalid UTF-8 at byte {err.start}")
+        try:
+            codecs.getincrementaldecoder(encoding)().decode(probe, final=whole_file)
+        except UnicodeDecodeError as bad:
+            return Skipped(rel_path, SkipReason.NOT_UTF8, f"invalid {encoding} (its coding comment) at byte {bad.start}")
+        return encoding
+    return None
+
+
+#: PEP 263's coding comment, on the first line or on the second after a comment or blank first line.
+_CODING = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
+
+
+def _declared_encoding(head: bytes) -> str | None:
+    """The encoding other than UTF-8 a file's coding comment declares, when Python knows it; else None."""
+    for line in head.split(b"\n", 2)[:2]:
+        found = _CODING.match(line)
+        if found:
+            try:
+                name = codecs.lookup(found.group(1).decode("ascii")).name
+            except (LookupError, UnicodeDecodeError):
+                return None
+            return None if name == "utf-8" else name
+        if line.strip() and not line.lstrip().startswith(b"#"):
+            return None  # code on the first line: a comment on the second declares nothing
     return None
 
 
@@ -287,7 +314,15 @@ def _read_checked(full: str, rel_path: str, max_bytes: int, limit: int) -> bytes
         return Skipped(rel_path, SkipReason.UNREADABLE, _os_error_detail(err))
     if len(data) > max_bytes:  # grew since the fstat
         return Skipped(rel_path, SkipReason.TOO_LARGE, f"over {max_bytes} bytes")
-    return _check_content(data, rel_path, complete=len(data) <= limit) or data
+    checked = _check_content(data, rel_path, complete=len(data) <= limit)
+    if isinstance(checked, Skipped):
+        return checked
+    if checked is not None and len(data) <= limit:  # the whole text in its declared encoding: as UTF-8, lines kept
+        try:
+            return data.decode(checked).encode("utf-8")
+        except UnicodeDecodeError as bad:
+            return Skipped(rel_path, SkipReason.NOT_UTF8, f"invalid {checked} (its coding comment) at byte {bad.start}")
+    return data
 
 
 def read_source(root: Path | str, rel_path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes | Skipped:

@@ -249,6 +249,16 @@ def _foreign_sqlite(path: Path) -> None:
     conn.close()
 
 
+def test_a_file_with_a_coding_comment_is_indexed_in_its_encoding(tree, workspace):
+    root = tree({"menu.py": "# -*- coding: latin-1 -*-\n\n\ndef caf\u00e9_au_lait():\n    return 'cr\u00e8me'\n"})
+    (root / "menu.py").write_bytes((root / "menu.py").read_text(encoding="utf-8").encode("latin-1"))
+    ws = workspace(root)
+    ws.index()
+    [node] = ws.nodes("caf\u00e9_au_lait")
+    assert (node.path, node.start_line) == ("menu.py", 4)
+    assert "return 'cr\u00e8me'" in ws.context(focus="menu.py:4", budget=500).text
+
+
 @pytest.mark.parametrize("spoil", [
     lambda p: p.write_bytes(b"this is not a database at all " * 200),
     _foreign_sqlite,

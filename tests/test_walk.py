@@ -139,6 +139,19 @@ def test_not_utf8_file(tmp_path: Path) -> None:
     assert isinstance(got, Skipped) and got.reason is SkipReason.NOT_UTF8
 
 
+def test_a_file_in_the_encoding_its_coding_comment_declares_is_read_as_python_reads_it(tmp_path: Path) -> None:
+    write(tmp_path, "latin.py", "# -*- coding: latin-1 -*-\ns = 'caf\xe9'\n".encode("latin-1"))
+    write(tmp_path, "second.py", "#!/usr/bin/env python\n# vim: set fileencoding=cp1252 :\nx = '\u20ac'\n".encode("cp1252"))
+    write(tmp_path, "late.py", "x = 1\n# coding: latin-1\ns = 'caf\xe9'\n".encode("latin-1"))  # too late: no cookie
+    write(tmp_path, "lying.py", "# coding: ascii\ns = 'caf\xe9'\n".encode("latin-1"))
+    result = walk(tmp_path, check_content=True)
+    assert sorted(f.path for f in result.files) == ["latin.py", "second.py"]
+    assert {p: reason for p, (reason, _) in skips(result).items()} == {"late.py": SkipReason.NOT_UTF8,
+                                                                      "lying.py": SkipReason.NOT_UTF8}
+    assert read_source(tmp_path, "latin.py") == "# -*- coding: latin-1 -*-\ns = 'caf\xe9'\n".encode("utf-8")
+    assert read_source(tmp_path, "second.py").decode("utf-8").endswith("x = '\u20ac'\n")
+
+
 def test_utf8_character_across_the_probe_boundary_is_text(tmp_path: Path) -> None:
     data = b"#" * (UTF8_PROBE_BYTES - 1) + "é".encode() + b"\nx = 1\n"
     write(tmp_path, "long.py", data)
