@@ -465,13 +465,17 @@ def cmd_predict(args) -> None:
 def cmd_stats(args) -> None:
     with _workspace(args) as ws:
         status = ws.status()
-        payload = {"cache": status["cache"], "prediction": ws.predictor.stats(), "freshness": status["freshness"]}
-        # Hits and misses are this process's lookups (a server reports its own in index_status); entries and
-        # bytes are what the cache holds on disk.
-        lines = ["tier      hits  misses  hit rate  entries      bytes   (hits and misses: this process)"]
+        stored = ws.cache.stored_hits()
+        payload = {"cache": status["cache"], "stored_hits": stored, "prediction": ws.predictor.stats(),
+                   "freshness": status["freshness"]}
+        # Hits and misses are this process's lookups (a server reports its own in index_status); entries, bytes
+        # and the hits they served are what the cache holds on disk, for every process that used it.
+        lines = ["tier      hits  misses  hit rate  entries      bytes  served   (hits and misses: this process; "
+                 "served: by the entries on disk)"]
         for tier, t in status["cache"]["tiers"].items():
             rate = f"{t['hit_rate']:.1%}" if t["hits"] + t["misses"] else "-"  # no lookup: no rate, not 0%
-            lines.append(f"{tier:<8} {t['hits']:>5} {t['misses']:>7} {rate:>9} {t['entries']:>8} {t['bytes']:>10}")
+            lines.append(f"{tier:<8} {t['hits']:>5} {t['misses']:>7} {rate:>9} {t['entries']:>8} {t['bytes']:>10} "
+                         f"{stored[tier]:>7}")
         model = payload["prediction"]
         shown = {k: "-" if model[k] is None else model[k] for k in ("hit_at_5", "mrr")}
         lines.append(f"prediction: {model['moves_scored']} moves scored, hit@5 {shown['hit_at_5']}, "

@@ -173,6 +173,15 @@ def test_stats_shows_no_rate_where_nothing_was_looked_up(shop, tmp_path, capsys)
     assert "hit@5 -, mrr -" in out
 
 
+def test_stats_counts_the_hits_that_entries_on_disk_served_other_commands(shop, tmp_path, capsys):
+    where = ("--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
+    for _ in range(3):  # the first builds the answer, the next two are served from the cache
+        assert run(capsys, "context", "cart total", *where, "--budget", "300")[0] == 0
+    stats = json.loads(run(capsys, "stats", *where, "--json")[1])
+    assert stats["cache"]["tiers"]["context"]["hits"] == 0  # this process looked nothing up
+    assert stats["stored_hits"]["context"] == 2
+
+
 def test_plain_context_piped_is_the_budgeted_text_byte_for_byte(shop, tmp_path, capsys):
     where = ("--workspace", str(shop), "--index-dir", str(tmp_path / "idx"))
     for budget in ("40", "300"):

@@ -278,6 +278,13 @@ class TieredCache:
                 }
             return {"tiers": tiers, "refresh": dict(self._refresh_counts)}
 
+    def stored_hits(self) -> dict[str, int]:
+        """Per tier, the hits the entries in the store have served, counted by every process that shares it (as
+        their counters were last written; an evicted entry takes its count with it). ``stats`` counts only this
+        process's lookups, which a short-lived command never makes."""
+        with self._lock:
+            return {name: sum(m.hits for m in self.backend.meta(name)) for name in self.tiers}
+
     def sample_history(self, now: float | None = None) -> tuple[float, dict[str, float | None]]:
         """Append (time, hit rate per tier since the last point; None without requests) to the history ring."""
         with self._lock:
