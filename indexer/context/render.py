@@ -147,10 +147,10 @@ class SourceCache:
                 out.append(lines.joined(line - 1, start - 1))
             # A definition's lines start at its decorators: they stay as written (``@property`` tells an
             # agent not to call ``ok()``), and only the rest gives way to the signature.
-            header = start
-            while header <= min(end, len(lines)) and not lines[header - 1].lstrip().startswith(_HEADER_STARTS):
+            last, header = min(end, len(lines)), start
+            while header <= last and not lines[header - 1].lstrip().startswith(_HEADER_STARTS):
                 header += 1
-            if header > min(end, len(lines)):
+            if header > last:
                 header = start
             elif header > start:
                 out.append(lines.joined(start - 1, header - 1))

@@ -383,8 +383,7 @@ class Resolver:
             if found:
                 return [(i, Confidence.IMPORT) for i in found]
         folder = facts.path.rpartition("/")[0]
-        nearest: list[int] = []
-        depth = -1
+        nearest, depth = None, -1  # the deepest conftest.py above the test; of two definitions there, the last
         for i in candidates:
             where, _, base = nodes[i].path.rpartition("/")
             if base != _CONFTEST or not _module_level(nodes, i):
@@ -392,12 +391,10 @@ class Resolver:
             if where and folder != where and not folder.startswith(where + "/"):
                 continue  # a conftest.py of another folder
             level = where.count("/") + 1 if where else 0
-            if level > depth:
-                nearest, depth = [i], level
-            elif level == depth:
-                nearest.append(i)
-        if nearest:
-            return [(nearest[-1], Confidence.IMPORT)]
+            if level >= depth:
+                nearest, depth = i, level
+        if nearest is not None:
+            return [(nearest, Confidence.IMPORT)]
         plugins = [i for i in candidates if not nodes[i].in_test and _module_level(nodes, i)
                    and nodes[i].path.rpartition("/")[2] != _CONFTEST]
         if len(plugins) == 1:

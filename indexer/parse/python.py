@@ -33,6 +33,7 @@ _SELF_NAMES = frozenset({"self", "cls"})
 _FIXTURE_DECORATORS = frozenset({"fixture", "yield_fixture"})
 _USEFIXTURES = "usefixtures"
 _PARAMETRIZE = "parametrize"
+_PYTEST_DECORATORS = _FIXTURE_DECORATORS | {_USEFIXTURES, _PARAMETRIZE}
 
 # Captures: @def = class/function, @import = any import statement, @call = a callee
 # that is an identifier or attribute chain (a bare decorator is one too: Python calls it with the
@@ -251,7 +252,8 @@ def _definition(d: _Def, defs: list[_Def], source: bytes, test_file: bool,
     first = node.child(0)
     kind = _kind(d, defs, test_file)
     decorators = _decorators(d.outer, source)
-    registered, marked, parametrized = _pytest_decorators(d.outer, source) if decorators else (None, (), ())
+    pytest_marks = any(n.rsplit(".", 1)[-1] in _PYTEST_DECORATORS for n in decorators)  # not @property's
+    registered, marked, parametrized = _pytest_decorators(d.outer, source) if pytest_marks else (None, (), ())
     asks_fixtures = kind is NodeKind.TEST or registered is not None
     return Definition(
         kind=kind,
@@ -318,11 +320,11 @@ def _pytest_decorators(outer: Node, source: bytes) -> tuple[str | None, tuple[st
         name = _dotted(fn, source) if fn is not None else None
         last = name.rsplit(".", 1)[-1] if name else ""
         if last in _FIXTURE_DECORATORS:
-            registered = (_keyword_string(call, "name") or "") if call is not None else ""
+            registered = _string_value(_keyword_argument(call, "name")) if call is not None else ""
         elif last == _USEFIXTURES and call is not None:
             arguments = call.child_by_field_name("arguments")
             marked += (_string_value(a) for a in (arguments.named_children if arguments is not None else ()))
-        elif last == _PARAMETRIZE and call is not None and not _keyword_given(call, "indirect"):
+        elif last == _PARAMETRIZE and call is not None and _keyword_argument(call, "indirect") is None:
             arguments = call.child_by_field_name("arguments")
             first = arguments.named_children[0] if arguments is not None and arguments.named_child_count else None
             if first is not None and first.type in ("list", "tuple"):
@@ -332,19 +334,13 @@ def _pytest_decorators(outer: Node, source: bytes) -> tuple[str | None, tuple[st
     return registered, tuple(m for m in marked if m), tuple(f for f in filled if f)
 
 
-def _keyword_given(call: Node, keyword: str) -> bool:
-    arguments = call.child_by_field_name("arguments")
-    return any(arg.type == "keyword_argument" and _plain(arg.child_by_field_name("name")) == keyword
-               for arg in (arguments.named_children if arguments is not None else ()))
-
-
-def _keyword_string(call: Node, keyword: str) -> str:
-    """The string literal passed as ``keyword=`` to ``call``, else ""."""
+def _keyword_argument(call: Node, keyword: str) -> Node | None:
+    """The value passed as ``keyword=`` to ``call``, else None."""
     arguments = call.child_by_field_name("arguments")
     for arg in arguments.named_children if arguments is not None else ():
         if arg.type == "keyword_argument" and _plain(arg.child_by_field_name("name")) == keyword:
-            return _string_value(arg.child_by_field_name("value"))
-    return ""
+            return arg.child_by_field_name("value")
+    return None
 
 
 def _string_value(node: Node | None) -> str:
